@@ -1,0 +1,239 @@
+//! `kvmng_memory_map()` emulated: several slot changes applied as one.
+//!
+//! KVM has no multi-slot update, so the emulation holds the vCPUs out of
+//! guest mode (see [`super::gate`]), applies the regions one by one with
+//! `KVM_SET_USER_MEMORY_REGION2`, and on a failure restores the slots it had
+//! already changed, from the table it keeps of every slot set through it.
+
+use super::{binding, gate, usermem};
+use crate::errno::{Errno, SysResult};
+use crate::sys::ioctl;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use kvm_bindings::kvm_userspace_memory_region2;
+use kvmng_abi::ioctls::KVM_SET_USER_MEMORY_REGION2;
+use kvmng_abi::KVMNG_MEMORY_MAP_MAX;
+
+/// The most slots whose previous state the emulation remembers.
+const TRACKED_SLOTS: usize = 512;
+/// Regions copied in per step when checking readability.
+const CHUNK: usize = 16;
+
+/// What the emulation knows of one slot.
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    in_use: bool,
+    region: Region,
+}
+
+/// The fields of a region that define a slot (the padding is not kept).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+struct Region {
+    slot: u32,
+    flags: u32,
+    guest_phys_addr: u64,
+    memory_size: u64,
+    userspace_addr: u64,
+    guest_memfd_offset: u64,
+    guest_memfd: u32,
+}
+
+impl Region {
+    fn of(r: &kvm_userspace_memory_region2) -> Region {
+        Region {
+            slot: r.slot,
+            flags: r.flags,
+            guest_phys_addr: r.guest_phys_addr,
+            memory_size: r.memory_size,
+            userspace_addr: r.userspace_addr,
+            guest_memfd_offset: r.guest_memfd_offset,
+            guest_memfd: r.guest_memfd,
+        }
+    }
+
+    fn to_kvm(self) -> kvm_userspace_memory_region2 {
+        kvm_userspace_memory_region2 {
+            slot: self.slot,
+            flags: self.flags,
+            guest_phys_addr: self.guest_phys_addr,
+            memory_size: self.memory_size,
+            userspace_addr: self.userspace_addr,
+            guest_memfd_offset: self.guest_memfd_offset,
+            guest_memfd: self.guest_memfd,
+            ..Default::default()
+        }
+    }
+
+    /// The region that deletes this slot.
+    fn deletion(slot: u32) -> Region {
+        Region {
+            slot,
+            ..Default::default()
+        }
+    }
+}
+
+/// The slot table, guarded by [`TABLE_LOCK`].
+struct Table(UnsafeCell<[Slot; TRACKED_SLOTS]>);
+// SAFETY: every access goes through `with_table`, which holds TABLE_LOCK.
+unsafe impl Sync for Table {}
+
+static TABLE: Table = Table(UnsafeCell::new(
+    [Slot {
+        in_use: false,
+        region: Region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: 0,
+            userspace_addr: 0,
+            guest_memfd_offset: 0,
+            guest_memfd: 0,
+        },
+    }; TRACKED_SLOTS],
+));
+static TABLE_LOCK: AtomicBool = AtomicBool::new(false);
+
+fn with_table<R>(f: impl FnOnce(&mut [Slot; TRACKED_SLOTS]) -> R) -> R {
+    while TABLE_LOCK
+        .compare_exchange_weak(false, true, SeqCst, SeqCst)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    // SAFETY: TABLE_LOCK is held, so this is the only reference.
+    let result = f(unsafe { &mut *TABLE.0.get() });
+    TABLE_LOCK.store(false, SeqCst);
+    result
+}
+
+/// What the table knows of `slot`: `Some(Some(region))` if it exists,
+/// `Some(None)` if it is known not to exist or unknown (treated as absent).
+fn previous(table: &[Slot; TRACKED_SLOTS], slot: u32) -> Option<Region> {
+    table
+        .iter()
+        .find(|s| s.in_use && s.region.slot == slot)
+        .map(|s| s.region)
+}
+
+fn record(table: &mut [Slot; TRACKED_SLOTS], region: Region) {
+    let existing = table
+        .iter_mut()
+        .find(|s| s.in_use && s.region.slot == region.slot);
+    match (existing, region.memory_size) {
+        (Some(s), 0) => s.in_use = false,
+        (Some(s), _) => s.region = region,
+        (None, 0) => {}
+        (None, _) => {
+            if let Some(s) = table.iter_mut().find(|s| !s.in_use) {
+                *s = Slot {
+                    in_use: true,
+                    region,
+                };
+            }
+        }
+    }
+}
+
+/// Forgets every slot (the VM binding changed, or after fork).
+pub fn forget_slots() {
+    TABLE_LOCK.store(false, SeqCst);
+    with_table(|t| t.iter_mut().for_each(|s| s.in_use = false));
+}
+
+/// Records a slot change made with the legacy ioctl through
+/// `kvmng_control`, so that a later rollback knows it.
+pub fn note_control_update(region: &kvm_userspace_memory_region2) {
+    with_table(|t| record(t, Region::of(region)));
+}
+
+fn set_region(vm_fd: i32, region: &kvm_userspace_memory_region2) -> SysResult {
+    // SAFETY: the ioctl reads one region2 struct, which lives on the
+    // caller's stack.
+    unsafe {
+        ioctl(
+            vm_fd,
+            KVM_SET_USER_MEMORY_REGION2,
+            region as *const _ as u64,
+        )
+    }
+}
+
+fn read_region(regions: u64, index: usize) -> Result<kvm_userspace_memory_region2, Errno> {
+    let size = core::mem::size_of::<kvm_userspace_memory_region2>() as u64;
+    usermem::read_value(regions + index as u64 * size)
+}
+
+/// `kvmng_memory_map(regions, count, flags)`.
+pub fn memory_map(regions: u64, count: u32, flags: u32) -> SysResult {
+    if flags != 0 {
+        return Err(Errno(libc::EINVAL));
+    }
+    let vm_fd = binding::vm_fd()?;
+    if count > KVMNG_MEMORY_MAP_MAX {
+        return Err(Errno(libc::E2BIG));
+    }
+    if count == 0 {
+        return Ok(0);
+    }
+    let count = count as usize;
+    let mut chunk = [kvm_userspace_memory_region2::default(); CHUNK];
+    let size = core::mem::size_of::<kvm_userspace_memory_region2>() as u64;
+    for start in (0..count).step_by(CHUNK) {
+        let n = CHUNK.min(count - start);
+        usermem::read_slice(regions + start as u64 * size, &mut chunk[..n])?;
+    }
+
+    // The table lock serializes whole updates; the gate is closed inside it.
+    with_table(|table| {
+        let _held = gate::Closed::close();
+        let mut undo = [Region::default(); KVMNG_MEMORY_MAP_MAX as usize];
+        for index in 0..count {
+            let region = read_region(regions, index).and_then(|r| set_region(vm_fd, &r).map(|_| r));
+            match region {
+                Ok(region) => {
+                    let slot = region.slot;
+                    undo[index] = previous(table, slot).unwrap_or(Region::deletion(slot));
+                    record(table, Region::of(&region));
+                }
+                Err(errno) => {
+                    for earlier in (0..index).rev() {
+                        let restore = undo[earlier].to_kvm();
+                        let _ = set_region(vm_fd, &restore);
+                        record(table, undo[earlier]);
+                    }
+                    return Err(errno);
+                }
+            }
+        }
+        Ok(count as i64)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_tracks_creation_change_and_deletion() {
+        let mut table = [Slot::default(); TRACKED_SLOTS];
+        let a = Region {
+            slot: 3,
+            memory_size: 4096,
+            guest_phys_addr: 0x1000,
+            ..Default::default()
+        };
+        assert_eq!(previous(&table, 3), None);
+        record(&mut table, a);
+        assert_eq!(previous(&table, 3), Some(a));
+        let moved = Region {
+            guest_phys_addr: 0x8000,
+            ..a
+        };
+        record(&mut table, moved);
+        assert_eq!(previous(&table, 3), Some(moved));
+        assert_eq!(table.iter().filter(|s| s.in_use).count(), 1);
+        record(&mut table, Region::deletion(3));
+        assert_eq!(previous(&table, 3), None);
+    }
+}

@@ -1,0 +1,268 @@
+//! The legacy backend: every kvmng call carried out with classic KVM
+//! ioctls, issued as raw syscalls, with the semantics of docs/api.md
+//! (section 6 lists where the emulation differs and why).
+
+pub mod binding;
+pub mod fdkind;
+pub mod gate;
+pub mod memmap;
+pub mod state;
+pub mod usermem;
+
+use super::{Backend, BackendKind};
+use crate::errno::{Errno, SysResult};
+use crate::sys::{close, ioctl};
+use fdkind::FdKind;
+use kvm_bindings::{kvm_interrupt, kvm_irq_level, kvm_userspace_memory_region2};
+use kvmng_abi::ioctls::*;
+use kvmng_abi::*;
+
+/// The emulation. All its state is process-wide (see [`binding`]), so any
+/// number of `Legacy` values share it.
+#[derive(Debug, Clone, Copy)]
+pub struct Legacy(());
+
+impl Legacy {
+    /// Prepares the process-wide state (pthread key, fork handler). Call
+    /// from ordinary code before any call may come from a signal handler.
+    pub fn new() -> Legacy {
+        binding::init();
+        Legacy(())
+    }
+}
+
+impl Default for Legacy {
+    fn default() -> Self {
+        Legacy::new()
+    }
+}
+
+fn einval() -> Errno {
+    Errno(libc::EINVAL)
+}
+
+/// EBADF / wrong kind (EINVAL) / other mm (EIO) checks of the bind calls.
+fn check_bindable(fd: i32, want_vm: bool) -> Result<(), Errno> {
+    let kind = fdkind::classify(fd)?;
+    let right = matches!(
+        (kind, want_vm),
+        (FdKind::Vm, true) | (FdKind::Vcpu(_), false)
+    );
+    if !right {
+        return Err(einval());
+    }
+    if !fdkind::belongs_to_this_mm(fd) {
+        return Err(Errno(libc::EIO));
+    }
+    Ok(())
+}
+
+fn bind_current_thread(vcpu_fd: i32) -> Result<(), Errno> {
+    let private = binding::private_dup(vcpu_fd)?;
+    gate::install_kick_handler();
+    binding::set_current(private).inspect_err(|_| {
+        let _ = close(private);
+    })
+}
+
+impl Backend for Legacy {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Legacy
+    }
+
+    fn create_vm(&self, kvm_fd: i32, vm_type: u64, flags: u32) -> SysResult {
+        if flags != 0 {
+            return Err(einval());
+        }
+        let open_flags = fdkind::open_flags(kvm_fd)?;
+        if !fdkind::is_kvm_device(kvm_fd)? {
+            return Err(Errno(libc::ENODEV));
+        }
+        if open_flags as i32 & libc::O_ACCMODE != libc::O_RDWR {
+            return Err(Errno(libc::EACCES));
+        }
+        if binding::vm_fd().is_ok() {
+            return Err(Errno(libc::EEXIST));
+        }
+        // SAFETY: KVM_CREATE_VM takes an integer argument.
+        let vm_fd = unsafe { ioctl(kvm_fd, KVM_CREATE_VM, vm_type) }? as i32;
+        let bound = binding::private_dup(vm_fd).and_then(|private| {
+            binding::set_vm(private).inspect_err(|_| {
+                let _ = close(private);
+            })
+        });
+        if let Err(errno) = bound {
+            let _ = close(vm_fd);
+            return Err(errno);
+        }
+        memmap::forget_slots();
+        binding::remember_kvm_device(kvm_fd);
+        Ok(i64::from(vm_fd))
+    }
+
+    fn bind_vm(&self, vm_fd: i32, flags: u32) -> SysResult {
+        if flags != 0 {
+            return Err(einval());
+        }
+        let _guard = binding::ChangeGuard::lock();
+        if vm_fd == KVMNG_UNBIND {
+            if binding::clear_vm() {
+                memmap::forget_slots();
+            }
+            return Ok(0);
+        }
+        check_bindable(vm_fd, true)?;
+        if let Ok(bound) = binding::vm_fd() {
+            return if fdkind::same_file(bound, vm_fd) {
+                Ok(0)
+            } else {
+                Err(Errno(libc::EEXIST))
+            };
+        }
+        let private = binding::private_dup(vm_fd)?;
+        binding::set_vm(private).inspect_err(|_| {
+            let _ = close(private);
+        })?;
+        memmap::forget_slots();
+        Ok(0)
+    }
+
+    fn create_vcpu(&self, id: u64, flags: u32) -> SysResult {
+        if flags & !KVMNG_CREATE_VCPU_FLAGS != 0 {
+            return Err(einval());
+        }
+        let vm_fd = binding::vm_fd()?;
+        let bind = flags & KVMNG_CREATE_VCPU_BIND != 0;
+        let _guard = bind.then(binding::ChangeGuard::lock);
+        if bind && binding::current().is_ok() {
+            return Err(Errno(libc::EBUSY));
+        }
+        // SAFETY: KVM_CREATE_VCPU takes an integer argument.
+        let vcpu_fd = unsafe { ioctl(vm_fd, KVM_CREATE_VCPU, id) }? as i32;
+        if bind {
+            if let Err(errno) = bind_current_thread(vcpu_fd) {
+                let _ = close(vcpu_fd);
+                return Err(errno);
+            }
+        }
+        Ok(i64::from(vcpu_fd))
+    }
+
+    fn bind_vcpu(&self, vcpu_fd: i32, flags: u32) -> SysResult {
+        if flags != 0 {
+            return Err(einval());
+        }
+        let _guard = binding::ChangeGuard::lock();
+        if vcpu_fd == KVMNG_UNBIND {
+            binding::clear_current();
+            return Ok(0);
+        }
+        check_bindable(vcpu_fd, false)?;
+        if let Ok(mine) = binding::current_vcpu_fd() {
+            if fdkind::same_file(mine, vcpu_fd) {
+                return Ok(0);
+            }
+        }
+        if binding::bound_elsewhere(vcpu_fd, crate::sys::gettid()) {
+            return Err(Errno(libc::EBUSY));
+        }
+        bind_current_thread(vcpu_fd)?;
+        Ok(0)
+    }
+
+    fn run(&self, flags: u32) -> SysResult {
+        if flags != 0 {
+            return Err(einval());
+        }
+        let me = binding::current()?;
+        gate::run(me, me.fd.load(core::sync::atomic::Ordering::SeqCst))
+    }
+
+    unsafe fn vcpu_state(
+        &self,
+        entries: *mut kvmng_state_entry,
+        count: u32,
+        flags: u32,
+    ) -> SysResult {
+        state::vcpu_state(entries as u64, count, flags)
+    }
+
+    fn irq(&self, kind: u32, nr: u32, level: u32, flags: u32) -> SysResult {
+        if flags != 0 {
+            return Err(einval());
+        }
+        match kind {
+            KVMNG_IRQ_LINE => {
+                let vm_fd = binding::vm_fd()?;
+                let line = kvm_irq_level {
+                    __bindgen_anon_1: kvm_bindings::kvm_irq_level__bindgen_ty_1 { irq: nr },
+                    level,
+                };
+                // SAFETY: the ioctl reads one kvm_irq_level from our stack.
+                unsafe { ioctl(vm_fd, KVM_IRQ_LINE, &line as *const _ as u64) }
+            }
+            KVMNG_IRQ_INTERRUPT => {
+                if level != 0 {
+                    return Err(einval());
+                }
+                let fd = binding::current_vcpu_fd()?;
+                let interrupt = kvm_interrupt { irq: nr };
+                // SAFETY: the ioctl reads one kvm_interrupt from our stack.
+                unsafe { ioctl(fd, KVM_INTERRUPT, &interrupt as *const _ as u64) }
+            }
+            KVMNG_IRQ_NMI | KVMNG_IRQ_SMI => {
+                if nr != 0 || level != 0 {
+                    return Err(einval());
+                }
+                let fd = binding::current_vcpu_fd()?;
+                let cmd = if kind == KVMNG_IRQ_NMI {
+                    KVM_NMI
+                } else {
+                    KVM_SMI
+                };
+                // SAFETY: KVM_NMI and KVM_SMI take no argument.
+                unsafe { ioctl(fd, cmd, 0) }
+            }
+            _ => Err(einval()),
+        }
+    }
+
+    unsafe fn memory_map(
+        &self,
+        regions: *const kvm_userspace_memory_region2,
+        count: u32,
+        flags: u32,
+    ) -> SysResult {
+        memmap::memory_map(regions as u64, count, flags)
+    }
+
+    unsafe fn control(&self, scope: u32, cmd: u32, arg: u64, flags: u32) -> SysResult {
+        if flags != 0 {
+            return Err(einval());
+        }
+        let cmd = u64::from(cmd);
+        let fd = match scope {
+            KVMNG_SCOPE_SYSTEM => {
+                let vm_fd = binding::vm_fd()?;
+                binding::kvm_device_fd().unwrap_or(vm_fd)
+            }
+            KVMNG_SCOPE_VM => binding::vm_fd()?,
+            KVMNG_SCOPE_VCPU => {
+                let me = binding::current()?;
+                if cmd == KVM_RUN {
+                    return gate::run(me, me.fd.load(core::sync::atomic::Ordering::SeqCst));
+                }
+                me.fd.load(core::sync::atomic::Ordering::SeqCst)
+            }
+            _ => return Err(einval()),
+        };
+        // SAFETY: the caller vouches that `arg` is what `cmd` expects.
+        let result = unsafe { ioctl(fd, cmd, arg) };
+        if result.is_ok() && scope == KVMNG_SCOPE_VM && cmd == KVM_SET_USER_MEMORY_REGION2 {
+            if let Ok(region) = usermem::read_value::<kvm_userspace_memory_region2>(arg) {
+                memmap::note_control_update(&region);
+            }
+        }
+        result
+    }
+}

@@ -1,0 +1,91 @@
+//! The two implementations of the kvmng calls.
+//!
+//! [`Backend`] mirrors the syscalls of docs/api.md one for one: same
+//! arguments, same results, same errno values in the same order of checks.
+//! [`native::Native`] issues the syscalls; [`legacy::Legacy`] carries them
+//! out with classic KVM ioctls on any kernel.
+
+pub mod legacy;
+pub mod native;
+
+use crate::errno::SysResult;
+use kvm_bindings::kvm_userspace_memory_region2;
+use kvmng_abi::kvmng_state_entry;
+
+/// Which implementation carries out the calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    /// The kvmng syscalls of a patched kernel.
+    Native,
+    /// Classic KVM ioctls: the emulation for stock kernels.
+    Legacy,
+}
+
+impl BackendKind {
+    /// A short name for messages and traces.
+    pub const fn name(self) -> &'static str {
+        match self {
+            BackendKind::Native => "native",
+            BackendKind::Legacy => "legacy",
+        }
+    }
+}
+
+/// The kvmng calls. Each method is the syscall of the same name.
+///
+/// The methods taking user addresses are `unsafe`: the kernel (or the
+/// emulation) writes through them, so they must be valid for the writes the
+/// call makes, or invalid on purpose to get `EFAULT`. An address that is
+/// not mapped never crashes: the call reports `EFAULT`.
+pub trait Backend: Send + Sync {
+    /// Which backend this is.
+    fn kind(&self) -> BackendKind;
+
+    /// `kvmng_create_vm(kvm_fd, type, flags)`: a new VM fd.
+    fn create_vm(&self, kvm_fd: i32, vm_type: u64, flags: u32) -> SysResult;
+
+    /// `kvmng_bind_vm(vm_fd, flags)`.
+    fn bind_vm(&self, vm_fd: i32, flags: u32) -> SysResult;
+
+    /// `kvmng_create_vcpu(id, flags)`: a new vCPU fd.
+    fn create_vcpu(&self, id: u64, flags: u32) -> SysResult;
+
+    /// `kvmng_bind_vcpu(vcpu_fd, flags)`.
+    fn bind_vcpu(&self, vcpu_fd: i32, flags: u32) -> SysResult;
+
+    /// `kvmng_run(flags)`.
+    fn run(&self, flags: u32) -> SysResult;
+
+    /// `kvmng_vcpu_state(entries, count, flags)`.
+    ///
+    /// # Safety
+    /// `entries` (for `count` entries) and every entry's buffer must be
+    /// valid for the reads and writes the call makes, or unmapped.
+    unsafe fn vcpu_state(
+        &self,
+        entries: *mut kvmng_state_entry,
+        count: u32,
+        flags: u32,
+    ) -> SysResult;
+
+    /// `kvmng_irq(kind, nr, level, flags)`.
+    fn irq(&self, kind: u32, nr: u32, level: u32, flags: u32) -> SysResult;
+
+    /// `kvmng_memory_map(regions, count, flags)`.
+    ///
+    /// # Safety
+    /// `regions` must be readable for `count` entries or unmapped, and the
+    /// regions must map memory the caller is prepared to hand to a guest.
+    unsafe fn memory_map(
+        &self,
+        regions: *const kvm_userspace_memory_region2,
+        count: u32,
+        flags: u32,
+    ) -> SysResult;
+
+    /// `kvmng_control(scope, cmd, arg, flags)`.
+    ///
+    /// # Safety
+    /// `arg` must be what the ioctl `cmd` expects.
+    unsafe fn control(&self, scope: u32, cmd: u32, arg: u64, flags: u32) -> SysResult;
+}

@@ -1,0 +1,98 @@
+//! Raw system calls, made with the `syscall` instruction itself.
+//!
+//! Nothing here goes through libc: no errno is touched (the SIGSYS trap
+//! handler relies on that) and no interposed symbol such as `ioctl` can be
+//! re-entered (the preload shim relies on that).
+
+use crate::errno::{Errno, SysResult};
+use core::arch::asm;
+
+/// Issues syscall `nr` with six arguments and returns the raw kernel value.
+///
+/// # Safety
+/// The caller must uphold whatever the syscall requires of its arguments
+/// (pointers valid for what the kernel reads or writes through them, fds
+/// that the caller owns for the kernel to close, ...).
+#[inline]
+pub unsafe fn raw6(nr: i64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
+    let ret: i64;
+    // SAFETY: the x86_64 syscall ABI: number in rax, arguments in rdi, rsi,
+    // rdx, r10, r8, r9; rcx and r11 are clobbered; the result is in rax.
+    // The caller vouches for the arguments.
+    unsafe {
+        asm!(
+            "syscall",
+            inlateout("rax") nr => ret,
+            in("rdi") a0,
+            in("rsi") a1,
+            in("rdx") a2,
+            in("r10") a3,
+            in("r8") a4,
+            in("r9") a5,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack)
+        );
+    }
+    ret
+}
+
+/// [`raw6`] with the result split into value and errno.
+///
+/// # Safety
+/// As for [`raw6`].
+#[inline]
+pub unsafe fn syscall6(nr: i64, a0: u64, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> SysResult {
+    // SAFETY: forwarded; the caller vouches for the arguments.
+    Errno::result(unsafe { raw6(nr, a0, a1, a2, a3, a4, a5) })
+}
+
+/// `ioctl(fd, cmd, arg)` as a raw syscall.
+///
+/// # Safety
+/// `arg` must be what `cmd` expects (for pointer arguments: valid for the
+/// reads and writes the kernel makes, or deliberately invalid to get EFAULT).
+#[inline]
+pub unsafe fn ioctl(fd: i32, cmd: u64, arg: u64) -> SysResult {
+    // SAFETY: forwarded; the caller vouches for `arg`.
+    unsafe { syscall6(libc::SYS_ioctl, fd as u64, cmd, arg, 0, 0, 0) }
+}
+
+/// `close(fd)` as a raw syscall.
+pub fn close(fd: i32) -> SysResult {
+    // SAFETY: closing an fd affects no memory; the caller owns `fd`.
+    unsafe { syscall6(libc::SYS_close, fd as u64, 0, 0, 0, 0, 0) }
+}
+
+/// `fcntl(fd, cmd, arg)` as a raw syscall, for integer arguments.
+pub fn fcntl(fd: i32, cmd: i32, arg: u64) -> SysResult {
+    // SAFETY: only integer commands (F_GETFL, F_DUPFD_CLOEXEC, ...) are
+    // used with this helper; no memory is passed.
+    unsafe { syscall6(libc::SYS_fcntl, fd as u64, cmd as u64, arg, 0, 0, 0) }
+}
+
+/// The calling thread's kernel thread id.
+pub fn gettid() -> i32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { raw6(libc::SYS_gettid, 0, 0, 0, 0, 0, 0) as i32 }
+}
+
+/// The process id.
+pub fn getpid() -> i32 {
+    // SAFETY: getpid has no arguments and cannot fail.
+    unsafe { raw6(libc::SYS_getpid, 0, 0, 0, 0, 0, 0) as i32 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_syscalls_report_errno_without_libc() {
+        assert_eq!(getpid(), std::process::id() as i32);
+        assert_eq!(close(-1), Err(Errno(libc::EBADF)));
+        assert_eq!(fcntl(-1, libc::F_GETFL, 0), Err(Errno(libc::EBADF)));
+        // SAFETY: an invalid fd; no memory is touched.
+        assert_eq!(unsafe { ioctl(-1, 0, 0) }, Err(Errno(libc::EBADF)));
+    }
+}
