@@ -2,8 +2,14 @@
  * SLOT_B_GPA) always hold the same first qword while the host remaps them.
  *
  * loop:
- *   a = [SLOT_A_GPA]; b = [SLOT_B_GPA]
- *   if a != b: OUT FAIL_PORT, low 32 bits of a   (and carry on)
+ *   a = [SLOT_A_GPA]; b = [SLOT_B_GPA]; a2 = [SLOT_A_GPA]
+ *   if a == a2 and a != b: OUT FAIL_PORT, low 32 bits of a  (and carry on)
+ *
+ * A is read before and after B because the vCPU can be stopped between
+ * any two loads: a whole (atomic) update may land between them. The host
+ * gives every update a value never used before, so a == a2 means no update
+ * was applied between the two reads of A, and B must then equal A. (With
+ * a static map, a == a2 always, and the check is just a != b.)
  *   [COUNTER_GPA] += 1
  *   if [STOP_FLAG_GPA] != 0: OUT DONE_PORT, low 32 bits of the counter; HLT
  *
@@ -18,6 +24,9 @@ _start:
 	cli
 1:	movq	SLOT_A_GPA, %rax
 	movq	SLOT_B_GPA, %rbx
+	movq	SLOT_A_GPA, %rcx
+	cmpq	%rax, %rcx
+	jne	2f
 	cmpq	%rax, %rbx
 	je	2f
 	outl	%eax, $FAIL_PORT
