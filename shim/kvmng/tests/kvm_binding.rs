@@ -18,10 +18,8 @@ fn vm_scope_calls_without_a_bound_vm_fail_with_eunatch() {
     assert_eq!(errno(b.create_vcpu(0, 0)), EUNATCH);
     assert_eq!(errno(b.irq(KVMNG_IRQ_LINE, 0, 1, 0)), EUNATCH);
     // SAFETY: count 0 regions; nothing is read.
-    assert_eq!(
-        errno(unsafe { b.memory_map(core::ptr::null(), 0, 0) }),
-        EUNATCH
-    );
+    let mapped = unsafe { b.memory_map(core::ptr::null(), 0, 0) };
+    assert_eq!(errno(mapped), EUNATCH);
     // SAFETY: integer ioctls.
     unsafe {
         assert_eq!(
@@ -55,15 +53,11 @@ fn vcpu_scope_calls_without_a_bound_vcpu_fail_with_esrch() {
         result: 0,
     };
     // SAFETY: one live entry and its buffer.
-    assert_eq!(
-        errno(unsafe { b.vcpu_state(&mut entry, 1, 0) }),
-        libc::ESRCH
-    );
+    let state = unsafe { b.vcpu_state(&mut entry, 1, 0) };
+    assert_eq!(errno(state), libc::ESRCH);
     // SAFETY: integer ioctl.
-    assert_eq!(
-        errno(unsafe { b.control(KVMNG_SCOPE_VCPU, ioctls::KVM_RUN as u32, 0, 0) }),
-        libc::ESRCH
-    );
+    let run = unsafe { b.control(KVMNG_SCOPE_VCPU, ioctls::KVM_RUN as u32, 0, 0) };
+    assert_eq!(errno(run), libc::ESRCH);
 }
 
 #[test]
