@@ -301,11 +301,8 @@ fn closing_fds_keeps_the_vm_alive_through_its_binding() {
         result: -1,
     };
     // SAFETY: one live entry and its buffer.
-    assert_eq!(
-        unsafe { b.vcpu_state(&mut entry, 1, 0) },
-        Ok(1),
-        "the bound vCPU works with its fd closed"
-    );
+    let state = unsafe { b.vcpu_state(&mut entry, 1, 0) };
+    assert_eq!(state, Ok(1), "the bound vCPU works with its fd closed");
     assert_eq!(entry.result, 0);
     assert_eq!(b.bind_vcpu(KVMNG_UNBIND, 0), Ok(0));
     assert_eq!(b.bind_vm(KVMNG_UNBIND, 0), Ok(0));
