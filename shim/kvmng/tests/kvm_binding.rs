@@ -308,3 +308,35 @@ fn closing_fds_keeps_the_vm_alive_through_its_binding() {
     assert_eq!(b.bind_vm(KVMNG_UNBIND, 0), Ok(0));
     assert_eq!(errno(b.create_vcpu(1, 0)), EUNATCH);
 }
+
+#[test]
+fn system_scope_reaches_dev_kvm_for_a_vm_bound_after_the_ioctl_created_it() {
+    // Regression: the emulation used to send system-scope commands to the
+    // VM fd when the VM was bound with kvmng_bind_vm (no /dev/kvm fd known).
+    let Some(env) =
+        support::env("system_scope_reaches_dev_kvm_for_a_vm_bound_after_the_ioctl_created_it")
+    else {
+        return;
+    };
+    let b = env.kvm.backend();
+    // SAFETY: integer ioctl on our /dev/kvm fd.
+    let vm_fd =
+        unsafe { kvmng::sys::ioctl(env.kvm.kvm_fd(), ioctls::KVM_CREATE_VM, 0) }.unwrap() as i32;
+    assert_eq!(b.bind_vm(vm_fd, 0), Ok(0));
+    // SAFETY: integer ioctls.
+    let version =
+        unsafe { b.control(KVMNG_SCOPE_SYSTEM, ioctls::KVM_GET_API_VERSION as u32, 0, 0) };
+    assert_eq!(version, Ok(12));
+    // SAFETY: integer ioctl.
+    let size = unsafe {
+        b.control(
+            KVMNG_SCOPE_SYSTEM,
+            ioctls::KVM_GET_VCPU_MMAP_SIZE as u32,
+            0,
+            0,
+        )
+    };
+    assert!(size.unwrap() >= 4096);
+    assert_eq!(b.bind_vm(KVMNG_UNBIND, 0), Ok(0));
+    kvmng::sys::close(vm_fd).unwrap();
+}

@@ -23,10 +23,12 @@ use kvmng_abi::*;
 pub struct Legacy(());
 
 impl Legacy {
-    /// Prepares the process-wide state (pthread key, fork handler). Call
-    /// from ordinary code before any call may come from a signal handler.
+    /// Prepares the process-wide state (pthread key, fork handler, kick
+    /// signal handler). Call from ordinary code before any call may come
+    /// from a signal handler: afterwards no call allocates.
     pub fn new() -> Legacy {
         binding::init();
+        gate::install_kick_handler();
         Legacy(())
     }
 }
@@ -59,7 +61,6 @@ fn check_bindable(fd: i32, want_vm: bool) -> Result<(), Errno> {
 
 fn bind_current_thread(vcpu_fd: i32) -> Result<(), Errno> {
     let private = binding::private_dup(vcpu_fd)?;
-    gate::install_kick_handler();
     binding::set_current(private).inspect_err(|_| {
         let _ = close(private);
     })
@@ -243,8 +244,8 @@ impl Backend for Legacy {
         let cmd = u64::from(cmd);
         let fd = match scope {
             KVMNG_SCOPE_SYSTEM => {
-                let vm_fd = binding::vm_fd()?;
-                binding::kvm_device_fd().unwrap_or(vm_fd)
+                binding::vm_fd()?;
+                binding::kvm_device_fd_or_open()?
             }
             KVMNG_SCOPE_VM => binding::vm_fd()?,
             KVMNG_SCOPE_VCPU => {

@@ -4,19 +4,13 @@ use super::{binding, usermem};
 use crate::errno::{Errno, SysResult};
 use crate::state_kinds::{self, StateKind};
 use crate::sys::ioctl;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use kvmng_abi::ioctls::KVM_CHECK_EXTENSION;
 use kvmng_abi::*;
 
-static XSAVE2_SIZE: AtomicU64 = AtomicU64::new(0);
-
 /// `KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2)`: the size of the guest's xsave
-/// state (at least 4096), asked once of /dev/kvm or the bound VM and cached.
+/// state now (at least 4096). Asked every time: it grows when the process
+/// gains permission for more guest state (e.g. AMX).
 fn xsave2_size() -> u64 {
-    let cached = XSAVE2_SIZE.load(Relaxed);
-    if cached != 0 {
-        return cached;
-    }
     let ask = |fd: i32| {
         // SAFETY: KVM_CHECK_EXTENSION takes an integer argument.
         unsafe {
@@ -28,13 +22,12 @@ fn xsave2_size() -> u64 {
         }
         .ok()
     };
-    let asked = binding::kvm_device_fd()
-        .or_else(|| binding::vm_fd().ok())
+    let asked = binding::vm_fd()
+        .ok()
+        .or_else(binding::kvm_device_fd)
         .and_then(ask)
         .unwrap_or(0);
-    let size = (asked as u64).max(core::mem::size_of::<kvm_bindings::kvm_xsave>() as u64);
-    XSAVE2_SIZE.store(size, Relaxed);
-    size
+    (asked as u64).max(core::mem::size_of::<kvm_bindings::kvm_xsave>() as u64)
 }
 
 /// Reads the element count at the start of a variable-size buffer
