@@ -1,5 +1,16 @@
-//! libkvmshim.so: the LD_PRELOAD library.
+//! libkvmshim.so: the LD_PRELOAD library of kvmng.
 //!
-//! State: not written yet. The interposition of `ioctl()` and the fd
-//! registry come with the shim issue; until then this crate builds an empty
-//! library and the README says so. Nothing here claims to work.
+//! Two halves, each in its own module tree:
+//! * [`interpose`]: legacy `ioctl()` programs on the new API. Interposes
+//!   `ioctl` and what keeps the fd registry true (open, close, dup, fcntl,
+//!   fork, exec) and carries each KVM ioctl out as the kvmng call of
+//!   docs/api.md, through the kvmng library.
+//! * [`trap`]: new-API programs on stock kernels. A seccomp filter traps
+//!   only the kvmng syscall numbers; the SIGSYS handler carries them out
+//!   through the library's legacy backend.
+//!
+//! [`init`] runs both set-ups from the library constructor.
+
+pub mod init;
+pub mod interpose;
+pub mod trap;
