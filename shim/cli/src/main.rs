@@ -1,9 +1,13 @@
 //! `kvmng`: the command-line face of kvmng.
 
 mod demo;
+mod exec;
 mod info;
+mod stats;
 
 use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
 
 /// KVM driven by system calls: the kvmng command.
 #[derive(Parser)]
@@ -20,6 +24,29 @@ enum Command {
     Demo,
     /// Describe this machine: kernel, /dev/kvm, kvmng syscalls, backend.
     Info,
+    /// Run a program with libkvmshim.so preloaded: its KVM ioctls are
+    /// carried out through the kvmng API (docs/shim.md).
+    Exec {
+        /// auto (the new API: native syscalls or the emulation), syscall
+        /// (the kernel must have the kvmng syscalls) or passthrough
+        /// (observe only).
+        #[arg(long, default_value = "auto")]
+        mode: String,
+        /// Write one line per KVM ioctl to this file (%p: the pid).
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
+        /// Append one JSON census line per process to this file.
+        #[arg(long, value_name = "FILE")]
+        stats: Option<PathBuf>,
+        /// The program and its arguments (after --).
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<OsString>,
+    },
+    /// Print the census a run with --stats (KVMNG_STATS) wrote, per command.
+    Stats {
+        /// The census file.
+        file: PathBuf,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -27,6 +54,13 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Demo => demo::run(),
         Command::Info => info::run(),
+        Command::Exec {
+            mode,
+            trace,
+            stats,
+            command,
+        } => exec::run(&mode, trace.as_deref(), stats.as_deref(), &command),
+        Command::Stats { file } => stats::run(&file),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

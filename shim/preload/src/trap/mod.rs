@@ -1,9 +1,187 @@
-//! Trap and emulate of the kvmng syscalls on stock kernels (to be written).
+//! Trap and emulate of the kvmng syscalls on stock kernels.
+//!
+//! A program written for the kvmng syscalls (docs/api.md) runs unchanged on
+//! a kernel without them: at load, if the kernel answers the probe with
+//! ENOSYS and the mode wants emulation, the shim
+//!
+//! 1. builds the legacy backend (so that nothing is allocated later),
+//! 2. installs its SIGSYS handler ([`handler`], kept in place by the
+//!    interposers of [`signals`]),
+//! 3. installs a seccomp filter on every thread (TSYNC) that traps only
+//!    the kvmng numbers on x86_64 ([`filter`]).
+//!
+//! Each kvmng syscall then raises SIGSYS in the calling thread, and the
+//! handler carries it out through the legacy backend and puts the result
+//! in RAX: the caller sees the syscall's result, errno untouched, as if the
+//! kernel had answered. On a kernel with kvmng nothing is installed.
+//!
+//! The filter survives fork() and exec(); the handler survives fork() only.
+//! A new image that inherits the filter must have the shim (the
+//! interposition half keeps LD_PRELOAD across exec while
+//! [`filter_installed`] is true); its constructor finds the inherited
+//! filter through the probe and does not stack a second one. docs/trap.md
+//! has the whole story, including what happens without the shim.
 
-/// Set-up at load time.
-pub fn init() {}
+mod chain;
+pub mod filter;
+pub mod handler;
+pub mod mode;
+mod raw;
+pub mod signals;
 
-/// True when this process has the kvmng seccomp filter installed.
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
+use handler::State;
+use kvmng::BackendKind;
+
+static FILTER_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// True when this process has the kvmng seccomp filter installed (by this
+/// image or inherited across exec).
 pub fn filter_installed() -> bool {
-    false
+    FILTER_INSTALLED.load(SeqCst)
+}
+
+/// The `Seccomp:` mode of /proc/self/status (0 none, 1 strict, 2 filter),
+/// if it can be read.
+fn seccomp_mode() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn warn(message: &str) {
+    eprintln!("kvmshim: {message}");
+}
+
+const UNKNOWN: u8 = 0;
+const ABSENT: u8 = 1;
+const PRESENT: u8 = 2;
+/// What the kernel itself answers to the kvmng probe, once known.
+static NATIVE: AtomicU8 = AtomicU8::new(UNKNOWN);
+/// Set once [`prepare`] ran.
+static PREPARED: AtomicBool = AtomicBool::new(false);
+
+/// Makes the kvmng probe safe in this image: if a seccomp filter is in
+/// place (ours, inherited across exec), installs our handler in the probe
+/// state, so that a trapped probe is answered with ENOSYS instead of
+/// killing the process. Idempotent; runs from an early constructor.
+fn prepare() {
+    if PREPARED.swap(true, SeqCst) {
+        return;
+    }
+    if seccomp_mode() == Some(0) {
+        return;
+    }
+    handler::set_state(State::Probe);
+    if let Err(e) = signals::install_handler() {
+        handler::set_state(State::None);
+        warn(&format!("cannot install the SIGSYS handler (errno {e})"));
+    }
+}
+
+/// Whether the running kernel itself implements the kvmng syscalls.
+///
+/// Unlike `kvmng::select::kernel_has_kvmng()`, this never mistakes the
+/// emulation for the kernel (once our filter is in, the probe answers
+/// EINVAL through the trap), and never dies of SIGSYS in an image that
+/// inherited the filter without a handler yet. The interposition half
+/// should ask this one.
+pub fn kernel_has_kvmng() -> bool {
+    match NATIVE.load(SeqCst) {
+        PRESENT => return true,
+        ABSENT => return false,
+        _ => {}
+    }
+    if filter_installed() {
+        // We only trap on kernels that answered ENOSYS.
+        return false;
+    }
+    prepare();
+    // Emulating: the kernel answered ENOSYS before the filter went in.
+    // Otherwise a trapped probe is answered ENOSYS by the probe state.
+    let answer = match handler::state() {
+        State::Emulate | State::Enosys => false,
+        State::None | State::Probe => kvmng::select::kernel_has_kvmng(),
+    };
+    NATIVE.store(if answer { PRESENT } else { ABSENT }, SeqCst);
+    answer
+}
+
+extern "C" fn early_init() {
+    let _ = std::panic::catch_unwind(prepare);
+}
+
+/// Runs before the library's main constructor (a prioritized
+/// `.init_array` entry sorts ahead of the plain ones), so that the other
+/// half's own probe at load cannot kill an image that inherited the filter.
+#[used]
+#[link_section = ".init_array.00200"]
+static EARLY_INIT: extern "C" fn() = early_init;
+
+/// Set-up at load time (from the library constructor).
+pub fn init() {
+    let (want, warning) = mode::from_env();
+    if let Some(w) = warning {
+        warn(&w);
+    }
+    signals::resolve_all();
+    prepare();
+    let handler_in = handler::state() == State::Probe;
+    let has_kvmng = kernel_has_kvmng();
+    if handler_in && handler::probe_trapped() {
+        // Inherited: the filter is ours, from the image before exec.
+        FILTER_INSTALLED.store(true, SeqCst);
+        match want {
+            mode::Want::Emulate => {
+                handler::set_backend(kvmng::select::backend(BackendKind::Legacy));
+                handler::set_state(State::Emulate);
+            }
+            mode::Want::Nothing => handler::set_state(State::Enosys),
+        }
+        return;
+    }
+    if has_kvmng || want == mode::Want::Nothing {
+        if handler_in {
+            handler::set_state(State::None);
+            signals::uninstall_handler();
+        }
+        return;
+    }
+
+    // A stock kernel, and emulation wanted: backend, handler, filter, in
+    // that order.
+    let program = match filter::program() {
+        Ok(p) => p,
+        Err(e) => {
+            warn(&format!("{e}; kvmng syscalls are not emulated"));
+            if handler_in {
+                handler::set_state(State::None);
+                signals::uninstall_handler();
+            }
+            return;
+        }
+    };
+    handler::set_backend(kvmng::select::backend(BackendKind::Legacy));
+    handler::set_state(State::Emulate);
+    if !handler_in {
+        if let Err(e) = signals::install_handler() {
+            handler::set_state(State::None);
+            warn(&format!(
+                "cannot install the SIGSYS handler (errno {e}); kvmng syscalls are not emulated"
+            ));
+            return;
+        }
+    }
+    match filter::apply(&program) {
+        Ok(_) => FILTER_INSTALLED.store(true, SeqCst),
+        Err(e) => {
+            handler::set_state(State::None);
+            signals::uninstall_handler();
+            warn(&format!(
+                "cannot install the seccomp filter: {e}; kvmng syscalls answer ENOSYS"
+            ));
+        }
+    }
 }

@@ -1,0 +1,46 @@
+//! The C calling convention of the interposed functions: -1 and errno.
+
+use core::ffi::c_int;
+use kvmng::{Errno, SysResult};
+
+/// Sets the caller's errno.
+#[inline]
+pub fn set_errno(errno: i32) {
+    // SAFETY: __errno_location returns the calling thread's errno slot,
+    // valid for the life of the thread.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+/// The C return value of a result: the value, or -1 with errno set.
+/// ioctl() returns int: a value is truncated exactly as glibc does.
+#[inline]
+pub fn c_ret(result: SysResult) -> c_int {
+    match result {
+        Ok(value) => value as c_int,
+        Err(Errno(e)) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+/// `ioctl(fd, request, arg)` as a raw syscall: never re-enters the hook.
+///
+/// # Safety
+/// `arg` is passed to the kernel as the caller passed it; the kernel checks
+/// any pointer it carries.
+#[inline]
+pub unsafe fn raw_ioctl(fd: c_int, request: u64, arg: u64) -> SysResult {
+    // SAFETY: the caller's own arguments, handed to the kernel unchanged.
+    unsafe { kvmng::sys::ioctl(fd, request, arg) }
+}
+
+/// Runs `f`, turning a panic into `fallback()`: no panic unwinds across the
+/// C ABI.
+#[inline]
+pub fn guard<R>(f: impl FnOnce() -> R, fallback: impl FnOnce() -> R) -> R {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(_) => fallback(),
+    }
+}

@@ -1,0 +1,308 @@
+//! The environment, read once, and the one-time set-up.
+//!
+//! | variable | values | effect |
+//! |---|---|---|
+//! | `KVMNG_SHIM` | `off` or `0` | the process and its children are left alone |
+//! | `KVMNG_MODE` | `auto` (default), `syscall`, `passthrough` | see [`Mode`] |
+//! | `KVMNG_BACKEND` | `auto`, `native`, `legacy` | the kvmng library's choice (auto mode) |
+//! | `KVMNG_TRACE` | file | one line per KVM ioctl (`%p` → pid) |
+//! | `KVMNG_STATS` | file | one JSON line per process at exit (`%p` → pid) |
+//!
+//! Set-up runs from the library constructor, or earlier from the first KVM
+//! ioctl if another library's constructor issues one first. Until it is
+//! done (and on the thread doing it), KVM ioctls go to the kernel
+//! unchanged and uncounted.
+
+use super::pathtmpl::{self, PathTemplate};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering::SeqCst};
+use kvmng::backend::{Backend, BackendKind};
+use kvmng::select;
+use std::sync::OnceLock;
+
+/// The environment variable that opts a process (and its children) out.
+pub const SHIM_ENV: &str = "KVMNG_SHIM";
+/// The environment variable that chooses the mode.
+pub const MODE_ENV: &str = "KVMNG_MODE";
+/// The environment variable that names the trace file.
+pub const TRACE_ENV: &str = "KVMNG_TRACE";
+/// The environment variable that names the census file.
+pub const STATS_ENV: &str = "KVMNG_STATS";
+
+/// What the shim does with KVM ioctls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    /// Through the new API: the native syscalls where the kernel has them,
+    /// else the legacy emulation (a full translation round trip).
+    Auto = 0,
+    /// Like auto, but the kernel must have the kvmng syscalls: without them
+    /// the program is stopped at start with a message.
+    Syscall = 1,
+    /// Observe only: every KVM ioctl goes to the kernel unchanged, traced
+    /// and counted as passthrough.
+    Passthrough = 2,
+}
+
+impl Mode {
+    /// The name used in `KVMNG_MODE` and the census.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Syscall => "syscall",
+            Mode::Passthrough => "passthrough",
+        }
+    }
+
+    /// The mode a `KVMNG_MODE` value asks for; `None` if it names none.
+    pub fn parse(value: Option<&str>) -> Option<Mode> {
+        match value.unwrap_or("auto") {
+            "" | "auto" => Some(Mode::Auto),
+            "syscall" => Some(Mode::Syscall),
+            "passthrough" => Some(Mode::Passthrough),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `KVMNG_SHIM` opts out.
+pub fn is_off(value: Option<&str>) -> bool {
+    value.is_some_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
+}
+
+const UNINIT: u8 = 0;
+const BUSY: u8 = 1;
+const READY: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+static INIT_TID: AtomicI32 = AtomicI32::new(0);
+static ENABLED: AtomicBool = AtomicBool::new(false);
+static MODE: AtomicU8 = AtomicU8::new(Mode::Auto as u8);
+static OBSERVE: AtomicBool = AtomicBool::new(false);
+static BACKEND: OnceLock<&'static dyn Backend> = OnceLock::new();
+/// Auto mode: the backend is chosen at the first KVM ioctl.
+static LAZY_BACKEND: AtomicBool = AtomicBool::new(false);
+
+/// `KVMNG_TRACE`.
+pub static TRACE_PATH: PathTemplate = PathTemplate::new();
+/// `KVMNG_STATS`.
+pub static STATS_PATH: PathTemplate = PathTemplate::new();
+/// The open trace file, or -1.
+pub static TRACE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// True once set-up is done (running it now if nobody has); false while it
+/// runs on this thread, and when it is not done yet.
+#[inline]
+pub fn ready() -> bool {
+    STATE.load(SeqCst) == READY || ensure_init()
+}
+
+fn errno() -> i32 {
+    // SAFETY: the calling thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Runs the set-up unless it ran; true when it is done. errno is kept.
+pub fn ensure_init() -> bool {
+    match STATE.compare_exchange(UNINIT, BUSY, SeqCst, SeqCst) {
+        Ok(_) => {
+            let saved = errno();
+            INIT_TID.store(kvmng::sys::gettid(), SeqCst);
+            let _ = std::panic::catch_unwind(set_up);
+            STATE.store(READY, SeqCst);
+            super::cabi::set_errno(saved);
+            true
+        }
+        Err(READY) => true,
+        Err(_) if INIT_TID.load(SeqCst) == kvmng::sys::gettid() => false,
+        Err(_) => {
+            while STATE.load(SeqCst) != READY {
+                std::thread::yield_now();
+            }
+            true
+        }
+    }
+}
+
+/// False when the process opted out (or before set-up).
+#[inline]
+pub fn enabled() -> bool {
+    ENABLED.load(SeqCst)
+}
+
+/// The mode.
+#[inline]
+pub fn mode() -> Mode {
+    match MODE.load(SeqCst) {
+        1 => Mode::Syscall,
+        2 => Mode::Passthrough,
+        _ => Mode::Auto,
+    }
+}
+
+/// Whether calls are counted and traced (a census or trace file is set).
+#[inline]
+pub fn observe() -> bool {
+    OBSERVE.load(SeqCst)
+}
+
+/// The backend KVM ioctls are carried out through (none in passthrough).
+#[inline]
+pub fn backend() -> Option<&'static dyn Backend> {
+    match BACKEND.get() {
+        Some(backend) => Some(*backend),
+        None if LAZY_BACKEND.load(SeqCst) => {
+            // Choosing may touch errno (reading /proc); the caller's ioctl
+            // must leave it as it was when it succeeds.
+            let saved = errno();
+            let chosen = *BACKEND.get_or_init(choose_backend);
+            super::cabi::set_errno(saved);
+            Some(chosen)
+        }
+        None => None,
+    }
+}
+
+/// Auto mode's backend: `KVMNG_BACKEND` and the kernel decide.
+fn choose_backend() -> &'static dyn Backend {
+    let has = kernel_has_kvmng();
+    let request = std::env::var(select::BACKEND_ENV).ok();
+    let kind = select::choose(request.as_deref(), has).unwrap_or_else(|e| {
+        let fallback = select::choose(None, has).unwrap_or(BackendKind::Legacy);
+        warn(&format!("{e}; using the {} backend", fallback.name()));
+        fallback
+    });
+    select::backend(kind)
+}
+
+/// Whether the kernel has the kvmng syscalls. Under a seccomp filter (the
+/// trap half's, inherited across exec, traps the kvmng numbers and exists
+/// only on kernels without them) the probe is not made: before the trap
+/// half's handler is in place it would kill the process.
+fn kernel_has_kvmng() -> bool {
+    if crate::trap::filter_installed() || under_seccomp_filter() {
+        return false;
+    }
+    select::kernel_has_kvmng()
+}
+
+/// The `Seccomp:` line of /proc/self/status says a filter is active.
+fn under_seccomp_filter() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Seccomp:"))
+                .map(|v| v.trim() != "0")
+        })
+        .unwrap_or(false)
+}
+
+/// The backend's name for the census: `native`, `legacy` or `none`.
+pub fn backend_name() -> &'static str {
+    BACKEND.get().map_or("none", |b| b.kind().name())
+}
+
+fn warn(message: &str) {
+    eprintln!("kvmshim: {message}");
+}
+
+fn set_up() {
+    super::binding::set_pid(kvmng::sys::getpid());
+    super::clock::start();
+    if is_off(std::env::var(SHIM_ENV).ok().as_deref()) {
+        return;
+    }
+    let mode_value = std::env::var(MODE_ENV).ok();
+    let mode = Mode::parse(mode_value.as_deref()).unwrap_or_else(|| {
+        warn(&format!(
+            "{MODE_ENV}={:?} is not a mode (auto, syscall, passthrough); using auto",
+            mode_value.as_deref().unwrap_or("")
+        ));
+        Mode::Auto
+    });
+    match mode {
+        Mode::Passthrough => {}
+        Mode::Syscall => {
+            if !kernel_has_kvmng() {
+                eprintln!(
+                    "kvmshim: error: {MODE_ENV}=syscall, but this kernel has no kvmng syscalls \
+                     (the probe kvmng_run(~0) answered ENOSYS). Boot a kernel with the kvmng \
+                     patches (kernel-patch/), or run with {MODE_ENV}=auto to use the emulation. \
+                     Stopping before the program starts."
+                );
+                // SAFETY: ends the process; nothing of the program ran yet.
+                unsafe { libc::_exit(1) };
+            }
+            let _ = BACKEND.set(select::backend(BackendKind::Native));
+        }
+        // Chosen at the first KVM ioctl: by then the trap half has set up,
+        // and a probe under its inherited filter is answered.
+        Mode::Auto => LAZY_BACKEND.store(true, SeqCst),
+    }
+    MODE.store(mode as u8, SeqCst);
+
+    let pid = kvmng::sys::getpid();
+    if let Some(value) = std::env::var_os(TRACE_ENV).filter(|v| !v.is_empty()) {
+        use std::os::unix::ffi::OsStrExt;
+        if TRACE_PATH.set(value.as_bytes()) {
+            open_trace(pid);
+        } else {
+            warn(&format!("{TRACE_ENV}: file name too long; no trace"));
+        }
+    }
+    if let Some(value) = std::env::var_os(STATS_ENV).filter(|v| !v.is_empty()) {
+        use std::os::unix::ffi::OsStrExt;
+        if !STATS_PATH.set(value.as_bytes()) {
+            warn(&format!("{STATS_ENV}: file name too long; no census"));
+        }
+    }
+    OBSERVE.store(TRACE_FD.load(SeqCst) >= 0 || STATS_PATH.is_set(), SeqCst);
+    super::lifecycle::register_fork_handler();
+    ENABLED.store(true, SeqCst);
+}
+
+/// Opens the trace file for process `pid`, replacing any open one.
+pub fn open_trace(pid: i32) {
+    let mut path = [0u8; pathtmpl::MAX];
+    if !TRACE_PATH.expand(pid, &mut path) {
+        return;
+    }
+    match pathtmpl::open_append(&path) {
+        Ok(fd) => {
+            let old = TRACE_FD.swap(fd, SeqCst);
+            if old >= 0 {
+                let _ = kvmng::sys::close(old);
+            }
+        }
+        Err(e) => {
+            let end = path.iter().position(|&b| b == 0).unwrap_or(0);
+            warn(&format!(
+                "cannot open the trace file {}: {e}; no trace",
+                String::from_utf8_lossy(&path[..end])
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_and_opt_out() {
+        assert_eq!(Mode::parse(None), Some(Mode::Auto));
+        assert_eq!(Mode::parse(Some("")), Some(Mode::Auto));
+        assert_eq!(Mode::parse(Some("syscall")), Some(Mode::Syscall));
+        assert_eq!(Mode::parse(Some("passthrough")), Some(Mode::Passthrough));
+        assert_eq!(Mode::parse(Some("fast")), None);
+        for m in [Mode::Auto, Mode::Syscall, Mode::Passthrough] {
+            assert_eq!(Mode::parse(Some(m.name())), Some(m));
+        }
+        assert!(is_off(Some("off")));
+        assert!(is_off(Some("OFF")));
+        assert!(is_off(Some("0")));
+        assert!(!is_off(Some("on")));
+        assert!(!is_off(None));
+    }
+}

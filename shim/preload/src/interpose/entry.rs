@@ -1,0 +1,44 @@
+//! The exported `ioctl`.
+//!
+//! `int ioctl(int fd, unsigned long request, ...)` is variadic in C; on
+//! x86_64 its one optional argument arrives in the third argument register,
+//! which is where a three-argument function finds it.
+//!
+//! The fast path: a request whose type field is not KVMIO (0xAE) goes to
+//! the kernel as a raw syscall at once, touching no state of the shim.
+
+use super::cabi::{guard, set_errno};
+use super::dispatch;
+use core::ffi::{c_int, c_ulong, c_void};
+
+/// The KVM ioctl type byte.
+const KVMIO: c_ulong = 0xAE;
+
+/// Interposed `ioctl`.
+///
+/// # Safety
+/// As ioctl(2): `arg` must be what `request` expects, or deliberately
+/// invalid (the kernel, or the shim's checked copies, answer EFAULT).
+#[no_mangle]
+pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
+    if (request >> 8) & 0xff != KVMIO {
+        // SAFETY: the caller's own arguments, handed to the kernel unchanged.
+        let r =
+            unsafe { kvmng::sys::raw6(libc::SYS_ioctl, fd as u64, request, arg as u64, 0, 0, 0) };
+        if (-4095..0).contains(&r) {
+            set_errno(-r as i32);
+            return -1;
+        }
+        return r as c_int;
+    }
+    // The kernel takes the request as a 32-bit number.
+    let cmd = u64::from(request as u32);
+    guard(
+        // SAFETY: forwarded.
+        || unsafe { dispatch::kvm_ioctl(fd, cmd, arg as u64) },
+        || {
+            set_errno(libc::EIO);
+            -1
+        },
+    )
+}

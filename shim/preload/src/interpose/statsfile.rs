@@ -1,0 +1,167 @@
+//! The census line: at process exit (library destructor, `_exit`), and
+//! before an exec replaces the image, one JSON object is appended to the
+//! `KVMNG_STATS` file for a process that issued KVM ioctls:
+//!
+//! ```json
+//! {"pid":812,"exe":"/usr/bin/qemu-system-x86_64","mode":"auto","backend":"legacy",
+//!  "commands":[{"name":"KVM_RUN","count":9,"translated":9,"fallback":0,"passthrough":0,
+//!  "errors":0,"time_ns":51234,"fallback_reasons":{}}]}
+//! ```
+//!
+//! (one line in the file). Composed in static storage and written with one
+//! write(2), so lines of concurrent processes never interleave.
+
+use super::census::{self, Taken};
+use super::cmdindex::{self, SLOTS};
+use super::config;
+use super::fmtbuf::Buf;
+use super::pathtmpl;
+use super::reason::Reason;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering::SeqCst};
+
+const LINE_MAX: usize = 256 * 1024;
+
+struct Storage(UnsafeCell<[u8; LINE_MAX]>);
+// SAFETY: only used while FLUSHING is held.
+unsafe impl Sync for Storage {}
+
+static LINE: Storage = Storage(UnsafeCell::new([0; LINE_MAX]));
+static FLUSHING: AtomicBool = AtomicBool::new(false);
+
+/// Appends the census line of the calls counted since the last one, if a
+/// census file is set and there were calls. Never in a vfork child.
+pub fn flush() {
+    if !config::enabled() || !config::STATS_PATH.is_set() || !census::any() {
+        return;
+    }
+    if !super::binding::own_process() {
+        return;
+    }
+    if FLUSHING.swap(true, SeqCst) {
+        return;
+    }
+    // SAFETY: FLUSHING is held: this is the only reference to LINE.
+    let storage = unsafe { &mut *LINE.0.get() };
+    let pid = kvmng::sys::getpid();
+    let mut b = Buf::new(storage);
+    compose(&mut b, pid);
+    if !b.overflow {
+        write_line(pid, b.bytes());
+    }
+    FLUSHING.store(false, SeqCst);
+}
+
+fn compose(b: &mut Buf<'_>, pid: i32) {
+    let mut exe = [0u8; pathtmpl::MAX];
+    let exe_len = read_exe(&mut exe);
+    b.s("{\"pid\":").u(pid as u64);
+    b.s(",\"exe\":").json_str(&exe[..exe_len]);
+    b.s(",\"mode\":\"").s(config::mode().name());
+    b.s("\",\"backend\":\"")
+        .s(config::backend_name())
+        .s("\",\"commands\":[");
+    let mut first = true;
+    for slot in 0..SLOTS {
+        let taken = census::take(slot);
+        if taken.count() == 0 {
+            continue;
+        }
+        if !first {
+            b.s(",");
+        }
+        first = false;
+        command(b, cmdindex::name(slot), &taken);
+    }
+    b.s("]}\n");
+}
+
+fn command(b: &mut Buf<'_>, name: &str, t: &Taken) {
+    b.s("{\"name\":\"").s(name).s("\"");
+    b.s(",\"count\":").u(t.count());
+    b.s(",\"translated\":").u(t.translated);
+    b.s(",\"fallback\":").u(t.fallback);
+    b.s(",\"passthrough\":").u(t.passthrough);
+    b.s(",\"errors\":").u(t.errors);
+    b.s(",\"time_ns\":").u(super::clock::to_ns(t.ticks()));
+    b.s(",\"fallback_reasons\":{");
+    let mut first = true;
+    for reason in Reason::ALL {
+        let n = t.reasons[reason as usize];
+        if n == 0 {
+            continue;
+        }
+        if !first {
+            b.s(",");
+        }
+        first = false;
+        b.json_str(reason.text().as_bytes()).s(":").u(n);
+    }
+    b.s("}}");
+}
+
+fn read_exe(out: &mut [u8; pathtmpl::MAX]) -> usize {
+    let path = b"/proc/self/exe\0";
+    // SAFETY: readlink reads the NUL-terminated path and writes at most
+    // `out.len()` bytes into `out`.
+    let r = unsafe {
+        kvmng::sys::syscall6(
+            libc::SYS_readlink,
+            path.as_ptr() as u64,
+            out.as_mut_ptr() as u64,
+            out.len() as u64,
+            0,
+            0,
+            0,
+        )
+    };
+    r.map_or(0, |n| n as usize)
+}
+
+fn write_line(pid: i32, line: &[u8]) {
+    let mut path = [0u8; pathtmpl::MAX];
+    if !config::STATS_PATH.expand(pid, &mut path) {
+        return;
+    }
+    let Ok(fd) = pathtmpl::open_append(&path) else {
+        return;
+    };
+    // SAFETY: write(2) reads `line`, which is live for the call.
+    unsafe {
+        kvmng::sys::raw6(
+            libc::SYS_write,
+            fd as u64,
+            line.as_ptr() as u64,
+            line.len() as u64,
+            0,
+            0,
+            0,
+        )
+    };
+    let _ = kvmng::sys::close(fd);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_object() {
+        let mut data = [0u8; 512];
+        let mut b = Buf::new(&mut data);
+        let mut t = Taken {
+            translated: 2,
+            fallback: 1,
+            errors: 1,
+            ..Default::default()
+        };
+        t.reasons[Reason::SecondVm as usize] = 1;
+        command(&mut b, "KVM_CREATE_VM", &t);
+        assert_eq!(
+            core::str::from_utf8(b.bytes()).unwrap(),
+            "{\"name\":\"KVM_CREATE_VM\",\"count\":3,\"translated\":2,\"fallback\":1,\
+             \"passthrough\":0,\"errors\":1,\"time_ns\":0,\
+             \"fallback_reasons\":{\"second live VM\":1}}"
+        );
+    }
+}

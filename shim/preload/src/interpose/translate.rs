@@ -1,0 +1,284 @@
+//! Each KVM ioctl in its new-API form (docs/api.md section 7), or the
+//! reason it cannot be: then the caller passes it to the kernel unchanged.
+//!
+//! Every path returns exactly what the ioctl returns natively: the value,
+//! or the errno. Structs the ioctl reads are copied from the caller with
+//! `process_vm_readv`, so a bad pointer is `EFAULT`, never a crash.
+
+use super::binding;
+use super::cmdindex;
+use super::fdtable::{Entry, Kind};
+use super::reason::Reason;
+use kvm_bindings::{
+    kvm_irq_level, kvm_userspace_memory_region, kvm_userspace_memory_region2, KVM_CAP_XSAVE2,
+    KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
+};
+use kvmng::backend::legacy::{fdkind, usermem};
+use kvmng::{Backend, Errno, SysResult};
+use kvmng_abi::ioctls::{self, FdClass, NewApiForm, KVM_IOCTLS};
+use kvmng_abi::*;
+
+/// What became of a call that was translated, or why it was not.
+pub type Translation = Result<SysResult, Reason>;
+
+/// The size of `struct kvm_xsave` (the legacy XSAVE buffer).
+const XSAVE_SIZE: u64 = core::mem::size_of::<kvm_bindings::kvm_xsave>() as u64;
+
+/// Carries out request `cmd` with `arg` on `fd` (whose entry is `entry`)
+/// through `backend`. The row of the mapping table is `row`.
+///
+/// # Safety
+/// `arg` is the caller's ioctl argument, passed on as the ioctl would pass
+/// it; pointers in it are only read through `usermem` or handed to the
+/// backend, which checks them as the kernel does.
+pub unsafe fn carry_out(
+    fd: i32,
+    cmd: u64,
+    arg: u64,
+    entry: Entry,
+    row: Option<usize>,
+    backend: &dyn Backend,
+) -> Translation {
+    let Some(class) = entry.class() else {
+        return Err(Reason::NotKvmFd);
+    };
+    let Some(row) = row else {
+        return Err(Reason::NotInTable);
+    };
+    if matches!(entry.kind(), Kind::Vm | Kind::Vcpu) && !super::fdtable::in_table(fd) {
+        return Err(Reason::FdBeyondTable);
+    }
+    let form = KVM_IOCTLS[row].form_on(class);
+    let translated = match (form, class) {
+        (NewApiForm::NotApplicable(_), FdClass::Device) => Err(Reason::DeviceFd),
+        (NewApiForm::NotApplicable(_), _) => Err(Reason::NotInTable),
+        (NewApiForm::CreateVm, _) => create_vm(fd, arg, backend),
+        (NewApiForm::Control, FdClass::System) => system(cmd, arg, backend),
+        (_, FdClass::Vm) => {
+            if !binding::of_bound_vm(entry) {
+                return Err(binding::not_bound_reason(entry));
+            }
+            // SAFETY: forwarded.
+            unsafe { vm(form, cmd, arg, entry, backend) }
+        }
+        (_, FdClass::Vcpu) => {
+            binding::acquire(fd, entry, form == NewApiForm::Run, backend)?;
+            // SAFETY: forwarded.
+            unsafe { vcpu(form, cmd, arg, backend) }
+        }
+        (_, _) => Err(Reason::NotInTable),
+    }?;
+    // EUNATCH and ESRCH never come from an ioctl: the backend's bindings are
+    // not what the shim recorded. Nothing was done; the kernel answers.
+    match translated {
+        Err(Errno(libc::EUNATCH)) => {
+            binding::vm_binding_lost();
+            Err(Reason::BindingLost)
+        }
+        Err(Errno(libc::ESRCH)) => {
+            binding::thread_binding_lost();
+            Err(Reason::BindingLost)
+        }
+        other => Ok(other),
+    }
+}
+
+/// KVM_CREATE_VM: `kvmng_create_vm(kvm_fd, type, 0)`, which binds the VM.
+fn create_vm(fd: i32, vm_type: u64, backend: &dyn Backend) -> Translation {
+    if binding::bound_serial() != 0 {
+        return Err(Reason::SecondVm);
+    }
+    // kvmng_create_vm wants read-write access; the ioctl does not check.
+    match fdkind::open_flags(fd) {
+        Ok(flags) if flags as i32 & libc::O_ACCMODE == libc::O_RDWR => {}
+        Ok(_) => return Err(Reason::KvmFdNotReadWrite),
+        Err(e) => return Ok(Err(e)),
+    }
+    match backend.create_vm(fd, vm_type, 0) {
+        Ok(vm_fd) => {
+            binding::vm_created(vm_fd as i32);
+            Ok(Ok(vm_fd))
+        }
+        // Another VM is bound (through the new API directly).
+        Err(Errno(libc::EEXIST)) => Err(Reason::SecondVm),
+        Err(e) => Ok(Err(e)),
+    }
+}
+
+/// A /dev/kvm ioctl: `kvmng_control(KVMNG_SCOPE_SYSTEM, cmd, arg, 0)`,
+/// which needs a bound VM.
+fn system(cmd: u64, arg: u64, backend: &dyn Backend) -> Translation {
+    if binding::bound_serial() == 0 {
+        return Err(Reason::NoBoundVm);
+    }
+    // SAFETY: `arg` is the caller's argument for `cmd`, handed on.
+    Ok(unsafe { backend.control(KVMNG_SCOPE_SYSTEM, cmd as u32, arg, 0) })
+}
+
+/// An ioctl of the bound VM.
+unsafe fn vm(
+    form: NewApiForm,
+    cmd: u64,
+    arg: u64,
+    entry: Entry,
+    backend: &dyn Backend,
+) -> Translation {
+    Ok(match form {
+        NewApiForm::CreateVcpu => backend.create_vcpu(arg, 0).inspect(|&vcpu_fd| {
+            binding::vcpu_created(vcpu_fd as i32, entry.serial(), arg as u16);
+        }),
+        NewApiForm::Irq { kind } => match usermem::read_value::<kvm_irq_level>(arg) {
+            // SAFETY: reading the union's `irq` member: both members are u32.
+            Ok(line) => backend.irq(kind, unsafe { line.__bindgen_anon_1.irq }, line.level, 0),
+            Err(e) => Err(e),
+        },
+        NewApiForm::MemoryMap => {
+            let region = match memory_region(cmd, arg)? {
+                Ok(region) => region,
+                Err(e) => return Ok(Err(e)),
+            };
+            // SAFETY: one region on this frame; the memory it maps is the
+            // caller's, as with the ioctl.
+            unsafe { backend.memory_map(&region, 1, 0) }.map(|_| 0)
+        }
+        // SAFETY: `arg` is the caller's argument for `cmd`, handed on.
+        _ => unsafe { backend.control(KVMNG_SCOPE_VM, cmd as u32, arg, 0) },
+    })
+}
+
+/// The region of KVM_SET_USER_MEMORY_REGION(2) as a region2: the v1 struct
+/// is a prefix of v2, zero-extended.
+fn memory_region(
+    cmd: u64,
+    arg: u64,
+) -> Result<Result<kvm_userspace_memory_region2, Errno>, Reason> {
+    if cmd == ioctls::KVM_SET_USER_MEMORY_REGION2 {
+        return Ok(usermem::read_value::<kvm_userspace_memory_region2>(arg));
+    }
+    let v1 = match usermem::read_value::<kvm_userspace_memory_region>(arg) {
+        Ok(v1) => v1,
+        Err(e) => return Ok(Err(e)),
+    };
+    // The v1 ioctl refuses flags beyond these (guest_memfd is v2 only).
+    if v1.flags & !(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY) != 0 {
+        return Err(Reason::V1Flags);
+    }
+    Ok(Ok(kvm_userspace_memory_region2 {
+        slot: v1.slot,
+        flags: v1.flags,
+        guest_phys_addr: v1.guest_phys_addr,
+        memory_size: v1.memory_size,
+        userspace_addr: v1.userspace_addr,
+        ..Default::default()
+    }))
+}
+
+/// An ioctl of the calling thread's (now bound) vCPU.
+unsafe fn vcpu(form: NewApiForm, cmd: u64, arg: u64, backend: &dyn Backend) -> Translation {
+    Ok(match form {
+        NewApiForm::Run => backend.run(0),
+        NewApiForm::VcpuState { kind, op } => {
+            let size = match state_size(kind, op, cmd, arg, backend)? {
+                Ok(size) => size,
+                Err(e) => return Ok(Err(e)),
+            };
+            let mut entry = kvmng_state_entry {
+                kind,
+                op,
+                addr: arg,
+                size,
+                result: 0,
+            };
+            // SAFETY: one entry on this frame; its buffer is the caller's,
+            // which the backend reads and writes as the ioctl would.
+            unsafe { backend.vcpu_state(&mut entry, 1, 0) }.map(|_| i64::from(entry.result))
+        }
+        NewApiForm::Irq {
+            kind: KVMNG_IRQ_INTERRUPT,
+        } => match usermem::read_value::<u32>(arg) {
+            Ok(vector) => backend.irq(KVMNG_IRQ_INTERRUPT, vector, 0, 0),
+            Err(e) => Err(e),
+        },
+        NewApiForm::Irq { kind } => backend.irq(kind, 0, 0, 0),
+        // SAFETY: `arg` is the caller's argument for `cmd`, handed on.
+        _ => unsafe { backend.control(KVMNG_SCOPE_VCPU, cmd as u32, arg, 0) },
+    })
+}
+
+/// The `size` of the state entry standing for the ioctl: the ioctl's size
+/// field, or what the kernel will transfer for the variable-size kinds.
+fn state_size(
+    kind: u32,
+    op: u32,
+    cmd: u64,
+    arg: u64,
+    backend: &dyn Backend,
+) -> Result<Result<u32, Errno>, Reason> {
+    let per_entry = match kind {
+        KVMNG_STATE_MSRS => Some(16u64),
+        KVMNG_STATE_CPUID => Some(40u64),
+        _ => None,
+    };
+    let size = if let Some(per_entry) = per_entry {
+        // The header's count (nmsrs, nent), read as the ioctl reads it: an
+        // unreadable header is EFAULT.
+        let count: u32 = match usermem::read_value(arg) {
+            Ok(count) => count,
+            Err(e) => return Ok(Err(e)),
+        };
+        8 + per_entry * u64::from(count)
+    } else if (kind, op) == (KVMNG_STATE_XSAVE2, KVMNG_STATE_GET)
+        || (kind, op) == (KVMNG_STATE_XSAVE, KVMNG_STATE_SET)
+    {
+        // KVM_GET_XSAVE2 writes, and KVM_SET_XSAVE reads, the
+        // KVM_CAP_XSAVE2 size when that is larger than struct kvm_xsave.
+        // SAFETY: KVM_CHECK_EXTENSION takes an integer.
+        let cap = unsafe {
+            backend.control(
+                KVMNG_SCOPE_VM,
+                ioctls::KVM_CHECK_EXTENSION as u32,
+                u64::from(KVM_CAP_XSAVE2),
+                0,
+            )
+        };
+        (cap.unwrap_or(0) as u64).max(XSAVE_SIZE)
+    } else {
+        ioctls::ioc_size(cmd)
+    };
+    u32::try_from(size)
+        .map(Ok)
+        .map_err(|_| Reason::CountTooLarge)
+}
+
+/// Records the fds a call made (whatever path it took), so that their
+/// class is known: KVM_CREATE_VM and KVM_CREATE_VCPU outside translation
+/// (their VM is not bound), KVM_CREATE_DEVICE, and the fds without ioctls.
+pub fn note_new_fds(translated: bool, cmd: u64, arg: u64, entry: Entry, result: &SysResult) {
+    let Ok(value) = *result else { return };
+    let new_fd = value as i32;
+    match (cmd, entry.kind()) {
+        (ioctls::KVM_CREATE_VM, Kind::System) if !translated => {
+            binding::register(new_fd, Entry::made(Kind::Vm, 0, 0, false));
+        }
+        (ioctls::KVM_CREATE_VCPU, Kind::Vm) if !translated => {
+            binding::register(new_fd, Entry::made(Kind::Vcpu, 0, arg as u16, false));
+        }
+        (ioctls::KVM_CREATE_DEVICE, Kind::Vm) => {
+            // struct kvm_create_device { __u32 type; __u32 fd; __u32 flags; }
+            if let Ok(device) = usermem::read_value::<kvm_bindings::kvm_create_device>(arg) {
+                binding::register(device.fd as i32, Entry::of(Kind::Device));
+            }
+        }
+        (ioctls::KVM_GET_STATS_FD, Kind::Vm | Kind::Vcpu)
+        | (ioctls::KVM_CREATE_GUEST_MEMFD, Kind::Vm) => {
+            binding::register(new_fd, Entry::of(Kind::Other));
+        }
+        _ => {}
+    }
+}
+
+/// The row of `cmd` on the class of `entry`.
+#[inline]
+pub fn row_of(cmd: u64, entry: Entry) -> Option<usize> {
+    entry.class().and_then(|class| cmdindex::find(cmd, class))
+}

@@ -1,0 +1,44 @@
+//! Bad pointers and bad counts give the native errno (EFAULT, E2BIG,
+//! EINVAL, ENOTTY, ...) and never crash, in auto and passthrough mode.
+
+mod support;
+
+use support::{count, same_as_native, Run};
+
+#[test]
+fn bad_pointers_give_the_native_errors() {
+    if !support::kvm("bad_pointers_give_the_native_errors") {
+        return;
+    }
+    let stats = support::temp_file("efault.stats");
+    let out = same_as_native(&["efault"], Run::shim("auto").with("KVMNG_STATS", &stats));
+    for expected in [
+        "KVM_GET_REGS bad = -1 EFAULT",
+        "KVM_GET_MSRS bad header = -1 EFAULT",
+        "KVM_GET_MSRS nmsrs 1000 = -1 E2BIG",
+        "KVM_SET_USER_MEMORY_REGION bad = -1 EFAULT",
+        "KVM_IRQ_LINE bad = -1 EFAULT",
+        "KVM_INTERRUPT bad = -1 EFAULT",
+        "KVM_RUN on the VM fd = -1 ENOTTY",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
+    let line = &support::census(&stats)[0];
+    // The bad-pointer calls on the bound VM's fds were translated.
+    assert!(count(line, "KVM_GET_REGS", "translated") >= 1, "{line}");
+    assert!(count(line, "KVM_GET_MSRS", "translated") >= 2, "{line}");
+    assert!(
+        count(line, "KVM_SET_USER_MEMORY_REGION2", "translated") >= 1,
+        "{line}"
+    );
+    assert!(line.contains("\"not a KVM fd\""), "{line}");
+    assert!(line.contains("\"entry count too large\""), "{line}");
+}
+
+#[test]
+fn bad_pointers_in_passthrough() {
+    if !support::kvm("bad_pointers_in_passthrough") {
+        return;
+    }
+    same_as_native(&["efault"], Run::shim("passthrough"));
+}
