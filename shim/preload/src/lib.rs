@@ -9,8 +9,10 @@
 //!   only the kvmng syscall numbers; the SIGSYS handler carries them out
 //!   through the library's legacy backend.
 //!
+//! [`config`] parses the environment (`KVMNG_SHIM`, `KVMNG_MODE`) for both;
 //! [`init`] runs both set-ups from the library constructor.
 
+pub mod config;
 pub mod init;
 pub mod interpose;
 pub mod trap;

@@ -22,7 +22,7 @@ fn ordinary_ioctls_and_fd_calls_are_untouched() {
 
 #[test]
 fn syscall_mode_stops_the_program_on_a_kernel_without_kvmng() {
-    if kvmng::select::kernel_has_kvmng() {
+    if support::kernel_has_kvmng() {
         eprintln!("SKIPPED: this kernel has the kvmng syscalls");
         return;
     }

@@ -8,66 +8,26 @@
 //! | `KVMNG_TRACE` | file | one line per KVM ioctl (`%p` → pid) |
 //! | `KVMNG_STATS` | file | one JSON line per process at exit (`%p` → pid) |
 //!
+//! `KVMNG_SHIM` and `KVMNG_MODE` are parsed by [`crate::config`], for both
+//! halves of the shim. Whether the kernel has the kvmng syscalls, for the
+//! backend choice, is [`crate::trap::kernel_has_kvmng`]'s answer.
+//!
 //! Set-up runs from the library constructor, or earlier from the first KVM
 //! ioctl if another library's constructor issues one first. Until it is
 //! done (and on the thread doing it), KVM ioctls go to the kernel
 //! unchanged and uncounted.
 
 use super::pathtmpl::{self, PathTemplate};
+use crate::config::{Mode, MODE_ENV};
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering::SeqCst};
 use kvmng::backend::{Backend, BackendKind};
 use kvmng::select;
 use std::sync::OnceLock;
 
-/// The environment variable that opts a process (and its children) out.
-pub const SHIM_ENV: &str = "KVMNG_SHIM";
-/// The environment variable that chooses the mode.
-pub const MODE_ENV: &str = "KVMNG_MODE";
 /// The environment variable that names the trace file.
 pub const TRACE_ENV: &str = "KVMNG_TRACE";
 /// The environment variable that names the census file.
 pub const STATS_ENV: &str = "KVMNG_STATS";
-
-/// What the shim does with KVM ioctls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Mode {
-    /// Through the new API: the native syscalls where the kernel has them,
-    /// else the legacy emulation (a full translation round trip).
-    Auto = 0,
-    /// Like auto, but the kernel must have the kvmng syscalls: without them
-    /// the program is stopped at start with a message.
-    Syscall = 1,
-    /// Observe only: every KVM ioctl goes to the kernel unchanged, traced
-    /// and counted as passthrough.
-    Passthrough = 2,
-}
-
-impl Mode {
-    /// The name used in `KVMNG_MODE` and the census.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Mode::Auto => "auto",
-            Mode::Syscall => "syscall",
-            Mode::Passthrough => "passthrough",
-        }
-    }
-
-    /// The mode a `KVMNG_MODE` value asks for; `None` if it names none.
-    pub fn parse(value: Option<&str>) -> Option<Mode> {
-        match value.unwrap_or("auto") {
-            "" | "auto" => Some(Mode::Auto),
-            "syscall" => Some(Mode::Syscall),
-            "passthrough" => Some(Mode::Passthrough),
-            _ => None,
-        }
-    }
-}
-
-/// Whether `KVMNG_SHIM` opts out.
-pub fn is_off(value: Option<&str>) -> bool {
-    value.is_some_and(|v| v.eq_ignore_ascii_case("off") || v == "0")
-}
 
 const UNINIT: u8 = 0;
 const BUSY: u8 = 1;
@@ -162,9 +122,14 @@ pub fn backend() -> Option<&'static dyn Backend> {
     }
 }
 
-/// Auto mode's backend: `KVMNG_BACKEND` and the kernel decide.
+/// Auto mode's backend: `KVMNG_BACKEND` and the kernel decide. Whether the
+/// kernel has kvmng is the trap half's answer: by now its filter is
+/// usually in, and the raw probe would be answered by the emulation
+/// (EINVAL), choose the native backend and send every translated ioctl
+/// through the trap. The trap half knows the kernel's own answer, and its
+/// probe is safe in an image that inherited the filter.
 fn choose_backend() -> &'static dyn Backend {
-    let has = kernel_has_kvmng();
+    let has = crate::trap::kernel_has_kvmng();
     let request = std::env::var(select::BACKEND_ENV).ok();
     let kind = select::choose(request.as_deref(), has).unwrap_or_else(|e| {
         let fallback = select::choose(None, has).unwrap_or(BackendKind::Legacy);
@@ -172,30 +137,6 @@ fn choose_backend() -> &'static dyn Backend {
         fallback
     });
     select::backend(kind)
-}
-
-/// Whether the kernel has the kvmng syscalls. Under a seccomp filter (the
-/// trap half's, inherited across exec, traps the kvmng numbers and exists
-/// only on kernels without them) the probe is not made: before the trap
-/// half's handler is in place it would kill the process.
-fn kernel_has_kvmng() -> bool {
-    if crate::trap::filter_installed() || under_seccomp_filter() {
-        return false;
-    }
-    select::kernel_has_kvmng()
-}
-
-/// The `Seccomp:` line of /proc/self/status says a filter is active.
-fn under_seccomp_filter() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Seccomp:"))
-                .map(|v| v.trim() != "0")
-        })
-        .unwrap_or(false)
 }
 
 /// The backend's name for the census: `native`, `legacy` or `none`.
@@ -210,21 +151,15 @@ fn warn(message: &str) {
 fn set_up() {
     super::binding::set_pid(kvmng::sys::getpid());
     super::clock::start();
-    if is_off(std::env::var(SHIM_ENV).ok().as_deref()) {
+    let settings = crate::config::settings();
+    if settings.off {
         return;
     }
-    let mode_value = std::env::var(MODE_ENV).ok();
-    let mode = Mode::parse(mode_value.as_deref()).unwrap_or_else(|| {
-        warn(&format!(
-            "{MODE_ENV}={:?} is not a mode (auto, syscall, passthrough); using auto",
-            mode_value.as_deref().unwrap_or("")
-        ));
-        Mode::Auto
-    });
+    let mode = settings.mode;
     match mode {
         Mode::Passthrough => {}
         Mode::Syscall => {
-            if !kernel_has_kvmng() {
+            if !crate::trap::kernel_has_kvmng() {
                 eprintln!(
                     "kvmshim: error: {MODE_ENV}=syscall, but this kernel has no kvmng syscalls \
                      (the probe kvmng_run(~0) answered ENOSYS). Boot a kernel with the kvmng \
@@ -282,27 +217,5 @@ pub fn open_trace(pid: i32) {
                 String::from_utf8_lossy(&path[..end])
             ));
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn modes_and_opt_out() {
-        assert_eq!(Mode::parse(None), Some(Mode::Auto));
-        assert_eq!(Mode::parse(Some("")), Some(Mode::Auto));
-        assert_eq!(Mode::parse(Some("syscall")), Some(Mode::Syscall));
-        assert_eq!(Mode::parse(Some("passthrough")), Some(Mode::Passthrough));
-        assert_eq!(Mode::parse(Some("fast")), None);
-        for m in [Mode::Auto, Mode::Syscall, Mode::Passthrough] {
-            assert_eq!(Mode::parse(Some(m.name())), Some(m));
-        }
-        assert!(is_off(Some("off")));
-        assert!(is_off(Some("OFF")));
-        assert!(is_off(Some("0")));
-        assert!(!is_off(Some("on")));
-        assert!(!is_off(None));
     }
 }

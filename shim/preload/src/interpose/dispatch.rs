@@ -4,11 +4,12 @@
 
 use super::cabi::{c_ret, raw_ioctl};
 use super::census::{self, Path};
-use super::config::{self, Mode};
+use super::config;
 use super::fdtable;
 use super::trace;
 use super::translate;
 use super::{clock, cmdindex};
+use crate::config::Mode;
 use core::ffi::c_int;
 use core::sync::atomic::Ordering::Relaxed;
 

@@ -3,7 +3,8 @@
 //! The library exports `ioctl` and the calls that keep its knowledge of
 //! file descriptors true (`open*`, `close`, `close_range`, `dup*`,
 //! `fcntl*`), and the exits of a process image (`exec*`, `_exit`) so that
-//! its census is written. A KVM ioctl is carried out as the kvmng call of
+//! its census is written (and, while the trap's filter is in, the next
+//! image keeps the shim in `LD_PRELOAD`). A KVM ioctl is carried out as the kvmng call of
 //! the mapping table in docs/api.md section 7 through the kvmng library
 //! (native syscalls or the legacy emulation), or, where that cannot give
 //! the native answer, passed to the kernel unchanged and counted as a
@@ -50,6 +51,7 @@ pub mod translate;
 /// KVM ioctl issued before the constructor ran (by another library's
 /// constructor) has already done it.
 pub fn init() {
+    exechooks::prepare();
     config::ensure_init();
 }
 

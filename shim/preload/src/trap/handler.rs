@@ -15,7 +15,7 @@
 //!   `-ENOTRECOVERABLE`.
 
 use super::{chain, filter};
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
 use kvmng::{Backend, Errno};
 use kvmng_abi::{kvmng_state_entry, Syscall};
 use std::sync::OnceLock;
@@ -43,6 +43,14 @@ static STATE: AtomicU8 = AtomicU8::new(State::None as u8);
 static PROBE_TRAPPED: AtomicBool = AtomicBool::new(false);
 /// The backend, built before the filter goes in.
 static BACKEND: OnceLock<&'static dyn Backend> = OnceLock::new();
+/// Our traps answered so far (see [`trapped_calls`]).
+static TRAPPED_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many of our traps the handler has answered in this image (in every
+/// state: emulated, probe, ENOSYS).
+pub fn trapped_calls() -> u64 {
+    TRAPPED_CALLS.load(Relaxed)
+}
 
 /// The handler's current state.
 pub fn state() -> State {
@@ -176,6 +184,7 @@ pub(crate) extern "C" fn on_sigsys(sig: i32, info: *mut libc::siginfo_t, ctx: *m
         unsafe { chain::forward(sig, info, ctx) };
         return;
     };
+    TRAPPED_CALLS.fetch_add(1, Relaxed);
     if ctx.is_null() {
         return;
     }

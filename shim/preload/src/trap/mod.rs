@@ -81,13 +81,17 @@ fn prepare() {
     }
 }
 
-/// Whether the running kernel itself implements the kvmng syscalls.
+/// Whether the running kernel itself implements the kvmng syscalls: the
+/// one answer every backend choice in the shim is made from (the
+/// interposition half's auto mode and `KVMNG_MODE=syscall` check, and this
+/// half's decision to trap). Probed once per image and cached.
 ///
 /// Unlike `kvmng::select::kernel_has_kvmng()`, this never mistakes the
-/// emulation for the kernel (once our filter is in, the probe answers
-/// EINVAL through the trap), and never dies of SIGSYS in an image that
-/// inherited the filter without a handler yet. The interposition half
-/// should ask this one.
+/// emulation for the kernel (once our filter is in, the raw probe answers
+/// EINVAL through the trap, which would select the native backend and send
+/// every translated ioctl through the trap), and never dies of SIGSYS in
+/// an image that inherited the filter without a handler yet. The raw probe
+/// is disallowed elsewhere in this crate (`clippy.toml`).
 pub fn kernel_has_kvmng() -> bool {
     match NATIVE.load(SeqCst) {
         PRESENT => return true,
@@ -103,10 +107,28 @@ pub fn kernel_has_kvmng() -> bool {
     // Otherwise a trapped probe is answered ENOSYS by the probe state.
     let answer = match handler::state() {
         State::Emulate | State::Enosys => false,
-        State::None | State::Probe => kvmng::select::kernel_has_kvmng(),
+        State::None | State::Probe => raw_probe(),
     };
     NATIVE.store(if answer { PRESENT } else { ABSENT }, SeqCst);
     answer
+}
+
+/// The raw probe `kvmng_run(~0)`: the only call of it in the shim. Only
+/// meaningful while our filter is not in, or with the handler in the probe
+/// state.
+#[allow(clippy::disallowed_methods)]
+fn raw_probe() -> bool {
+    kvmng::select::kernel_has_kvmng()
+}
+
+/// The number of kvmng syscalls this image's SIGSYS handler has answered
+/// (emulated, or answered `ENOSYS`), for tests and diagnostics: a program
+/// can look it up with `dlsym(RTLD_DEFAULT, "kvmshim_trapped_calls")`.
+/// The interposition half never goes through the trap, so its translated
+/// ioctls do not count here. Async-signal-safe (one atomic load).
+#[no_mangle]
+pub extern "C" fn kvmshim_trapped_calls() -> u64 {
+    handler::trapped_calls()
 }
 
 extern "C" fn early_init() {
@@ -122,10 +144,7 @@ static EARLY_INIT: extern "C" fn() = early_init;
 
 /// Set-up at load time (from the library constructor).
 pub fn init() {
-    let (want, warning) = mode::from_env();
-    if let Some(w) = warning {
-        warn(&w);
-    }
+    let want = mode::from_env();
     signals::resolve_all();
     prepare();
     let handler_in = handler::state() == State::Probe;

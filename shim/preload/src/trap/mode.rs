@@ -1,20 +1,19 @@
-//! What the environment asks of the trap half.
+//! What the shim's settings ([`crate::config`], the one parser of
+//! `KVMNG_SHIM` and `KVMNG_MODE`) ask of the trap half.
 //!
 //! * `KVMNG_SHIM=off` disables the whole shim. The trap half then installs
 //!   nothing, except in a process that inherited the kvmng filter across
 //!   exec: there a kvmng syscall would kill the process with SIGSYS, so a
 //!   handler answers `ENOSYS` (what the stock kernel answers).
 //! * `KVMNG_MODE=auto` (default) or `syscall`: trap and emulate the kvmng
-//!   syscalls when the kernel lacks them.
+//!   syscalls when the kernel lacks them. (With `syscall` on such a kernel
+//!   the interposition half has already stopped the program.)
 //! * `KVMNG_MODE=passthrough`: the shim passes everything to the kernel
 //!   untouched; the kvmng syscalls are not emulated (a stock kernel answers
 //!   `ENOSYS`), and an inherited filter is answered with `ENOSYS` as for
 //!   `off`.
 
-/// The environment variable that disables the whole shim (`off`).
-pub const SHIM_ENV: &str = "KVMNG_SHIM";
-/// The environment variable that chooses the shim's mode.
-pub const MODE_ENV: &str = "KVMNG_MODE";
+use crate::config::{Mode, Settings};
 
 /// What the trap half does in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,46 +24,47 @@ pub enum Want {
     Nothing,
 }
 
-/// The decision for the given values of `KVMNG_SHIM` and `KVMNG_MODE`, and
-/// a warning to print when a value is not understood.
-pub fn decide(shim: Option<&str>, mode: Option<&str>) -> (Want, Option<String>) {
-    if shim.is_some_and(|v| v.eq_ignore_ascii_case("off") || v == "0") {
-        return (Want::Nothing, None);
-    }
-    match mode.unwrap_or("auto") {
-        "" | "auto" | "syscall" => (Want::Emulate, None),
-        "passthrough" => (Want::Nothing, None),
-        other => (
-            Want::Emulate,
-            Some(format!(
-                "kvmshim: {MODE_ENV}={other:?} is not a mode (auto, syscall, passthrough); using auto"
-            )),
-        ),
+/// The trap half's decision for the shim's settings.
+pub fn decide(settings: Settings) -> Want {
+    match settings {
+        Settings { off: true, .. } => Want::Nothing,
+        Settings {
+            mode: Mode::Passthrough,
+            ..
+        } => Want::Nothing,
+        Settings {
+            mode: Mode::Auto | Mode::Syscall,
+            ..
+        } => Want::Emulate,
     }
 }
 
-/// The decision for this process's environment.
-pub fn from_env() -> (Want, Option<String>) {
-    let shim = std::env::var(SHIM_ENV).ok();
-    let mode = std::env::var(MODE_ENV).ok();
-    decide(shim.as_deref(), mode.as_deref())
+/// The decision for this image's environment.
+pub fn from_env() -> Want {
+    decide(crate::config::settings())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn want(shim: Option<&str>, mode: Option<&str>) -> Want {
+        decide(Settings::parse(shim, mode).0)
+    }
+
     #[test]
     fn modes_map_to_decisions() {
-        assert_eq!(decide(None, None), (Want::Emulate, None));
-        assert_eq!(decide(None, Some("auto")).0, Want::Emulate);
-        assert_eq!(decide(None, Some("syscall")).0, Want::Emulate);
-        assert_eq!(decide(None, Some("passthrough")).0, Want::Nothing);
-        assert_eq!(decide(Some("off"), Some("syscall")).0, Want::Nothing);
-        assert_eq!(decide(Some("OFF"), None).0, Want::Nothing);
-        assert_eq!(decide(Some("on"), None).0, Want::Emulate);
-        let (want, warning) = decide(None, Some("fast"));
-        assert_eq!(want, Want::Emulate);
+        assert_eq!(want(None, None), Want::Emulate);
+        assert_eq!(want(None, Some("auto")), Want::Emulate);
+        assert_eq!(want(None, Some("syscall")), Want::Emulate);
+        assert_eq!(want(None, Some("passthrough")), Want::Nothing);
+        assert_eq!(want(Some("off"), Some("syscall")), Want::Nothing);
+        assert_eq!(want(Some("OFF"), None), Want::Nothing);
+        assert_eq!(want(Some("0"), None), Want::Nothing);
+        assert_eq!(want(Some("on"), None), Want::Emulate);
+        // Not a mode: auto, with a warning (printed by crate::config).
+        let (settings, warning) = Settings::parse(None, Some("fast"));
+        assert_eq!(decide(settings), Want::Emulate);
         assert!(warning.unwrap().contains("fast"));
     }
 }

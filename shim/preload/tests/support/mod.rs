@@ -3,8 +3,9 @@
 //! ioctl() as QEMU and the selftests do), guest binaries, and running a
 //! scenario natively and through the shim.
 //!
-//! The library is the cdylib cargo builds next to the test binaries
-//! (`target/<profile>/libkvmshim.so`); if it is missing, `cargo build -p
+//! The library is the cdylib cargo builds with the test binaries
+//! (`target/<profile>/deps/libkvmshim.so`), else
+//! `target/<profile>/libkvmshim.so`; if neither exists, `cargo build -p
 //! kvmshim` is run once.
 
 #![allow(dead_code)]
@@ -41,10 +42,17 @@ pub fn cargo_build(package: &str) {
     assert!(status.success(), "cargo build -p {package} failed");
 }
 
-/// The shim library.
+/// The shim library: the one cargo built with this test binary
+/// (`target/<profile>/deps/libkvmshim.so`, rebuilt with the tests), else
+/// `target/<profile>/libkvmshim.so`, which only `cargo build` refreshes
+/// (a test run after an edit must not use a stale copy).
 pub fn shim_lib() -> PathBuf {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
     LIB.get_or_init(|| {
+        let fresh = profile_dir().join("deps/libkvmshim.so");
+        if fresh.exists() {
+            return fresh;
+        }
         let lib = profile_dir().join("libkvmshim.so");
         if !lib.exists() {
             cargo_build("kvmshim");
@@ -82,6 +90,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) {
 /// Compiles C source `name` (tests/c/<name>.c) into the scratch directory;
 /// `shared` builds a shared library. Recompiles when the source is newer.
 pub fn compile_c(name: &str, shared: bool) -> PathBuf {
+    compile_c_with(name, shared, &[])
+}
+
+/// As [`compile_c`], with extra compiler arguments (the same ones every
+/// time for a given `name`: a fresh binary is not rebuilt).
+pub fn compile_c_with(name: &str, shared: bool, extra: &[&str]) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/c")
         .join(format!("{name}.c"));
@@ -103,6 +117,7 @@ pub fn compile_c(name: &str, shared: bool) -> PathBuf {
     if shared {
         cmd.args(["-shared", "-fPIC"]);
     }
+    cmd.args(extra);
     cmd.arg("-lpthread");
     let result = cmd
         .output()
@@ -121,6 +136,14 @@ pub fn compile_c(name: &str, shared: bool) -> PathBuf {
 pub fn probe() -> PathBuf {
     static PROBE: OnceLock<PathBuf> = OnceLock::new();
     PROBE.get_or_init(|| compile_c("kvmprobe", false)).clone()
+}
+
+/// C test program `name` (tests/c/<name>.c) that makes kvmng syscalls:
+/// compiled with `-DKVMNG_NR_RUN=` the number of `kvmng_run` (the ABI
+/// crate's, the one definition).
+pub fn kvmng_c_program(name: &str) -> PathBuf {
+    let define = format!("-DKVMNG_NR_RUN={}", kvmng_abi::Syscall::Run.nr());
+    compile_c_with(name, false, &[&define])
 }
 
 /// The flat binary of guest `name` (kvmng-guests), as a file.
@@ -146,6 +169,14 @@ pub fn kvm(test: &str) -> bool {
             false
         }
     }
+}
+
+/// Whether the kernel has the kvmng syscalls, asked from the test process
+/// itself: no shim, no filter, so the raw probe is the right one here
+/// (the shim's code must use `kvmshim::trap::kernel_has_kvmng`).
+#[allow(clippy::disallowed_methods)]
+pub fn kernel_has_kvmng() -> bool {
+    kvmng::select::kernel_has_kvmng()
 }
 
 /// How to run a program.
