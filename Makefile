@@ -21,6 +21,8 @@ help:
 	@echo "  make demo    run a real guest through the kvmng library and say which backend did it"
 	@echo "  make test    every test: formatting, clippy, the ABI checks, the library on /dev/kvm"
 	@echo "  make check   the quick subset of make test (no dependency installation)"
+	@echo "  make conformance-test   the C conformance suite of the syscalls, through the shim"
+	@echo "  make install [PREFIX=/usr/local]   header, libkvmshim.so, kvmng, kvmshim.pc"
 
 # Installs missing Debian packages (as root), or names them and stops.
 deps:
@@ -82,6 +84,8 @@ check: fmt-check clippy unit-tests
 
 test: deps linux-source
 	@$(MAKE) -s check
+	@echo "==> the C conformance suite through libkvmshim.so"
+	@$(MAKE) -s conformance-test
 
 clean:
 	$(CARGO) clean
