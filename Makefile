@@ -183,3 +183,33 @@ compat-full: compat-build
 trapbench:
 	$(CARGO) build -q --release -p kvmshim -p trapbench
 	LD_PRELOAD=$(CURDIR)/target/release/libkvmshim.so target/release/trapbench
+
+# ---- Benchmarks (issue 7): `make bench` regenerates docs/bench.md ----
+# `kvmng ab` runs one KVM selftest alternately without and with translation
+# (the shim's passthrough and auto modes; passthrough and syscall on a
+# kvmng kernel); `kvmng bench` measures every operation through every path
+# this machine has (raw ioctl, the library's legacy backend, the shim, the
+# trap, the native syscall), writes docs/bench/bench.json and the SVG
+# charts, and writes docs/bench.md with the A/B result in it. Measurements,
+# not tests: nothing fails on a figure. About two minutes here.
+BENCH_ITERS ?= 10000
+BENCH_ROUNDS ?= 50
+BENCH_AB_RUNS ?= 20
+SELFTESTS_BUILD ?= $(KVMNG_CACHE)/selftests-build
+BENCH_AB_ARGS ?= -b 64M -v 2
+
+.PHONY: bench
+bench: deps linux-source
+	$(CARGO) build -q --release -p kvmshim -p kvmng-cli
+	@if [ ! -x $(SELFTESTS_BUILD)/demand_paging_test ]; then \
+	  echo "==> building the KVM selftests into $(SELFTESTS_BUILD)"; \
+	  mkdir -p $(SELFTESTS_BUILD) && \
+	  $(MAKE) -C $(KVMNG_LINUX_SRC)/tools/testing/selftests/kvm OUTPUT=$(SELFTESTS_BUILD) -j2 \
+	    > $(SELFTESTS_BUILD)/kvmng-build.log 2>&1 || { tail -25 $(SELFTESTS_BUILD)/kvmng-build.log; exit 1; }; \
+	fi
+	@mkdir -p docs/bench
+	@rm -f docs/bench/ab.json
+	-./target/release/kvmng ab --runs $(BENCH_AB_RUNS) --json docs/bench/ab.json -- $(SELFTESTS_BUILD)/demand_paging_test $(BENCH_AB_ARGS)
+	./target/release/kvmng bench --iters $(BENCH_ITERS) --rounds $(BENCH_ROUNDS) \
+	  --json docs/bench/bench.json --svg-dir docs/bench --markdown docs/bench.md \
+	  $$([ -f docs/bench/ab.json ] && echo --ab-json docs/bench/ab.json)

@@ -87,6 +87,12 @@ static inline long kvmng_control(unsigned int scope, unsigned int cmd,
 	return syscall(__NR_kvmng_control, scope, cmd, arg, flags);
 }
 
+static inline int kvmng_ioregion(unsigned int op, const struct kvmng_ioregion *region,
+				 unsigned int flags)
+{
+	return (int)syscall(__NR_kvmng_ioregion, op, region, flags);
+}
+
 /*
  * The probe of docs/api.md section 4: 1 when the kvmng syscalls answer
  * (natively or through the shim), 0 when they answer ENOSYS.

@@ -14,8 +14,8 @@ TEST_NOKVM(probe_answers_einval)
 {
 	CHECK_ERR(syscall(__NR_kvmng_run, ~0U), EINVAL);
 	CHECK(kvmng_present(), "kvmng_present()");
-	/* The reserved tenth number is not a call. */
-	CHECK_ERR(syscall(KVMNG_SYSCALL_BASE + 9, 0, 0, 0, 0, 0, 0), ENOSYS);
+	/* The number after the block is not a call. */
+	CHECK_ERR(syscall(KVMNG_SYSCALL_BASE + KVMNG_SYSCALL_COUNT, 0, 0, 0, 0, 0, 0), ENOSYS);
 }
 
 TEST_NOKVM(unknown_flags_are_einval_on_every_call_first)
@@ -32,6 +32,7 @@ TEST_NOKVM(unknown_flags_are_einval_on_every_call_first)
 		CHECK_ERR(kvmng_irq(99, 1, 1, f), EINVAL);
 		CHECK_ERR(kvmng_memory_map((void *)8, 1000, f), EINVAL);
 		CHECK_ERR(kvmng_control(99, 0, 0, f), EINVAL);
+		CHECK_ERR(kvmng_ioregion(99, (void *)8, f), EINVAL);
 	}
 }
 

@@ -26,11 +26,13 @@ pub enum Syscall {
     MemoryMap = 7,
     /// `long kvmng_control(unsigned int scope, unsigned int cmd, unsigned long arg, unsigned int flags)`
     Control = 8,
+    /// `int kvmng_ioregion(unsigned int op, const struct kvmng_ioregion *region, unsigned int flags)`
+    Ioregion = 9,
 }
 
 impl Syscall {
     /// Every kvmng syscall, in number order.
-    pub const ALL: [Syscall; 9] = [
+    pub const ALL: [Syscall; 10] = [
         Syscall::CreateVm,
         Syscall::BindVm,
         Syscall::CreateVcpu,
@@ -40,6 +42,7 @@ impl Syscall {
         Syscall::Irq,
         Syscall::MemoryMap,
         Syscall::Control,
+        Syscall::Ioregion,
     ];
 
     /// The syscall number.
@@ -65,6 +68,7 @@ impl Syscall {
             Syscall::Irq => "kvmng_irq",
             Syscall::MemoryMap => "kvmng_memory_map",
             Syscall::Control => "kvmng_control",
+            Syscall::Ioregion => "kvmng_ioregion",
         }
     }
 }
@@ -80,7 +84,11 @@ mod tests {
             assert_eq!(Syscall::from_nr(call.nr()), Some(*call));
         }
         assert_eq!(Syscall::from_nr(KVMNG_SYSCALL_BASE - 1), None);
-        assert_eq!(Syscall::from_nr(KVMNG_SYSCALL_BASE + 9), None);
+        assert_eq!(
+            Syscall::from_nr(KVMNG_SYSCALL_BASE + 9),
+            Some(Syscall::Ioregion)
+        );
+        assert_eq!(Syscall::from_nr(KVMNG_SYSCALL_BASE + 10), None);
         assert_eq!(Syscall::from_nr(i64::MIN), None);
     }
 }

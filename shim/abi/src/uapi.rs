@@ -4,7 +4,7 @@
 /// a bit set (bit n: `KVMNG_SYSCALL_BASE + n`).
 pub const KVM_CAP_KVMNG: u32 = 1000;
 /// Number of syscalls in the kvmng block.
-pub const KVMNG_SYSCALL_COUNT: u32 = 9;
+pub const KVMNG_SYSCALL_COUNT: u32 = 10;
 /// Every syscall implemented.
 pub const KVMNG_SYSCALLS_ALL: u32 = (1 << KVMNG_SYSCALL_COUNT) - 1;
 
@@ -91,3 +91,84 @@ pub const KVMNG_SCOPE_SYSTEM: u32 = 0;
 pub const KVMNG_SCOPE_VM: u32 = 1;
 /// `kvmng_control()` scope: an ioctl of the calling thread's vCPU.
 pub const KVMNG_SCOPE_VCPU: u32 = 2;
+
+/// `kvmng_ioregion()`: a guest-physical (or port) range whose accesses go
+/// to a device over an `AF_UNIX` `SOCK_SEQPACKET` socket.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct kvmng_ioregion {
+    /// Guest-physical address, or first port.
+    pub addr: u64,
+    /// Size in bytes (ports); not 0.
+    pub size: u64,
+    /// Connected `AF_UNIX` `SOCK_SEQPACKET` socket (`KVMNG_IOREGION_ADD`).
+    pub fd: i32,
+    /// [`KVMNG_IOREGION_PIO`], [`KVMNG_IOREGION_POSTED`].
+    pub flags: u32,
+    /// Copied into every request.
+    pub user_data: u64,
+    /// Must be 0.
+    pub reserved: [u64; 4],
+}
+
+/// `kvmng_ioregion()` op: register a region.
+pub const KVMNG_IOREGION_ADD: u32 = 1;
+/// `kvmng_ioregion()` op: remove the region with exactly this range.
+pub const KVMNG_IOREGION_DEL: u32 = 2;
+
+/// The region is in port I/O space, not MMIO.
+pub const KVMNG_IOREGION_PIO: u32 = 1 << 0;
+/// Writes to the region are posted: sent without waiting for a reply.
+pub const KVMNG_IOREGION_POSTED: u32 = 1 << 1;
+/// Every valid `struct kvmng_ioregion` flag.
+pub const KVMNG_IOREGION_FLAGS: u32 = KVMNG_IOREGION_PIO | KVMNG_IOREGION_POSTED;
+
+/// The most regions a VM has (MMIO and PIO together).
+pub const KVMNG_IOREGION_MAX: u32 = 256;
+/// The largest region, in bytes.
+pub const KVMNG_IOREGION_MAX_SIZE: u64 = 1 << 30;
+/// Port I/O regions end at or below this port.
+pub const KVMNG_IOREGION_PIO_END: u64 = 0x10000;
+
+/// One guest access, sent to the device (wire protocol).
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct kvmng_ioregion_request {
+    /// Never 0, never reused; increasing in the order each vCPU sends.
+    pub id: u64,
+    /// Offset of the access from the region's `addr`.
+    pub offset: u64,
+    /// Write: the bytes written (the low `len` bytes, little-endian). Read: 0.
+    pub data: u64,
+    /// The region's `user_data`.
+    pub user_data: u64,
+    /// The accessing vCPU's id.
+    pub vcpu_id: u32,
+    /// 1 to 8 bytes.
+    pub len: u8,
+    /// [`KVMNG_IOREGION_READ`] or [`KVMNG_IOREGION_WRITE`].
+    pub dir: u8,
+    /// `KVMNG_IOREGION_REQ_*`.
+    pub flags: u8,
+    /// 0.
+    pub pad: u8,
+}
+
+/// The device's answer to a read, or to a write that is not posted.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct kvmng_ioregion_reply {
+    /// The request's id.
+    pub id: u64,
+    /// Read: the value (the low `len` bytes). Write: 0.
+    pub data: u64,
+}
+
+/// A guest read.
+pub const KVMNG_IOREGION_READ: u32 = 0;
+/// A guest write.
+pub const KVMNG_IOREGION_WRITE: u32 = 1;
+/// Request flag: a posted write; the device sends no reply.
+pub const KVMNG_IOREGION_REQ_POSTED: u32 = 1 << 0;
+/// Request flag: a port access.
+pub const KVMNG_IOREGION_REQ_PIO: u32 = 1 << 1;

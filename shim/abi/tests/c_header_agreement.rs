@@ -2,9 +2,10 @@
 //!
 //! 1. `kernel-patch/include/uapi/linux/kvmng.h`: a C program, generated here
 //!    from the macro names parsed out of the header, prints every macro's
-//!    value and the layout of `struct kvmng_state_entry`; each must equal the
-//!    Rust constant, and every macro must have one (and every `pub const` of
-//!    `uapi.rs` and `syscalls.rs` must be a macro of the header).
+//!    value and the layout of every struct it defines (`kvmng_state_entry`,
+//!    `kvmng_ioregion` and the two wire-protocol messages); each must equal
+//!    the Rust value, and every macro must have one (and every `pub const`
+//!    of `uapi.rs` and `syscalls.rs` must be a macro of the header).
 //! 2. The Linux 6.12 uapi headers (`$KVMNG_LINUX_SRC/usr/include`, from
 //!    `make headers`): a C program generated from the names in
 //!    `KVM_IOCTLS` prints every ioctl number and the size and alignment of
@@ -171,6 +172,18 @@ fn rust_macro_values() -> BTreeMap<String, i128> {
         KVMNG_SCOPE_SYSTEM,
         KVMNG_SCOPE_VM,
         KVMNG_SCOPE_VCPU,
+        KVMNG_IOREGION_ADD,
+        KVMNG_IOREGION_DEL,
+        KVMNG_IOREGION_PIO,
+        KVMNG_IOREGION_POSTED,
+        KVMNG_IOREGION_FLAGS,
+        KVMNG_IOREGION_MAX,
+        KVMNG_IOREGION_MAX_SIZE,
+        KVMNG_IOREGION_PIO_END,
+        KVMNG_IOREGION_READ,
+        KVMNG_IOREGION_WRITE,
+        KVMNG_IOREGION_REQ_POSTED,
+        KVMNG_IOREGION_REQ_PIO,
     );
     for call in Syscall::ALL {
         let name = format!("__NR_{}", call.name());
@@ -182,51 +195,87 @@ fn rust_macro_values() -> BTreeMap<String, i128> {
 trait Signedness {
     const SIGNED: bool;
 }
-impl Signedness for u32 {
-    const SIGNED: bool = false;
+macro_rules! signedness {
+    ($($t:ty => $v:expr),* $(,)?) => {
+        $( impl Signedness for $t { const SIGNED: bool = $v; } )*
+    };
 }
-impl Signedness for i32 {
-    const SIGNED: bool = true;
-}
-impl Signedness for u64 {
-    const SIGNED: bool = false;
-}
+signedness!(u8 => false, u32 => false, i32 => true, u64 => false, [u64; 4] => false);
 fn signed<T: Signedness>(_: &T) -> bool {
     T::SIGNED
 }
 
-/// Layout facts of `struct kvmng_state_entry` on the Rust side, named as the
-/// C program prints them.
-fn rust_state_entry_layout() -> BTreeMap<String, i128> {
-    let e = kvmng_state_entry::default();
+/// Layout facts of one struct on the Rust side, named as the C program
+/// prints them: `NAME.sizeof`, `NAME.alignof`, and per field
+/// `NAME.FIELD.offset`, `.size` and `.signed`.
+macro_rules! rust_layout {
+    ($m:ident, $t:ident, [$($f:ident),* $(,)?]) => {{
+        let e = $t::default();
+        let name = stringify!($t);
+        $m.insert(format!("{name}.sizeof"), size_of::<$t>() as i128);
+        $m.insert(format!("{name}.alignof"), align_of::<$t>() as i128);
+        $(
+            $m.insert(format!("{name}.{}.offset", stringify!($f)), offset_of!($t, $f) as i128);
+            $m.insert(format!("{name}.{}.size", stringify!($f)), size_of_val(&e.$f) as i128);
+            $m.insert(format!("{name}.{}.signed", stringify!($f)), i128::from(signed(&e.$f)));
+        )*
+    }};
+}
+
+/// The structs of kvmng.h and their fields, as the C program names them.
+const STRUCTS: &[(&str, &[&str])] = &[
+    (
+        "kvmng_state_entry",
+        &["kind", "op", "addr", "size", "result"],
+    ),
+    (
+        "kvmng_ioregion",
+        &["addr", "size", "fd", "flags", "user_data", "reserved"],
+    ),
+    (
+        "kvmng_ioregion_request",
+        &[
+            "id",
+            "offset",
+            "data",
+            "user_data",
+            "vcpu_id",
+            "len",
+            "dir",
+            "flags",
+            "pad",
+        ],
+    ),
+    ("kvmng_ioregion_reply", &["id", "data"]),
+];
+
+/// Layout facts of every struct of kvmng.h on the Rust side.
+fn rust_struct_layouts_kvmng() -> BTreeMap<String, i128> {
     let mut m = BTreeMap::new();
-    let mut put = |k: &str, v: usize| {
-        m.insert(format!("kvmng_state_entry.{k}"), v as i128);
-    };
-    put("sizeof", size_of::<kvmng_state_entry>());
-    put("alignof", align_of::<kvmng_state_entry>());
-    macro_rules! field {
-        ($f:ident) => {
-            put(
-                concat!(stringify!($f), ".offset"),
-                offset_of!(kvmng_state_entry, $f),
-            );
-            put(concat!(stringify!($f), ".size"), size_of_val(&e.$f));
-            put(
-                concat!(stringify!($f), ".signed"),
-                usize::from(signed(&e.$f)),
-            );
-        };
-    }
-    field!(kind);
-    field!(op);
-    field!(addr);
-    field!(size);
-    field!(result);
+    rust_layout!(m, kvmng_state_entry, [kind, op, addr, size, result]);
+    rust_layout!(
+        m,
+        kvmng_ioregion,
+        [addr, size, fd, flags, user_data, reserved]
+    );
+    rust_layout!(
+        m,
+        kvmng_ioregion_request,
+        [id, offset, data, user_data, vcpu_id, len, dir, flags, pad]
+    );
+    rust_layout!(m, kvmng_ioregion_reply, [id, data]);
     m
 }
 
-const STATE_ENTRY_FIELDS: [&str; 5] = ["kind", "op", "addr", "size", "result"];
+/// The structs the header defines, by name.
+fn header_structs(header: &str) -> BTreeSet<String> {
+    header
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("struct "))
+        .filter_map(|l| l.trim_end().strip_suffix('{'))
+        .map(|n| n.trim().to_string())
+        .collect()
+}
 
 #[test]
 fn kvmng_header_agrees_with_rust() {
@@ -262,33 +311,51 @@ fn kvmng_header_agrees_with_rust() {
     }
     assert_eq!(Syscall::ALL.len(), KVMNG_SYSCALL_COUNT as usize);
 
+    let declared = header_structs(&header);
+    let listed: BTreeSet<String> = STRUCTS.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(
+        declared, listed,
+        "every struct of kvmng.h (and only those) must be in STRUCTS"
+    );
+
     let mut c = String::from(
         "#include <stdio.h>\n#include <stddef.h>\n#include <linux/kvmng.h>\n\
          #define SIGNED(x) ((__typeof__(x))-1 < (__typeof__(x))0)\n\
-         int main(void)\n{\n\tstruct kvmng_state_entry e = {0};\n\t(void)e;\n",
+         #define ASIGNED(x) ((__typeof__((x)[0]))-1 < (__typeof__((x)[0]))0)\n\
+         int main(void)\n{\n",
     );
     for name in &macros {
         c.push_str(&format!(
             "\tprintf(\"%s %lld\\n\", \"{name}\", (long long)({name}));\n"
         ));
     }
-    c.push_str(
-        "\tprintf(\"kvmng_state_entry.sizeof %zu\\n\", sizeof(struct kvmng_state_entry));\n\
-         \tprintf(\"kvmng_state_entry.alignof %zu\\n\", _Alignof(struct kvmng_state_entry));\n",
-    );
-    for f in STATE_ENTRY_FIELDS {
+    for (s, fields) in STRUCTS {
         c.push_str(&format!(
-            "\tprintf(\"kvmng_state_entry.{f}.offset %zu\\n\", offsetof(struct kvmng_state_entry, {f}));\n\
-             \tprintf(\"kvmng_state_entry.{f}.size %zu\\n\", sizeof(e.{f}));\n\
-             \tprintf(\"kvmng_state_entry.{f}.signed %d\\n\", SIGNED(e.{f}));\n"
+            "\t{{\n\t\tstruct {s} e = {{0}};\n\t\t(void)e;\n\
+             \t\tprintf(\"{s}.sizeof %zu\\n\", sizeof(struct {s}));\n\
+             \t\tprintf(\"{s}.alignof %zu\\n\", _Alignof(struct {s}));\n"
         ));
+        for f in *fields {
+            // Arrays (reserved) report the signedness of their elements.
+            let signed = if *f == "reserved" {
+                "ASIGNED"
+            } else {
+                "SIGNED"
+            };
+            c.push_str(&format!(
+                "\t\tprintf(\"{s}.{f}.offset %zu\\n\", offsetof(struct {s}, {f}));\n\
+                 \t\tprintf(\"{s}.{f}.size %zu\\n\", sizeof(e.{f}));\n\
+                 \t\tprintf(\"{s}.{f}.signed %d\\n\", {signed}(e.{f}));\n"
+            ));
+        }
+        c.push_str("\t}\n");
     }
     c.push_str("\treturn 0;\n}\n");
 
     let c_values = compile_and_run("kvmng_probe", &c, &[kvmng_include_dir()]);
 
     let mut want = rust;
-    want.extend(rust_state_entry_layout());
+    want.extend(rust_struct_layouts_kvmng());
     let mut errors = Vec::new();
     for (name, rust_value) in &want {
         match c_values.get(name) {

@@ -1,5 +1,7 @@
 //! `kvmng`: the command-line face of kvmng.
 
+mod ab;
+mod bench;
 mod demo;
 mod exec;
 mod info;
@@ -47,9 +49,21 @@ enum Command {
         /// The census file.
         file: PathBuf,
     },
+    /// Measure each KVM operation through each path (raw ioctl, the
+    /// library's legacy backend, the shim, the trap, the native syscall),
+    /// interleaved, with medians, p99 and bootstrap intervals
+    /// (docs/bench.md).
+    Bench(bench::BenchArgs),
+    /// Run a program alternately in two modes (e.g. the shim's passthrough
+    /// and auto) and compare its wall time and the figures it prints.
+    Ab(ab::AbArgs),
 }
 
 fn main() -> std::process::ExitCode {
+    // `kvmng bench` re-executes this program as the worker of one path.
+    if let Some(path) = std::env::var_os(bench::WORKER_ENV) {
+        return bench::worker::main(&path.to_string_lossy());
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo => demo::run(),
@@ -61,6 +75,8 @@ fn main() -> std::process::ExitCode {
             command,
         } => exec::run(&mode, trace.as_deref(), stats.as_deref(), &command),
         Command::Stats { file } => stats::run(&file),
+        Command::Bench(args) => bench::run(&args),
+        Command::Ab(args) => ab::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

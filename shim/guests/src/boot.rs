@@ -39,7 +39,14 @@ impl<'k> GuestVm<'k> {
     /// Creates vCPU 0 bound to the calling thread, in the guest's mode,
     /// about to execute the first instruction at [`LOAD_ADDR`].
     pub fn boot_vcpu(&self) -> Result<BoundVcpu<'_>, Errno> {
-        let mut vcpu = self.vm.create_bound_vcpu(0)?;
+        self.boot_vcpu_id(0)
+    }
+
+    /// Creates vCPU `id` bound to the calling thread, set up as
+    /// [`GuestVm::boot_vcpu`] sets vCPU 0 up. Several threads may each boot
+    /// one (guests such as `ioregion_smp` share the code).
+    pub fn boot_vcpu_id(&self, id: u64) -> Result<BoundVcpu<'_>, Errno> {
+        let mut vcpu = self.vm.create_bound_vcpu(id)?;
         let mut sregs = vcpu.sregs()?;
         match self.guest.mode {
             Mode::Real => long_mode::real_mode_sregs(&mut sregs),

@@ -26,6 +26,8 @@
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "boot")]
+pub mod bench;
+#[cfg(feature = "boot")]
 pub mod boot;
 
 /// Guest physical address where a guest's first byte is loaded; execution
@@ -94,6 +96,14 @@ pub const IRQ_REAL_VECTOR: u8 = 0x20;
 pub const IRQ_PIC_VECTOR: u8 = 0x21;
 /// GSI the host raises for `irq_pic` (IRQ1 of the master PIC).
 pub const IRQ_PIC_GSI: u32 = 1;
+/// First of the 4 ports `ioregion_regs` accesses (a device serves them).
+pub const IOREGION_PORT: u16 = 0x700;
+/// What `ioregion_regs` reports, in order, when the device behind
+/// [`MMIO_LONG`] and [`IOREGION_PORT`] is a register file: the 1, 2, 4 and
+/// (two halves of the) 8-byte values it wrote and read back, then the
+/// 2-byte IN of the upper half of its 4-byte OUT.
+pub const IOREGION_REGS_REPORTS: [u32; 6] =
+    [0x11, 0x2222, 0x3333_3333, 0x5555_5555, 0x4444_4444, 0x6666];
 
 macro_rules! guest_bin {
     ($name:literal) => {
@@ -125,6 +135,19 @@ pub const IRQ_REAL: &[u8] = guest_bin!("irq_real");
 /// 0x21, only IRQ1 unmasked); vector 0x21 -> IRQ_PORT 0x21 + EOI; REPORT 1
 /// when ready, then `sti` and `hlt` in a loop.
 pub const IRQ_PIC: &[u8] = guest_bin!("irq_pic");
+/// Long mode: writes 1, 2, 4, 8 bytes to a register file at [`MMIO_LONG`]
+/// (+0, +8, +16, +24), reads each back and reports it; OUT 4 bytes to
+/// [`IOREGION_PORT`], IN 2 bytes from `IOREGION_PORT + 2`, reports it; DONE 0,
+/// HLT. See [`IOREGION_REGS_REPORTS`].
+pub const IOREGION_REGS: &[u8] = guest_bin!("ioregion_regs");
+/// Long mode, several vCPUs: with RBX = index and RCX = iterations, writes
+/// `index << 32 | i` to `MMIO_LONG + 8 * index` and reads it back, RCX
+/// times; FAIL (low half read) on a mismatch, else DONE = RCX; HLT.
+pub const IOREGION_SMP: &[u8] = guest_bin!("ioregion_smp");
+/// Long mode: RCX 4-byte accesses to the address in RSI (writes of 0, 1,
+/// ... when RDI = 0, reads otherwise), then DONE and HLT: the benchmark
+/// loop.
+pub const MMIO_BENCH: &[u8] = guest_bin!("mmio_bench");
 
 /// CPU mode a guest expects at entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,6 +227,24 @@ pub const ALL: &[Guest] = &[
         code: IRQ_PIC,
         mode: Mode::Real,
         irqchip: true,
+    },
+    Guest {
+        name: "ioregion_regs",
+        code: IOREGION_REGS,
+        mode: Mode::Long,
+        irqchip: false,
+    },
+    Guest {
+        name: "ioregion_smp",
+        code: IOREGION_SMP,
+        mode: Mode::Long,
+        irqchip: false,
+    },
+    Guest {
+        name: "mmio_bench",
+        code: MMIO_BENCH,
+        mode: Mode::Long,
+        irqchip: false,
     },
 ];
 
@@ -446,6 +487,7 @@ mod tests {
             ("SLOT_B_GPA", SLOT_B_GPA),
             ("PIC1_CMD", 0x20),
             ("PIC1_DATA", 0x21),
+            ("IOREGION_PORT", IOREGION_PORT.into()),
         ];
         let mut seen = 0;
         for line in CONVENTIONS.lines() {
@@ -467,7 +509,7 @@ mod tests {
 
     #[test]
     fn guests_start_with_cli_and_fit() {
-        assert_eq!(ALL.len(), 9);
+        assert_eq!(ALL.len(), 12);
         for g in ALL {
             assert_eq!(
                 g.code.first(),

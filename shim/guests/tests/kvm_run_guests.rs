@@ -525,3 +525,110 @@ fn irq_pic() {
         );
     }
 }
+
+/// Sets general registers of the vCPU on its thread (the guests that take
+/// arguments in registers).
+fn set_args(t: &TestVm, f: impl FnOnce(&mut kvm_bindings::kvm_regs) + Send + 'static) {
+    t.vcpu.call("set registers", |v| {
+        let mut regs = v.get_regs().expect("KVM_GET_REGS");
+        f(&mut regs);
+        v.set_regs(&regs).expect("KVM_SET_REGS");
+    });
+}
+
+fn mmio_write(addr: u64, value: u64, len: usize) -> Exit {
+    Exit::MmioWrite(addr, value.to_le_bytes()[..len].to_vec())
+}
+
+#[test]
+fn ioregion_regs() {
+    let Some(kvm) = kvm_or_skip("ioregion_regs") else {
+        return;
+    };
+    // Without a device every access is an exit, and reads get
+    // MMIO_READ_DATA (0 for port reads).
+    let t = setup(&kvm, by_name("ioregion_regs").unwrap(), |_| {});
+    let exits = t.vcpu.call("ioregion_regs", |v| run_to_hlt(v, 100));
+    let data = MMIO_READ_DATA;
+    assert_eq!(
+        exits,
+        vec![
+            mmio_write(MMIO_LONG, 0x11, 1),
+            mmio_write(MMIO_LONG + 8, 0x2222, 2),
+            mmio_write(MMIO_LONG + 16, 0x3333_3333, 4),
+            mmio_write(MMIO_LONG + 24, 0x4444_4444_5555_5555, 8),
+            Exit::MmioRead(MMIO_LONG, 1),
+            out32(REPORT_PORT, data as u32 & 0xFF),
+            Exit::MmioRead(MMIO_LONG + 8, 2),
+            out32(REPORT_PORT, data as u32 & 0xFFFF),
+            Exit::MmioRead(MMIO_LONG + 16, 4),
+            out32(REPORT_PORT, data as u32),
+            Exit::MmioRead(MMIO_LONG + 24, 8),
+            out32(REPORT_PORT, data as u32),
+            out32(REPORT_PORT, (data >> 32) as u32),
+            out32(IOREGION_PORT, 0x6666_6666),
+            Exit::In(IOREGION_PORT + 2, 2),
+            out32(REPORT_PORT, 0),
+            out32(DONE_PORT, 0),
+            Exit::Hlt,
+        ]
+    );
+}
+
+#[test]
+fn ioregion_smp() {
+    let Some(kvm) = kvm_or_skip("ioregion_smp") else {
+        return;
+    };
+    // vCPU index 1, two iterations: the host answers the read-back with
+    // MMIO_READ_DATA, a mismatch, so the guest reports FAIL at once.
+    let t = setup(&kvm, by_name("ioregion_smp").unwrap(), |_| {});
+    set_args(&t, |r| {
+        r.rbx = 1;
+        r.rcx = 2;
+    });
+    let exits = t.vcpu.call("ioregion_smp", |v| run_to_hlt(v, 100));
+    assert_eq!(
+        exits,
+        vec![
+            mmio_write(MMIO_LONG + 8, 1 << 32, 8),
+            Exit::MmioRead(MMIO_LONG + 8, 8),
+            out32(FAIL_PORT, MMIO_READ_DATA as u32),
+            Exit::Hlt,
+        ]
+    );
+}
+
+#[test]
+fn mmio_bench() {
+    let Some(kvm) = kvm_or_skip("mmio_bench") else {
+        return;
+    };
+    let t = setup(&kvm, by_name("mmio_bench").unwrap(), |_| {});
+    set_args(&t, |r| {
+        r.rsi = MMIO_LONG + 0x40;
+        r.rcx = 3;
+        r.rdi = 0;
+    });
+    let exits = t.vcpu.call("mmio_bench writes", |v| run_to_hlt(v, 100));
+    let mut want: Vec<Exit> = (0..3).map(|i| mmio_write(MMIO_LONG + 0x40, i, 4)).collect();
+    want.extend([out32(DONE_PORT, 3), Exit::Hlt]);
+    assert_eq!(exits, want);
+
+    set_args(&t, |r| {
+        r.rip = LOAD_ADDR;
+        r.rsi = MMIO_LONG;
+        r.rcx = 2;
+        r.rdi = 1;
+    });
+    let exits = t.vcpu.call("mmio_bench reads", |v| run_to_hlt(v, 100));
+    assert_eq!(
+        exits,
+        vec![
+            Exit::MmioRead(MMIO_LONG, 4),
+            Exit::MmioRead(MMIO_LONG, 4),
+            out32(DONE_PORT, MMIO_READ_DATA as u32),
+            Exit::Hlt,
+        ]
+    );
+}

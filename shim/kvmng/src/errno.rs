@@ -56,6 +56,13 @@ impl Errno {
             libc::EOPNOTSUPP => "EOPNOTSUPP",
             libc::ECANCELED => "ECANCELED",
             libc::ETIMEDOUT => "ETIMEDOUT",
+            libc::EPIPE => "EPIPE",
+            libc::EBADMSG => "EBADMSG",
+            libc::ENOTSOCK => "ENOTSOCK",
+            libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+            libc::EPROTOTYPE => "EPROTOTYPE",
+            libc::ENOTCONN => "ENOTCONN",
+            libc::ENFILE => "ENFILE",
             _ => "E?",
         }
     }

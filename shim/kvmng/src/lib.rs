@@ -16,12 +16,14 @@ pub use backend::{Backend, BackendKind};
 pub use errno::{Errno, SysResult};
 
 pub mod exit;
+pub mod ioregion;
 pub mod memory;
 pub mod state;
 pub mod vcpu;
 pub mod vm;
 
 pub use exit::VcpuExit;
+pub use ioregion::IoRegion;
 pub use memory::GuestMemory;
 pub use state::StateItem;
 pub use vcpu::{BoundVcpu, Vcpu};

@@ -2,6 +2,7 @@
 
 use crate::backend::{Backend, BackendKind};
 use crate::errno::{Errno, SysResult};
+use crate::ioregion::IoRegion;
 use crate::memory::GuestMemory;
 use crate::select::{self, SelectError};
 use crate::vcpu::{BoundVcpu, Vcpu};
@@ -164,6 +165,57 @@ impl<'k> Vm<'k> {
         // SAFETY: `raw` holds `count` regions for the duration of the call;
         // the regions map memory the caller chose to give the guest.
         unsafe { self.backend().memory_map(raw.as_ptr(), count, 0) }.map(|n| n as usize)
+    }
+
+    /// `kvmng_ioregion(KVMNG_IOREGION_ADD, region)`: accesses to the range
+    /// go to the device on the other end of `region.fd`.
+    pub fn ioregion_add(&self, region: &IoRegion) -> Result<(), Errno> {
+        self.ioregion(KVMNG_IOREGION_ADD, region)
+    }
+
+    /// `kvmng_ioregion(KVMNG_IOREGION_DEL, region)`: the region with exactly
+    /// this space, address and size is removed.
+    pub fn ioregion_del(&self, region: &IoRegion) -> Result<(), Errno> {
+        self.ioregion(KVMNG_IOREGION_DEL, region)
+    }
+
+    fn ioregion(&self, op: u32, region: &IoRegion) -> Result<(), Errno> {
+        let raw = region.to_abi();
+        // SAFETY: `raw` is a live struct for the duration of the call.
+        unsafe { self.backend().ioregion(op, &raw, 0) }.map(|_| ())
+    }
+
+    /// `KVM_IOEVENTFD` through `kvmng_control(KVMNG_SCOPE_VM)`: a new eventfd
+    /// whose counter the kernel increments for every `len`-byte MMIO write
+    /// to `addr` (any value), without an exit.
+    pub fn ioeventfd(&self, addr: u64, len: u32) -> Result<OwnedFd, Errno> {
+        // SAFETY: eventfd takes integers only.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(Errno(
+                std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EMFILE),
+            ));
+        }
+        // SAFETY: a new fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let ioeventfd = kvm_bindings::kvm_ioeventfd {
+            addr,
+            len,
+            fd: fd.as_raw_fd(),
+            ..Default::default()
+        };
+        // SAFETY: KVM_IOEVENTFD reads one kvm_ioeventfd, live for the call.
+        unsafe {
+            self.backend().control(
+                KVMNG_SCOPE_VM,
+                KVM_IOEVENTFD as u32,
+                &ioeventfd as *const kvm_bindings::kvm_ioeventfd as u64,
+                0,
+            )
+        }?;
+        Ok(fd)
     }
 
     /// `kvmng_irq(KVMNG_IRQ_LINE, gsi, level)`.

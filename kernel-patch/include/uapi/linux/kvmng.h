@@ -29,8 +29,8 @@
 #define __NR_kvmng_irq			(KVMNG_SYSCALL_BASE + 6)
 #define __NR_kvmng_memory_map		(KVMNG_SYSCALL_BASE + 7)
 #define __NR_kvmng_control		(KVMNG_SYSCALL_BASE + 8)
-/* KVMNG_SYSCALL_BASE + 9 is reserved for the I/O-region socket call. */
-#define KVMNG_SYSCALL_COUNT		9
+#define __NR_kvmng_ioregion		(KVMNG_SYSCALL_BASE + 9)
+#define KVMNG_SYSCALL_COUNT		10
 
 /*
  * KVM_CHECK_EXTENSION(KVM_CAP_KVMNG) returns the set of kvmng syscalls the
@@ -94,5 +94,60 @@ struct kvmng_state_entry {
 #define KVMNG_SCOPE_SYSTEM		0	/* a /dev/kvm ioctl */
 #define KVMNG_SCOPE_VM			1	/* an ioctl on the bound VM */
 #define KVMNG_SCOPE_VCPU		2	/* an ioctl on the bound vCPU */
+
+/*
+ * kvmng_ioregion(): guest MMIO or port I/O accesses to a registered range
+ * are sent, one message per access, to a device over an AF_UNIX
+ * SOCK_SEQPACKET socket, and the vCPU continues without an exit to the
+ * caller of kvmng_run().  All fields are in host byte order.
+ */
+struct kvmng_ioregion {
+	__u64 addr;		/* guest-physical address, or first port */
+	__u64 size;		/* bytes (ports), > 0 */
+	__s32 fd;		/* connected AF_UNIX SOCK_SEQPACKET socket (ADD) */
+	__u32 flags;		/* KVMNG_IOREGION_PIO, KVMNG_IOREGION_POSTED */
+	__u64 user_data;	/* copied into every request */
+	__u64 reserved[4];	/* must be 0 */
+};
+
+/* kvmng_ioregion() ops */
+#define KVMNG_IOREGION_ADD		1
+#define KVMNG_IOREGION_DEL		2
+
+/* struct kvmng_ioregion flags */
+#define KVMNG_IOREGION_PIO		(1U << 0)	/* port I/O, not MMIO */
+#define KVMNG_IOREGION_POSTED		(1U << 1)	/* writes get no reply */
+#define KVMNG_IOREGION_FLAGS		(KVMNG_IOREGION_PIO | KVMNG_IOREGION_POSTED)
+
+/* The most regions a VM has (MMIO and PIO together). */
+#define KVMNG_IOREGION_MAX		256
+/* The largest region, in bytes. */
+#define KVMNG_IOREGION_MAX_SIZE		(1ULL << 30)
+/* Port I/O regions end at or below this port. */
+#define KVMNG_IOREGION_PIO_END		0x10000
+
+/* Wire protocol: one request per guest access, kernel to device. */
+struct kvmng_ioregion_request {
+	__u64 id;		/* never 0, never reused, increasing per vCPU */
+	__u64 offset;		/* from the region's addr */
+	__u64 data;		/* write: the bytes written (low len bytes); read: 0 */
+	__u64 user_data;	/* the region's user_data */
+	__u32 vcpu_id;		/* the accessing vCPU */
+	__u8 len;		/* 1 to 8 bytes */
+	__u8 dir;		/* KVMNG_IOREGION_READ or KVMNG_IOREGION_WRITE */
+	__u8 flags;		/* KVMNG_IOREGION_REQ_* */
+	__u8 pad;		/* 0 */
+};
+
+/* Device to kernel: the answer to a read or to a write that is not posted. */
+struct kvmng_ioregion_reply {
+	__u64 id;		/* the request's id */
+	__u64 data;		/* read: the value (low len bytes); write: 0 */
+};
+
+#define KVMNG_IOREGION_READ		0
+#define KVMNG_IOREGION_WRITE		1
+#define KVMNG_IOREGION_REQ_POSTED	(1U << 0)	/* send no reply */
+#define KVMNG_IOREGION_REQ_PIO		(1U << 1)	/* a port access */
 
 #endif /* _UAPI_LINUX_KVMNG_H */

@@ -10,7 +10,7 @@ pub mod native;
 
 use crate::errno::SysResult;
 use kvm_bindings::kvm_userspace_memory_region2;
-use kvmng_abi::kvmng_state_entry;
+use kvmng_abi::{kvmng_ioregion, kvmng_state_entry};
 
 /// Which implementation carries out the calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,4 +88,11 @@ pub trait Backend: Send + Sync {
     /// # Safety
     /// `arg` must be what the ioctl `cmd` expects.
     unsafe fn control(&self, scope: u32, cmd: u32, arg: u64, flags: u32) -> SysResult;
+
+    /// `kvmng_ioregion(op, region, flags)`.
+    ///
+    /// # Safety
+    /// `region` must be readable for one `struct kvmng_ioregion`, or
+    /// unmapped.
+    unsafe fn ioregion(&self, op: u32, region: *const kvmng_ioregion, flags: u32) -> SysResult;
 }

@@ -4,7 +4,7 @@ use super::{Backend, BackendKind};
 use crate::errno::SysResult;
 use crate::sys::syscall6;
 use kvm_bindings::kvm_userspace_memory_region2;
-use kvmng_abi::{kvmng_state_entry, Syscall};
+use kvmng_abi::{kvmng_ioregion, kvmng_state_entry, Syscall};
 
 /// Issues the kvmng syscalls. Stateless: the kernel holds the bindings.
 #[derive(Debug, Default, Clone, Copy)]
@@ -110,5 +110,10 @@ impl Backend for Native {
                 flags as u64,
             )
         }
+    }
+
+    unsafe fn ioregion(&self, op: u32, region: *const kvmng_ioregion, flags: u32) -> SysResult {
+        // SAFETY: the caller vouches for `region`.
+        unsafe { kvmng(Syscall::Ioregion, op as u64, region as u64, flags as u64, 0) }
     }
 }

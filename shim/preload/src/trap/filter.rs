@@ -30,7 +30,7 @@ use kvmng_abi::syscalls::KVMNG_SYSCALL_BASE;
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
 use std::collections::BTreeMap;
 
-/// Numbers the filter traps: the nine calls and the reserved tenth.
+/// Numbers the filter traps: the ten calls.
 pub const TRAPPED: core::ops::RangeInclusive<i64> = KVMNG_SYSCALL_BASE..=KVMNG_SYSCALL_BASE + 9;
 
 /// SECCOMP_RET_DATA of our TRAP ("kv"): the kernel puts it in `si_errno`.

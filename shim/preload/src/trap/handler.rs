@@ -145,6 +145,10 @@ pub unsafe fn dispatch(backend: &dyn Backend, nr: i64, a: [u64; 6]) -> i64 {
         },
         // SAFETY: the program vouches for `arg`, as with the ioctl.
         Syscall::Control => unsafe { backend.control(a[0] as u32, a[1] as u32, a[2], a[3] as u32) },
+        // SAFETY: as for VcpuState: the region is read with EFAULT checks.
+        Syscall::Ioregion => unsafe {
+            backend.ioregion(a[0] as u32, a[1] as *const _, a[2] as u32)
+        },
     };
     raw_return(result)
 }

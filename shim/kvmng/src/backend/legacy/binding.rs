@@ -11,9 +11,10 @@
 //! pthread_atfork child handler, which drops every binding in the child (a
 //! new mm has no bound VM and its one thread no bound vCPU).
 
+use super::ioregion::{self, VcpuIo};
 use crate::errno::Errno;
 use crate::sys::{close, fcntl, gettid};
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering::SeqCst};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering::SeqCst};
 use std::sync::Once;
 
 /// The most threads that can be bound to vCPUs at once (KVM_MAX_VCPUS).
@@ -31,6 +32,9 @@ pub struct ThreadBinding {
     pub fd: AtomicI32,
     /// 1 while the thread is inside KVM_RUN (the memory-map gate reads it).
     pub in_run: AtomicU32,
+    /// I/O regions: the run area mapping, the pending access, the reply
+    /// hand-over (see [`ioregion`]).
+    pub io: VcpuIo,
 }
 
 impl ThreadBinding {
@@ -39,6 +43,7 @@ impl ThreadBinding {
             tid: AtomicI32::new(0),
             fd: AtomicI32::new(-1),
             in_run: AtomicU32::new(0),
+            io: VcpuIo::new(),
         }
     }
 }
@@ -46,6 +51,15 @@ impl ThreadBinding {
 /// Every thread binding of the process.
 pub static THREADS: [ThreadBinding; MAX_BOUND_THREADS] =
     [const { ThreadBinding::free() }; MAX_BOUND_THREADS];
+
+/// One more than the highest index of [`THREADS`] ever used: scans of the
+/// bindings stop there.
+static HIGH_WATER: AtomicUsize = AtomicUsize::new(0);
+
+/// The number of [`THREADS`] entries that may be in use.
+pub fn high_water() -> usize {
+    HIGH_WATER.load(SeqCst)
+}
 
 /// Private duplicate of the bound VM's fd, or -1.
 static VM_FD: AtomicI32 = AtomicI32::new(-1);
@@ -214,13 +228,16 @@ pub fn bound_elsewhere(fd: i32, me: i32) -> bool {
     })
 }
 
-/// Binds the calling thread to `private_fd` (already duplicated), replacing
-/// its previous binding. Call with the change lock held.
-pub fn set_current(private_fd: i32) -> Result<(), Errno> {
+/// Binds the calling thread to `private_fd` (already duplicated; vCPU
+/// `vcpu_id`), replacing its previous binding. Call with the change lock
+/// held. On failure the caller still owns `private_fd`.
+pub fn set_current(private_fd: i32, vcpu_id: u32) -> Result<(), Errno> {
     let me = gettid();
     if let Ok(slot) = current() {
+        let run = ioregion::map_run(private_fd)?;
         let old = slot.fd.swap(private_fd, SeqCst);
-        let _ = close(old);
+        ioregion::detach(&slot.io, old);
+        ioregion::install(&slot.io, run, private_fd, vcpu_id);
         return Ok(());
     }
     let (index, slot) = THREADS
@@ -228,6 +245,15 @@ pub fn set_current(private_fd: i32) -> Result<(), Errno> {
         .enumerate()
         .find(|(_, b)| b.tid.compare_exchange(0, me, SeqCst, SeqCst).is_ok())
         .ok_or(Errno(libc::ENOMEM))?;
+    HIGH_WATER.fetch_max(index + 1, SeqCst);
+    let run = match ioregion::map_run(private_fd) {
+        Ok(run) => run,
+        Err(e) => {
+            slot.tid.store(0, SeqCst);
+            return Err(e);
+        }
+    };
+    ioregion::install(&slot.io, run, private_fd, vcpu_id);
     slot.fd.store(private_fd, SeqCst);
     // SAFETY: setting this thread's value of our key; glibc stores it in
     // the thread descriptor (keys < 32): no allocation.
@@ -246,9 +272,7 @@ pub fn clear_current() {
 
 fn release(slot: &ThreadBinding) {
     let fd = slot.fd.swap(-1, SeqCst);
-    if fd >= 0 {
-        let _ = close(fd);
-    }
+    ioregion::detach(&slot.io, fd);
     slot.in_run.store(0, SeqCst);
     slot.tid.store(0, SeqCst);
 }
@@ -275,6 +299,7 @@ extern "C" fn after_fork_in_child() {
         }
     }
     clear_vm();
+    ioregion::after_fork_in_child();
     let kvm = KVM_FD.swap(-1, SeqCst);
     if kvm >= 0 {
         let _ = close(kvm);

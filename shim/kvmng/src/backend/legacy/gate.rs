@@ -11,6 +11,7 @@
 //! pending `immediate_exit` still ends the re-entered run at once.
 
 use super::binding::{ThreadBinding, THREADS};
+use super::ioregion::{self, Resume};
 use crate::errno::Errno;
 use crate::sys::{getpid, raw6, syscall6};
 use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
@@ -31,6 +32,12 @@ static KICK_SIGNAL: AtomicU32 = AtomicU32::new(0);
 /// up holding it (the thread blocks the kick signal).
 const HOLD_TIMEOUT_NS: u64 = 2_000_000_000;
 const KICK_INTERVAL_NS: u64 = 1_000_000;
+
+/// The gate's generation (it moves at every closing): a wait that a signal
+/// interrupted while it moved may have been kicked, and goes on.
+pub fn generation() -> u32 {
+    GENERATION.load(SeqCst)
+}
 
 /// The kick signal: `KVMNG_KICK_SIGNAL` or `SIGRTMAX - 1`.
 pub fn kick_signal() -> i32 {
@@ -201,9 +208,17 @@ impl Drop for Closed {
 }
 
 /// The run loop of the emulation: KVM_RUN on `fd` of binding `me`, with
-/// kicks absorbed.
+/// kicks absorbed, and exits that are accesses to I/O regions served over
+/// their sockets (the guest re-entered without returning).
 pub fn run(me: &ThreadBinding, fd: i32) -> Result<i64, Errno> {
     loop {
+        if me.io.pending() {
+            match ioregion::resume(me) {
+                Resume::Done => {}
+                Resume::Unclaimed => return Ok(0),
+                Resume::Failed(e) => return Err(e),
+            }
+        }
         let generation = GENERATION.load(SeqCst);
         if !enter(me) {
             wait_open();
@@ -215,6 +230,9 @@ pub fn run(me: &ThreadBinding, fd: i32) -> Result<i64, Errno> {
         leave(me);
         if r == Err(Errno(libc::EINTR)) && GENERATION.load(SeqCst) != generation {
             wait_open();
+            continue;
+        }
+        if r.is_ok() && ioregion::claim_exit(me) {
             continue;
         }
         return r;

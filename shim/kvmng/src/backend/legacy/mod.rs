@@ -5,6 +5,7 @@
 pub mod binding;
 pub mod fdkind;
 pub mod gate;
+pub mod ioregion;
 pub mod memmap;
 pub mod state;
 pub mod usermem;
@@ -43,8 +44,9 @@ fn einval() -> Errno {
     Errno(libc::EINVAL)
 }
 
-/// EBADF / wrong kind (EINVAL) / other mm (EIO) checks of the bind calls.
-fn check_bindable(fd: i32, want_vm: bool) -> Result<(), Errno> {
+/// EBADF / wrong kind (EINVAL) / other mm (EIO) checks of the bind calls;
+/// the kind.
+fn check_bindable(fd: i32, want_vm: bool) -> Result<FdKind, Errno> {
     let kind = fdkind::classify(fd)?;
     let right = matches!(
         (kind, want_vm),
@@ -56,14 +58,21 @@ fn check_bindable(fd: i32, want_vm: bool) -> Result<(), Errno> {
     if !fdkind::belongs_to_this_mm(fd) {
         return Err(Errno(libc::EIO));
     }
-    Ok(())
+    Ok(kind)
 }
 
-fn bind_current_thread(vcpu_fd: i32) -> Result<(), Errno> {
+fn bind_current_thread(vcpu_fd: i32, vcpu_id: u32) -> Result<(), Errno> {
     let private = binding::private_dup(vcpu_fd)?;
-    binding::set_current(private).inspect_err(|_| {
+    binding::set_current(private, vcpu_id).inspect_err(|_| {
         let _ = close(private);
     })
+}
+
+/// The VM bound to the mm changed: what the emulation kept for the old one
+/// (its slot table, its I/O regions) is dropped.
+fn vm_binding_changed() {
+    memmap::forget_slots();
+    ioregion::forget_regions();
 }
 
 impl Backend for Legacy {
@@ -96,7 +105,7 @@ impl Backend for Legacy {
             let _ = close(vm_fd);
             return Err(errno);
         }
-        memmap::forget_slots();
+        vm_binding_changed();
         binding::remember_kvm_device(kvm_fd);
         Ok(i64::from(vm_fd))
     }
@@ -108,7 +117,7 @@ impl Backend for Legacy {
         let _guard = binding::ChangeGuard::lock();
         if vm_fd == KVMNG_UNBIND {
             if binding::clear_vm() {
-                memmap::forget_slots();
+                vm_binding_changed();
             }
             return Ok(0);
         }
@@ -124,7 +133,7 @@ impl Backend for Legacy {
         binding::set_vm(private).inspect_err(|_| {
             let _ = close(private);
         })?;
-        memmap::forget_slots();
+        vm_binding_changed();
         Ok(0)
     }
 
@@ -141,7 +150,7 @@ impl Backend for Legacy {
         // SAFETY: KVM_CREATE_VCPU takes an integer argument.
         let vcpu_fd = unsafe { ioctl(vm_fd, KVM_CREATE_VCPU, id) }? as i32;
         if bind {
-            if let Err(errno) = bind_current_thread(vcpu_fd) {
+            if let Err(errno) = bind_current_thread(vcpu_fd, id as u32) {
                 let _ = close(vcpu_fd);
                 return Err(errno);
             }
@@ -158,7 +167,9 @@ impl Backend for Legacy {
             binding::clear_current();
             return Ok(0);
         }
-        check_bindable(vcpu_fd, false)?;
+        let FdKind::Vcpu(vcpu_id) = check_bindable(vcpu_fd, false)? else {
+            return Err(einval());
+        };
         if let Ok(mine) = binding::current_vcpu_fd() {
             if fdkind::same_file(mine, vcpu_fd) {
                 return Ok(0);
@@ -167,7 +178,7 @@ impl Backend for Legacy {
         if binding::bound_elsewhere(vcpu_fd, crate::sys::gettid()) {
             return Err(Errno(libc::EBUSY));
         }
-        bind_current_thread(vcpu_fd)?;
+        bind_current_thread(vcpu_fd, vcpu_id)?;
         Ok(0)
     }
 
@@ -242,6 +253,7 @@ impl Backend for Legacy {
             return Err(einval());
         }
         let cmd = u64::from(cmd);
+        let mut vcpu = None;
         let fd = match scope {
             KVMNG_SCOPE_SYSTEM => {
                 binding::vm_fd()?;
@@ -253,17 +265,32 @@ impl Backend for Legacy {
                 if cmd == KVM_RUN {
                     return gate::run(me, me.fd.load(core::sync::atomic::Ordering::SeqCst));
                 }
+                vcpu = Some(me);
                 me.fd.load(core::sync::atomic::Ordering::SeqCst)
             }
             _ => return Err(einval()),
         };
         // SAFETY: the caller vouches that `arg` is what `cmd` expects.
         let result = unsafe { ioctl(fd, cmd, arg) };
+        if let (Ok(_), Some(me), KVM_SET_SIGNAL_MASK) = (result, vcpu, cmd) {
+            // The mask KVM applies inside KVM_RUN applies to the I/O-region
+            // waits of the run loop too (api.md section 6).
+            let mask = if arg == 0 {
+                None
+            } else {
+                usermem::read_value::<u64>(arg + 4).ok()
+            };
+            me.io.set_sigmask(mask);
+        }
         if result.is_ok() && scope == KVMNG_SCOPE_VM && cmd == KVM_SET_USER_MEMORY_REGION2 {
             if let Ok(region) = usermem::read_value::<kvm_userspace_memory_region2>(arg) {
                 memmap::note_control_update(&region);
             }
         }
         result
+    }
+
+    unsafe fn ioregion(&self, op: u32, region: *const kvmng_ioregion, flags: u32) -> SysResult {
+        ioregion::ioregion(op, region as u64, flags)
     }
 }
