@@ -23,9 +23,9 @@ fn vcpus_created_on_main_run_on_their_own_threads() {
     assert_eq!(count(line, "KVM_RUN", "translated"), 5 * 18, "{line}");
     // The workers' KVM_GET_REGS after their runs: translated.
     assert_eq!(count(line, "KVM_GET_REGS", "translated"), 4, "{line}");
-    // Set-up on the creating thread waits for KVM_RUN (documented).
+    // Set-up before any thread ran the vCPU waits for KVM_RUN (documented).
     assert!(
-        line.contains("\"creating thread binds at KVM_RUN\""),
+        line.contains("\"vCPU binds at its first KVM_RUN\""),
         "{line}"
     );
     assert_eq!(count(line, "KVM_CREATE_VCPU", "translated"), 4, "{line}");

@@ -10,11 +10,11 @@
 //! * **The vCPUs.** `OWNERS[id]` holds (serial, tid) of the thread bound to
 //!   vCPU `id` of the bound VM; each thread caches its own binding in a
 //!   thread-local, so that a translated vCPU ioctl costs a table load and a
-//!   compare. A thread binds to a vCPU at its first KVM_RUN on it (taking
-//!   over from the thread's previous vCPU if that one is free), or at its
-//!   first other vCPU ioctl if the thread is unbound and did not create the
-//!   vCPU (the creating thread is often a set-up thread that hands the vCPU
-//!   to another). Thread exit releases the thread's vCPU.
+//!   compare. A thread binds to a vCPU only at its first KVM_RUN on it
+//!   (taking over from the thread's previous vCPU if that one is free):
+//!   the thread that runs a vCPU is the one that owns it, whichever thread
+//!   created it or set it up (VMMs touch vCPUs from set-up and main threads
+//!   before the vCPU thread first runs). Thread exit releases the vCPU.
 //!
 //! Changes take a spin lock; the run and state paths take none.
 
@@ -36,8 +36,6 @@ static BOUND_SERIAL: AtomicU32 = AtomicU32::new(0);
 static REFS: AtomicU32 = AtomicU32::new(0);
 /// (serial << 32 | tid) of the thread bound to each vCPU id; 0 free.
 static OWNERS: [AtomicU64; VCPU_IDS] = [const { AtomicU64::new(0) }; VCPU_IDS];
-/// (serial << 32 | tid) of the thread that created each vCPU id.
-static CREATORS: [AtomicU64; VCPU_IDS] = [const { AtomicU64::new(0) }; VCPU_IDS];
 /// The pid this state belongs to (see [`own_process`]).
 static PID: AtomicI32 = AtomicI32::new(0);
 
@@ -254,9 +252,6 @@ pub fn vm_created(vm_fd: i32) {
 /// KVM_CREATE_VCPU through the shim returned `vcpu_fd` for vCPU `id` of the
 /// VM with `serial`.
 pub fn vcpu_created(vcpu_fd: i32, serial: u32, id: u16) {
-    if let Some(creator) = CREATORS.get(usize::from(id)) {
-        creator.store(pack(serial, tid() as u32), SeqCst);
-    }
     register(vcpu_fd, Entry::made(Kind::Vcpu, serial, id, true));
 }
 
@@ -283,12 +278,11 @@ pub fn acquire(fd: i32, entry: Entry, is_run: bool, backend: &dyn Backend) -> Re
     let mine = my_binding();
     let bound_here = mine != 0 && serial_of(mine) == serial;
     if !is_run {
-        if bound_here {
-            return Err(Reason::ThreadBusy);
-        }
-        if CREATORS[usize::from(id)].load(SeqCst) == pack(serial, me as u32) {
-            return Err(Reason::CreatorWaits);
-        }
+        return Err(if bound_here {
+            Reason::ThreadBusy
+        } else {
+            Reason::BindsAtRun
+        });
     }
     let owner = &OWNERS[usize::from(id)];
     let claim = pack(serial, me as u32);

@@ -34,7 +34,7 @@ pub enum Reason {
     ThreadBusy,
     /// A vCPU ioctl (other than KVM_RUN) from the thread that created the
     /// vCPU before it ran it: that thread binds at its first KVM_RUN.
-    CreatorWaits,
+    BindsAtRun,
     /// Binding the vCPU to the thread failed (the error is the backend's).
     BindFailed,
     /// The backend answered EUNATCH/ESRCH: its binding is not what the shim
@@ -64,7 +64,7 @@ impl Reason {
         Reason::KvmFdNotReadWrite,
         Reason::VcpuBusy,
         Reason::ThreadBusy,
-        Reason::CreatorWaits,
+        Reason::BindsAtRun,
         Reason::BindFailed,
         Reason::BindingLost,
         Reason::V1Flags,
@@ -85,7 +85,7 @@ impl Reason {
             Reason::KvmFdNotReadWrite => "/dev/kvm fd not open read-write",
             Reason::VcpuBusy => "vCPU bound to another thread",
             Reason::ThreadBusy => "thread bound to another vCPU",
-            Reason::CreatorWaits => "creating thread binds at KVM_RUN",
+            Reason::BindsAtRun => "vCPU binds at its first KVM_RUN",
             Reason::BindFailed => "binding the vCPU failed",
             Reason::BindingLost => "backend binding changed behind the shim",
             Reason::V1Flags => "v1 memory region flags",
