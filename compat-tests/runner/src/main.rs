@@ -473,15 +473,20 @@ fn cmd_qemu(a: QemuArgs) -> Result<bool> {
     let mut results = Vec::new();
     let mut ok = true;
     for sc in &scenarios {
-        let mut runs = Vec::new();
-        for &m in &modes {
-            pb.set_message(format!("{} {m}", sc.name));
-            let r = qemu::run_one(&cfg, sc, m)?;
+        let mut res = qemu::run_scenario(sc, &modes, |m, rerun| {
+            pb.set_message(format!(
+                "{} {m}{}",
+                sc.name,
+                if rerun { " (re-run)" } else { "" }
+            ));
+            if rerun {
+                pb.inc_length(1);
+            }
+            let r = qemu::run_one(&cfg, sc, m, rerun);
             pb.inc(1);
-            runs.push(r);
-        }
-        let mut problems = qemu::check(sc, &runs);
-        for r in runs.iter().filter(|r| r.mode.is_shim()) {
+            r
+        })?;
+        for r in res.runs.iter().filter(|r| r.mode.is_shim()) {
             let wrote = r.stats.as_ref().is_some_and(|s| !s.processes.is_empty());
             if !wrote {
                 let msg = format!(
@@ -489,32 +494,31 @@ fn cmd_qemu(a: QemuArgs) -> Result<bool> {
                     r.mode
                 );
                 if a.require_stats {
-                    problems.push(msg);
+                    res.problems.push(msg);
                 } else {
                     pb.suspend(|| eprintln!("warning: {}: {msg}", sc.name));
                 }
             }
         }
-        ok &= problems.is_empty();
+        ok &= res.problems.is_empty();
+        let verdict = if !res.problems.is_empty() {
+            format!("PROBLEMS: {}", res.problems.join("; "))
+        } else if !res.flaky.is_empty() {
+            format!("same on re-run (FLAKY at first: {})", res.flaky.join("; "))
+        } else {
+            "same".to_string()
+        };
         let line = format!(
-            "{:<26} {}  {}",
+            "{:<26} {}  {verdict}",
             sc.name,
-            runs.iter()
+            res.runs
+                .iter()
                 .map(|r| format!("{} {} {:.1}s", r.mode, r.ending(), r.secs))
                 .collect::<Vec<_>>()
                 .join(" | "),
-            if problems.is_empty() {
-                "same".to_string()
-            } else {
-                format!("PROBLEMS: {}", problems.join("; "))
-            }
         );
         pb.suspend(|| println!("{line}"));
-        results.push(qemu::ScenarioResult {
-            scenario: sc.clone(),
-            runs,
-            problems,
-        });
+        results.push(res);
     }
     pb.finish_and_clear();
 

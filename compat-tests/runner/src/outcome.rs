@@ -165,25 +165,41 @@ fn totals_line(log: &str) -> Option<String> {
 }
 
 fn skip_reason(log: &str) -> Option<String> {
-    log.lines().find_map(|l| {
+    let tagged = log.lines().find_map(|l| {
         let (_, rest) = l.split_once("# SKIP")?;
         let rest = rest.trim();
         let rest = rest.strip_prefix('-').unwrap_or(rest).trim();
         Some(rest.to_string())
+    });
+    // Tests that skip with print_skip() and exit(KSFT_SKIP) say why on
+    // their last line ("MCG_CMCI_P is not supported, skipping test").
+    tagged.or_else(|| {
+        log.lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(|l| l.chars().take(160).collect())
     })
 }
 
 fn assertion_site(log: &str) -> Option<String> {
+    // Threads print concurrently, so the banner may share its line with
+    // other output, and the `file.c:NN:` site is taken from the first of the
+    // next few lines that has one.
     let mut lines = log.lines();
-    lines.find(|l| l.trim() == ASSERT_BANNER)?;
-    let site = lines.find(|l| !l.trim().is_empty())?.trim();
-    // "x86_64/cpuid_test.c:78: cpuid1->nent == cpuid2->nent": keep file:line.
-    let end = site
-        .char_indices()
-        .filter(|&(_, c)| c == ':')
-        .nth(1)
-        .map_or(site.len(), |(i, _)| i);
-    Some(site[..end].to_string())
+    lines.find(|l| l.contains(ASSERT_BANNER))?;
+    lines
+        .take(4)
+        .find_map(|l| l.split_whitespace().find_map(source_site))
+}
+
+/// `x86_64/cpuid_test.c:78:` -> `x86_64/cpuid_test.c:78`.
+fn source_site(token: &str) -> Option<String> {
+    let t = token.strip_suffix(':')?;
+    let (file, line) = t.rsplit_once(':')?;
+    let is_source = file.ends_with(".c") || file.ends_with(".h");
+    (is_source && !line.is_empty() && line.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| t.to_string())
 }
 
 fn not_ok_lines(log: &str) -> Option<String> {
@@ -238,6 +254,21 @@ mod tests {
     }
 
     #[test]
+    fn assertion_site_survives_interleaved_thread_output() {
+        let a = "Waiting for vCPUs to finish run 1...\n1 vCPUs haven't rendezvoused...==== Test Assertion Failure ====\n  lib/x86_64/processor.c:567: Unconditional guest failure\n  pid=2559 tid=2876 errno=4 - Interrupted system call\n";
+        let b = "Waiting for vCPUs to finish run 1...\n==== Test Assertion Failure ====\n  lib/x86_64/processor.c:567: Unconditional guest failure\n  pid=3248 tid=3488 errno=4 - Interrupted system call\n1 vCPUs haven't rendezvoused...     1\t0x0000000000410261: assert_on_unhandled_exception at processor.c:611\n";
+        let oa = Outcome::new(Termination::Exited(254), a);
+        let ob = Outcome::new(Termination::Exited(254), b);
+        assert_eq!(oa.detail.as_deref(), Some("lib/x86_64/processor.c:567"));
+        assert_eq!(oa.signature(), ob.signature());
+        let c = "==== Test Assertion Failure ====\nnoise  dirty_log_test.c:561: test_bit_le(page, bmap)\n";
+        assert_eq!(
+            Outcome::new(Termination::Exited(254), c).detail.as_deref(),
+            Some("dirty_log_test.c:561")
+        );
+    }
+
+    #[test]
     fn harness_failure_without_assertion_uses_not_ok_lines() {
         let log = "TAP version 13\n1..2\n# enable_quirk: Test terminated by timeout\nnot ok 1 fix_hypercall.enable_quirk\nok 2 fix_hypercall.disable_quirk\n# Totals: pass:1 fail:1 xfail:0 xpass:0 skip:0 error:0\n";
         let o = Outcome::new(Termination::Exited(1), log);
@@ -274,6 +305,13 @@ mod tests {
         assert_eq!(
             Outcome::new(Termination::Exited(0), "plain\n").signature(),
             "PASS"
+        );
+        let plain_skip = "Random seed: 0x6b8b4567\nMCG_CMCI_P is not supported, skipping test\n\n";
+        assert_eq!(
+            Outcome::new(Termination::Exited(4), plain_skip)
+                .detail
+                .as_deref(),
+            Some("MCG_CMCI_P is not supported, skipping test")
         );
     }
 

@@ -54,6 +54,10 @@ pub struct Scenario {
     pub channel: Channel,
     /// Lines that must appear, in this order, as whole lines of `channel`.
     pub expected: Vec<String>,
+    /// Whether the order of output lines must match too. SeaBIOS runs its
+    /// device probes as cooperative threads, so the order of their messages
+    /// depends on timing; its log is compared as a multiset of lines.
+    pub ordered: bool,
 }
 
 /// The scenarios, with the guest's expected lines from `devices.expected`.
@@ -61,13 +65,14 @@ pub fn scenarios(devices_expected: &[String]) -> Vec<Scenario> {
     vec![
         Scenario {
             name: "seabios",
-            what: "SeaBIOS alone, through to \"No bootable device.\" (full debug-console log compared)",
+            what: "SeaBIOS alone, through to \"No bootable device.\" (its debug-console log compared line by line, in any order)",
             machine: "pc",
             guest: false,
             stop_marker: Some(SEABIOS_LAST),
             expect_exit: None,
             channel: Channel::Debugcon,
             expected: vec![SEABIOS_LAST.to_string()],
+            ordered: false,
         },
         Scenario {
             name: "devices",
@@ -78,6 +83,7 @@ pub fn scenarios(devices_expected: &[String]) -> Vec<Scenario> {
             expect_exit: Some(GUEST_EXIT_OK),
             channel: Channel::Serial,
             expected: devices_expected.to_vec(),
+            ordered: true,
         },
         Scenario {
             name: "devices-userspace-irqchip",
@@ -88,6 +94,7 @@ pub fn scenarios(devices_expected: &[String]) -> Vec<Scenario> {
             expect_exit: Some(GUEST_EXIT_OK),
             channel: Channel::Serial,
             expected: devices_expected.to_vec(),
+            ordered: true,
         },
     ]
 }
@@ -214,6 +221,39 @@ pub fn first_difference(a: &str, b: &str) -> Option<(usize, String, String)> {
     None
 }
 
+/// Compares two outputs as multisets of lines; says which lines only one
+/// of them has (up to three of each).
+pub fn unordered_difference(native: &str, shim: &str) -> Option<String> {
+    let mut a: Vec<&str> = native.lines().collect();
+    let mut b: Vec<&str> = shim.lines().collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    if a == b {
+        return None;
+    }
+    let only = |x: &[&str], y: &[&str]| -> Vec<String> {
+        let mut y: Vec<&str> = y.to_vec();
+        let mut out = Vec::new();
+        for l in x {
+            match y.iter().position(|m| m == l) {
+                Some(i) => {
+                    y.remove(i);
+                }
+                None => out.push(format!("\"{l}\"")),
+            }
+        }
+        out
+    };
+    let (na, nb) = (only(&a, &b), only(&b, &a));
+    Some(format!(
+        "lines only natively: {} ({}); lines only under the shim: {} ({})",
+        na.len(),
+        na.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+        nb.len(),
+        nb.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+    ))
+}
+
 /// One QEMU run.
 #[derive(Clone, Debug, Serialize)]
 pub struct QemuRun {
@@ -243,8 +283,57 @@ impl QemuRun {
 #[derive(Clone, Debug, Serialize)]
 pub struct ScenarioResult {
     pub scenario: Scenario,
+    /// The runs the verdict rests on (the re-runs, when there were any).
     pub runs: Vec<QemuRun>,
+    /// What still fails the scenario.
     pub problems: Vec<String>,
+    /// Problems of a first round that a complete re-run did not show again
+    /// (flaky: reported, not failing).
+    pub flaky: Vec<String>,
+}
+
+/// Runs every mode of a scenario (native first) and checks; when that finds
+/// problems, runs every mode once more: problems that do not come back are
+/// flaky, the others fail the scenario.
+pub fn run_scenario(
+    sc: &Scenario,
+    modes: &[Mode],
+    mut run: impl FnMut(Mode, bool) -> Result<QemuRun>,
+) -> Result<ScenarioResult> {
+    let first: Vec<QemuRun> = modes
+        .iter()
+        .map(|&m| run(m, false))
+        .collect::<Result<_>>()?;
+    let problems = check(sc, &first);
+    if problems.is_empty() {
+        return Ok(ScenarioResult {
+            scenario: sc.clone(),
+            runs: first,
+            problems,
+            flaky: Vec::new(),
+        });
+    }
+    let again: Vec<QemuRun> = modes.iter().map(|&m| run(m, true)).collect::<Result<_>>()?;
+    let again_problems = check(sc, &again);
+    if again_problems.is_empty() {
+        return Ok(ScenarioResult {
+            scenario: sc.clone(),
+            runs: again,
+            problems: Vec::new(),
+            flaky: problems,
+        });
+    }
+    let all = problems
+        .iter()
+        .map(|p| format!("first run: {p}"))
+        .chain(again_problems.iter().map(|p| format!("re-run: {p}")))
+        .collect();
+    Ok(ScenarioResult {
+        scenario: sc.clone(),
+        runs: again,
+        problems: all,
+        flaky: Vec::new(),
+    })
 }
 
 /// Checks one scenario's runs (native first): each run on its own, then each
@@ -284,12 +373,16 @@ pub fn check(scenario: &Scenario, runs: &[QemuRun]) -> Vec<String> {
                 native.ending()
             ));
         }
-        if let Some((n, a, b)) = first_difference(&normalize(&native.output), &normalize(&r.output))
-        {
-            problems.push(format!(
-                "{}: output differs from native at line {n}: native \"{a}\", shim \"{b}\"",
-                r.mode
-            ));
+        let (a, b) = (normalize(&native.output), normalize(&r.output));
+        if scenario.ordered {
+            if let Some((n, a, b)) = first_difference(&a, &b) {
+                problems.push(format!(
+                    "{}: output differs from native at line {n}: native \"{a}\", shim \"{b}\"",
+                    r.mode
+                ));
+            }
+        } else if let Some(d) = unordered_difference(&a, &b) {
+            problems.push(format!("{}: output differs from native: {d}", r.mode));
         }
     }
     problems
@@ -306,8 +399,13 @@ pub struct QemuConfig {
 }
 
 /// Runs one scenario in one mode.
-pub fn run_one(cfg: &QemuConfig, sc: &Scenario, mode: Mode) -> Result<QemuRun> {
-    let dir = cfg.work_dir.join(sc.name).join(mode.as_str());
+pub fn run_one(cfg: &QemuConfig, sc: &Scenario, mode: Mode, rerun: bool) -> Result<QemuRun> {
+    let sub = if rerun {
+        format!("{mode}.rerun")
+    } else {
+        mode.to_string()
+    };
+    let dir = cfg.work_dir.join(sc.name).join(sub);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let serial = dir.join("serial.txt");
     let debugcon = dir.join("debugcon.txt");
@@ -325,28 +423,14 @@ pub fn run_one(cfg: &QemuConfig, sc: &Scenario, mode: Mode) -> Result<QemuRun> {
             );
         }
     }
-    let mut args: Vec<String> = [
-        "-accel",
-        "kvm",
-        "-machine",
-        sc.machine,
-        "-cpu",
-        "qemu64",
-        "-m",
-        "64",
-        "-display",
-        "none",
-        "-vga",
-        "std",
-        "-monitor",
-        "none",
-        "-nic",
-        "none",
-        "-no-reboot",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args: Vec<String> =
+        "-nodefaults -accel kvm -cpu qemu64 -m 64 -display none -vga std -monitor none \
+         -nic none -drive if=ide,index=2,media=cdrom -no-reboot"
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+    args.push("-machine".into());
+    args.push(sc.machine.into());
     args.push("-serial".into());
     args.push(format!("file:{}", serial.display()));
     args.push("-chardev".into());
@@ -438,10 +522,10 @@ pub fn markdown(
             let _ = write!(row, " {}, {:.1} s |", run.ending(), run.secs);
         }
         let lines = r.runs.first().map_or(0, |x| x.output.lines().count());
-        let same = if r.problems.is_empty() {
-            "yes"
-        } else {
-            "**no**"
+        let same = match (r.problems.is_empty(), r.flaky.is_empty()) {
+            (false, _) => "**no**",
+            (true, true) => "yes",
+            (true, false) => "yes (on re-run; flaky)",
         };
         let _ = writeln!(s, "{row} {lines} | {same} |");
     }
@@ -450,6 +534,12 @@ pub fn markdown(
         let _ = writeln!(s, "- `{}`: {}", r.scenario.name, r.scenario.what);
         for p in &r.problems {
             let _ = writeln!(s, "  - PROBLEM: {p}");
+        }
+        for p in &r.flaky {
+            let _ = writeln!(
+                s,
+                "  - flaky (gone when every mode ran again, so not failing): {p}"
+            );
         }
     }
     s.push('\n');
@@ -616,6 +706,16 @@ mod tests {
             ),
         ];
         assert!(check(sc, &ok).is_empty(), "{:?}", check(sc, &ok));
+        let reordered = vec![
+            run(Mode::Native, Termination::Exited(0), true, log),
+            run(
+                Mode::Auto,
+                Termination::Exited(0),
+                true,
+                "CPU Mhz=2600 (kvmclock)\nSeaBIOS (version 1.16.2)\nNo bootable device.\n",
+            ),
+        ];
+        assert!(check(sc, &reordered).is_empty());
         let hung = vec![
             run(Mode::Native, Termination::Exited(0), true, log),
             run(
@@ -631,7 +731,51 @@ mod tests {
                 .any(|x| x.contains("\"No bootable device.\" did not appear (TIMEOUT)")),
             "{p:?}"
         );
-        assert!(p.iter().any(|x| x.contains("line 2")), "{p:?}");
+        assert!(
+            p.iter().any(|x| x.contains("lines only natively: 2 (")
+                && x.contains("lines only under the shim: 0 ()")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn scenario_rerun_tells_flaky_from_real() {
+        let sc = &scenarios(&expected())[1];
+        // Auto differs the first time only: flaky, and the re-runs are kept.
+        let mut calls = 0;
+        let r = run_scenario(sc, &[Mode::Native, Mode::Auto], |m, rerun| {
+            calls += 1;
+            let code = if m == Mode::Auto && !rerun { 35 } else { 33 };
+            Ok(run(m, Termination::Exited(code), false, GOOD))
+        })
+        .unwrap();
+        assert_eq!(calls, 4);
+        assert!(r.problems.is_empty());
+        assert!(!r.flaky.is_empty());
+        assert!(r
+            .runs
+            .iter()
+            .all(|x| x.termination == Termination::Exited(33)));
+        // Auto differs both times: real.
+        let r = run_scenario(sc, &[Mode::Native, Mode::Auto], |m, _| {
+            Ok(run(
+                m,
+                Termination::Exited(if m == Mode::Auto { 35 } else { 33 }),
+                false,
+                GOOD,
+            ))
+        })
+        .unwrap();
+        assert!(r.problems.iter().any(|p| p.starts_with("first run:")));
+        assert!(r.problems.iter().any(|p| p.starts_with("re-run:")));
+        // All good: no re-run.
+        let mut calls = 0;
+        let r = run_scenario(sc, &[Mode::Native, Mode::Auto], |m, _| {
+            calls += 1;
+            Ok(run(m, Termination::Exited(33), false, GOOD))
+        })
+        .unwrap();
+        assert_eq!((calls, r.problems.len(), r.flaky.len()), (2, 0, 0));
     }
 
     #[test]
@@ -658,6 +802,7 @@ mod tests {
             problems: check(&sc, &runs),
             scenario: sc.clone(),
             runs: runs.clone(),
+            flaky: Vec::new(),
         };
         let md = markdown(std::slice::from_ref(&good), "now", "6.18", "QEMU 7.2", None);
         assert!(
@@ -673,6 +818,7 @@ mod tests {
             problems: vec!["auto: boom".into()],
             scenario: sc,
             runs,
+            flaky: Vec::new(),
         };
         let md = markdown(&[bad], "now", "6.18", "QEMU 7.2", None);
         assert!(

@@ -82,6 +82,9 @@ pub fn read(path: &Path) -> Option<FileStats> {
         .map(|b| parse(&String::from_utf8_lossy(&b)))
 }
 
+/// One fallback reason: (reason, calls, [(command, calls)] most first).
+pub type ReasonRow = (String, u64, Vec<(String, u64)>);
+
 /// The sum over all runs of one mode.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModeStats {
@@ -136,6 +139,26 @@ impl ModeStats {
             t.add(c);
         }
         t
+    }
+
+    /// Fallback reasons, most frequent first: (reason, calls, [(command,
+    /// calls)] most first).
+    pub fn fallback_reasons(&self) -> Vec<ReasonRow> {
+        let mut by_reason: BTreeMap<&str, Vec<(String, u64)>> = BTreeMap::new();
+        for c in self.commands.values() {
+            for (r, n) in &c.fallback_reasons {
+                by_reason.entry(r).or_default().push((c.name.clone(), *n));
+            }
+        }
+        let mut out: Vec<ReasonRow> = by_reason
+            .into_iter()
+            .map(|(r, mut cmds)| {
+                cmds.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                (r.to_string(), cmds.iter().map(|c| c.1).sum(), cmds)
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out
     }
 
     /// A Markdown summary: one row per command, then fallback reasons.
@@ -193,17 +216,21 @@ impl ModeStats {
                 c.time_ns as f64 / 1e6
             );
         }
-        let reasons: Vec<String> = self
-            .commands
-            .values()
-            .flat_map(|c| {
-                c.fallback_reasons
-                    .iter()
-                    .map(move |(r, n)| format!("`{}` {r}: {n}", c.name))
-            })
-            .collect();
+        let reasons = self.fallback_reasons();
         if !reasons.is_empty() {
-            let _ = writeln!(s, "\nFallback reasons: {}.", reasons.join("; "));
+            let _ = writeln!(s, "\n| fallback reason | calls | commands (most first) |");
+            let _ = writeln!(s, "|---|---:|---|");
+            for (reason, total, cmds) in &reasons {
+                let mut list: Vec<String> = cmds
+                    .iter()
+                    .take(4)
+                    .map(|(c, n)| format!("`{c}` {n}"))
+                    .collect();
+                if cmds.len() > 4 {
+                    list.push(format!("{} more", cmds.len() - 4));
+                }
+                let _ = writeln!(s, "| {reason} | {total} | {} |", list.join(", "));
+            }
         }
         s.push('\n');
         s
@@ -246,7 +273,7 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| **all** | 9 | 8 |"), "{md}");
-        assert!(md.contains("`KVM_RUN` sync_regs: 1"), "{md}");
+        assert!(md.contains("| sync_regs | 1 | `KVM_RUN` 1 |"), "{md}");
         assert!(md.contains("1 unreadable stats lines"), "{md}");
     }
 

@@ -44,3 +44,26 @@ pub fn guard<R>(f: impl FnOnce() -> R, fallback: impl FnOnce() -> R) -> R {
         Err(_) => fallback(),
     }
 }
+
+/// Runs `f` so that a Rust panic aborts the process instead of unwinding
+/// into C, while a forced unwind (asynchronous `pthread_cancel`,
+/// `pthread_exit`) passes through, as it passes through C frames. For
+/// `extern "C-unwind"` entry points that can block, such as `ioctl` in
+/// KVM_RUN: the 6.12 selftests cancel vCPU threads asynchronously there,
+/// and `catch_unwind` would catch the forced unwind and abort the process.
+#[inline]
+pub fn abort_on_panic<R>(f: impl FnOnce() -> R) -> R {
+    struct AbortIfPanicking;
+    impl Drop for AbortIfPanicking {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let msg = b"kvmshim: internal panic in an interposed call; aborting\n";
+                // SAFETY: write(2) of a static buffer to stderr.
+                unsafe { libc::write(2, msg.as_ptr().cast(), msg.len()) };
+                std::process::abort();
+            }
+        }
+    }
+    let _guard = AbortIfPanicking;
+    f()
+}

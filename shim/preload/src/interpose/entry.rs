@@ -7,20 +7,22 @@
 //! The fast path: a request whose type field is not KVMIO (0xAE) goes to
 //! the kernel as a raw syscall at once, touching no state of the shim.
 
-use super::cabi::{guard, set_errno};
+use super::cabi::{abort_on_panic, set_errno};
 use super::dispatch;
 use core::ffi::{c_int, c_ulong, c_void};
 
 /// The KVM ioctl type byte.
 const KVMIO: c_ulong = 0xAE;
 
-/// Interposed `ioctl`.
+/// Interposed `ioctl`. `C-unwind`: an asynchronous `pthread_cancel` of a
+/// thread blocked in KVM_RUN unwinds through this frame as through libc's
+/// (a Rust panic aborts instead, see [`abort_on_panic`]).
 ///
 /// # Safety
 /// As ioctl(2): `arg` must be what `request` expects, or deliberately
 /// invalid (the kernel, or the shim's checked copies, answer EFAULT).
 #[no_mangle]
-pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
+pub unsafe extern "C-unwind" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
     if (request >> 8) & 0xff != KVMIO {
         // SAFETY: the caller's own arguments, handed to the kernel unchanged.
         let r =
@@ -33,12 +35,6 @@ pub unsafe extern "C" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) ->
     }
     // The kernel takes the request as a 32-bit number.
     let cmd = u64::from(request as u32);
-    guard(
-        // SAFETY: forwarded.
-        || unsafe { dispatch::kvm_ioctl(fd, cmd, arg as u64) },
-        || {
-            set_errno(libc::EIO);
-            -1
-        },
-    )
+    // SAFETY: forwarded.
+    abort_on_panic(|| unsafe { dispatch::kvm_ioctl(fd, cmd, arg as u64) })
 }
