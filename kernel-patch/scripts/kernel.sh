@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# kernel.sh: check the kvmng series and build the patched Linux 6.12 kernels
+# (`make kernel`).
+#
+#   kernel.sh [VARIANT...]     check the series, then build each variant (or
+#                              take it from the cache); default: y m
+#   kernel.sh --check          only the series checks
+#   kernel.sh --dir VARIANT    print the cache directory of VARIANT for the
+#                              current inputs (built or not)
+#
+# Variants: y = KVM built in (config/kvm-builtin.config), m = KVM as modules
+# (config/kvm-modules.config); both on x86_64_defconfig.
+#
+# Every run checks the series, even when the kernels are cached: each patch
+# of series/000[1-9]*.patch must apply in order both with `git am` and with
+# `patch -p1 -F0` (no fuzz), the two results must be identical, and
+# scripts/checkpatch.pl --strict must report 0 errors and 0 warnings on each.
+#
+# A build copies $KVMNG_LINUX_SRC (never modified) to $KVMNG_CACHE/kbuild/V,
+# applies the series with patch -p1, merges the fragment (merge_config.sh),
+# and runs make -j$(nproc) CC="ccache gcc" bzImage (and modules for m) with
+# CCACHE_DIR=$KVMNG_CACHE/ccache (5 GiB). The quiet make output goes to
+# $KVMNG_CACHE/kbuild/V.log (path printed; its last 50 lines are shown on
+# failure); the terminal gets a line counter of compiled objects.
+# Results land in $KVMNG_CACHE/kernels/V-KEY/, KEY being a hash of the
+# series, the fragment, this script, the linux-source package and gcc:
+#   bzImage  config  System.map  kernelrelease  build.log.gz  build.json
+#   modules/lib/modules/REL/...         (m: modules_install, stripped)
+#   selftests/  selftests-src/.../kvm/Makefile   (y: the KVM selftests of
+#                                       the patched tree, kvmng_test included)
+# Unchanged inputs are a cache hit: seconds (the series checks).
+#
+# Environment: KVMNG_CACHE, KVMNG_LINUX_SRC, KVMNG_JOBS (default nproc),
+# KVMNG_CCACHE_DIR (another ccache, e.g. to time a cold build),
+# KVMNG_KERNEL_FORCE=1 (rebuild even when cached).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+kp=$(dirname "$here")
+cache=${KVMNG_CACHE:-$HOME/.cache/kvmng}
+src=${KVMNG_LINUX_SRC:-$cache/linux-source-6.12}
+jobs=${KVMNG_JOBS:-$(nproc)}
+export CCACHE_DIR=${KVMNG_CCACHE_DIR:-$cache/ccache}
+export CCACHE_NOHASHDIR=1          # no -g in these configs: paths do not matter
+export KBUILD_BUILD_USER=kvmng KBUILD_BUILD_HOST=kvmng
+shopt -s nullglob
+series=("$kp"/series/000[1-9]*.patch)
+shopt -u nullglob
+
+die() { echo "kernel.sh: error: $*" >&2; exit 1; }
+fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+fragment_of() {
+	case $1 in
+	y) echo "$kp/config/kvm-builtin.config" ;;
+	m) echo "$kp/config/kvm-modules.config" ;;
+	*) die "unknown variant '$1' (y: KVM built in, m: KVM as modules)" ;;
+	esac
+}
+
+# The cache key of a variant: everything its build depends on.
+key_of() {
+	local frag
+	frag=$(fragment_of "$1")
+	{
+		echo "variant $1"
+		for p in "${series[@]}"; do echo "== $(basename "$p")"; cat "$p"; done
+		echo "== fragment"; cat "$frag"
+		echo "== script"; cat "$0"
+		echo "== linux-source $(dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null || true)"
+		sed -n '1,6p' "$src/Makefile"
+		echo "== gcc $(gcc -dumpfullversion 2>/dev/null || true)"
+	} | sha256sum | cut -c1-16
+}
+
+dir_of() { echo "$cache/kernels/$1-$(key_of "$1")"; }
+
+# ---- the series checks -------------------------------------------------
+check_series() {
+	local t0=$SECONDS tmp f p out
+	[ ${#series[@]} -gt 0 ] || die "no patches in $kp/series"
+	[ -f "$src/Makefile" ] || die "$src is not a Linux tree (make linux-source extracts it)"
+	tmp=$(mktemp -d)
+	mkdir -p "$tmp/git" "$tmp/plain"
+	# Only the files the series touches: seconds instead of a 1.7 GB copy.
+	while read -r f; do
+		if [ -e "$src/$f" ]; then
+			(cd "$src" && cp --parents "$f" "$tmp/git/" && cp --parents "$f" "$tmp/plain/")
+		fi
+	done < <(grep -h '^diff --git a/' "${series[@]}" | awk '{print substr($3, 3)}' | sort -u)
+	(
+		cd "$tmp/git"
+		export GIT_AUTHOR_NAME=kvmng GIT_AUTHOR_EMAIL=kvmng@localhost \
+			GIT_COMMITTER_NAME=kvmng GIT_COMMITTER_EMAIL=kvmng@localhost
+		git init -q . && git add -A && git commit -qm base
+		for p in "${series[@]}"; do
+			if ! out=$(git am -q "$p" 2>&1); then
+				echo "$out" >&2
+				die "$(basename "$p") does not apply with git am after the patches before it"
+			fi
+		done
+	)
+	for p in "${series[@]}"; do
+		if ! out=$(patch -d "$tmp/plain" -p1 -F0 -N --no-backup-if-mismatch < "$p" 2>&1); then
+			echo "$out" >&2
+			die "$(basename "$p") does not apply with patch -p1 -F0 after the patches before it"
+		fi
+	done
+	if ! diff -r -x .git "$tmp/git" "$tmp/plain" > "$tmp/diff"; then
+		head -40 "$tmp/diff" >&2
+		rm -rf "$tmp"
+		die "git am and patch -p1 give different trees"
+	fi
+	echo "  applies in order: ${#series[@]} patches with git am and with patch -p1 (no fuzz), identical results"
+	# checkpatch, patch by patch.
+	local bad=0 total line="" e w c
+	for p in "${series[@]}"; do
+		out=$(cd "$src" && perl scripts/checkpatch.pl --strict --no-color "$p" 2>&1) || true
+		total=$(printf '%s\n' "$out" | grep -m1 '^total:' || true)
+		read -r e w c < <(printf '%s\n' "$total" | sed -n 's/^total: \([0-9]*\) errors, \([0-9]*\) warnings, \([0-9]*\) checks.*/\1 \2 \3/p') || true
+		if [ -z "${e:-}" ]; then
+			printf '%s\n' "$out" | tail -20 >&2
+			die "checkpatch.pl gave no summary for $(basename "$p")"
+		fi
+		if [ "$e" != 0 ] || [ "$w" != 0 ]; then
+			printf '%s\n' "$out" >&2
+			bad=1
+		fi
+		line="$line $(basename "$p" | cut -c1-4):$e/$w/$c"
+	done
+	rm -rf "$tmp"
+	[ $bad = 0 ] || die "checkpatch.pl --strict reports errors or warnings (above)"
+	echo "  checkpatch.pl --strict (errors/warnings/checks):$line"
+	echo "  series checks done in $((SECONDS - t0)) s"
+}
+
+# ---- one build -----------------------------------------------------------
+# Counts compiled objects (CC/AS lines of the quiet make output) against the
+# number the previous build of this variant compiled.
+progress() {
+	local label=$1 total=$2 log=$3 n=0 next=0 pct line t0=$SECONDS tty=0
+	[ -t 2 ] && tty=1
+	while IFS= read -r line; do
+		printf '%s\n' "$line" >> "$log"
+		case $line in
+		"  CC "* | "  AS "* | "  CC [M] "* | "  AS [M] "*) n=$((n + 1)) ;;
+		*) continue ;;
+		esac
+		if [ "$total" -gt 0 ]; then
+			pct=$((n * 100 / total))
+			[ $pct -gt 99 ] && pct=99
+		else
+			pct=0
+		fi
+		if [ $tty = 1 ]; then
+			if [ $((n % 10)) = 0 ]; then
+				printf '\r  [%s] %5d/%d objects (%2d%%) %s ' "$label" "$n" "$total" "$pct" "$(fmt_secs $((SECONDS - t0)))" >&2
+			fi
+		elif [ "$total" -gt 0 ] && [ $pct -ge $next ]; then
+			printf '  [%s] %5d/%d objects (%2d%%) %s\n' "$label" "$n" "$total" "$pct" "$(fmt_secs $((SECONDS - t0)))" >&2
+			next=$((pct - pct % 10 + 10))
+		elif [ "$total" = 0 ] && [ $((n % 500)) = 0 ]; then
+			printf '  [%s] %5d objects %s\n' "$label" "$n" "$(fmt_secs $((SECONDS - t0)))" >&2
+		fi
+	done
+	[ $tty = 1 ] && printf '\r\033[K' >&2
+	printf '  [%s] %d objects compiled in %s\n' "$label" "$n" "$(fmt_secs $((SECONDS - t0)))" >&2
+	echo "$n" > "$log.objects"
+}
+
+# Default object counts (measured; the previous build's count is used when
+# there is one).
+default_objects() {
+	case $1 in
+	y) echo 3016 ;;
+	m) echo 3042 ;;
+	esac
+}
+
+build_variant() {
+	local v=$1 frag key out tree log t0=$SECONDS total rel targets objs hits0 rc
+	frag=$(fragment_of "$v")
+	key=$(key_of "$v")
+	out=$cache/kernels/$v-$key
+	if [ -f "$out/.complete" ] && [ "${KVMNG_KERNEL_FORCE:-0}" != 1 ]; then
+		echo "==> kernel $v: cached, inputs unchanged: $out ($(cat "$out/kernelrelease"))"
+		return 0
+	fi
+	tree=$cache/kbuild/$v
+	log=$cache/kbuild/$v.log
+	mkdir -p "$cache/kbuild" "$cache/kernels"
+	echo "==> kernel $v: building $(basename "$out") (log: $log)"
+	rm -f "$log"
+	total=$(cat "$log.objects" 2>/dev/null || default_objects "$v")
+	rm -rf "$tree" "$out.tmp"
+	cp -a "$src" "$tree"
+	rm -f "$tree/.kvmng-headers"
+	for p in "${series[@]}"; do
+		patch -d "$tree" -p1 -F0 -N -s --no-backup-if-mismatch < "$p" >> "$log" 2>&1 ||
+			{ tail -50 "$log"; die "$(basename "$p") failed to apply (log $log)"; }
+	done
+	if [ ! -d "$CCACHE_DIR" ]; then
+		mkdir -p "$CCACHE_DIR"
+		ccache -M 5G > /dev/null
+	fi
+	hits0=$(ccache --print-stats 2>/dev/null | awk '$1=="direct_cache_hit"||$1=="preprocessed_cache_hit"{h+=$2} $1=="cache_miss"{m+=$2} END{print h+0, m+0}')
+	local mk=(make -C "$tree" -j"$jobs" CC="ccache gcc" HOSTCC="ccache gcc")
+	{
+		"${mk[@]}" x86_64_defconfig &&
+			(cd "$tree" && scripts/kconfig/merge_config.sh -m .config "$frag") &&
+			"${mk[@]}" olddefconfig
+	} >> "$log" 2>&1 || { tail -50 "$log"; die "configuring failed (log $log)"; }
+	# Every line of the fragment must have made it into the final config.
+	local want
+	while IFS= read -r want; do
+		case $want in CONFIG_*) ;; *) continue ;; esac
+		grep -qx "$want" "$tree/.config" ||
+			die "$frag: '$want' is not in the final .config ($(grep "^${want%%=*}=" "$tree/.config" || echo "${want%%=*} unset"))"
+	done < "$frag"
+	targets=(bzImage)
+	[ "$v" = m ] && targets+=(modules)
+	set +e
+	"${mk[@]}" "${targets[@]}" 2>&1 | progress "$v" "$total" "$log"
+	rc=${PIPESTATUS[0]}
+	set -e
+	if [ "$rc" != 0 ]; then
+		echo "---- last 50 lines of $log ----" >&2
+		tail -50 "$log" >&2
+		die "kernel $v: make ${targets[*]} failed (exit $rc; full log $log)"
+	fi
+	mkdir -p "$out.tmp"
+	rel=$(make -s -C "$tree" kernelrelease)
+	cp "$tree/arch/x86/boot/bzImage" "$tree/System.map" "$out.tmp/"
+	cp "$tree/.config" "$out.tmp/config"
+	echo "$rel" > "$out.tmp/kernelrelease"
+	if [ "$v" = m ]; then
+		echo "  [$v] modules_install (stripped) into $out/modules"
+		"${mk[@]}" INSTALL_MOD_PATH="$out.tmp/modules" INSTALL_MOD_STRIP=1 modules_install >> "$log" 2>&1 ||
+			{ tail -50 "$log"; die "modules_install failed (log $log)"; }
+		rm -f "$out.tmp/modules/lib/modules/$rel/build" "$out.tmp/modules/lib/modules/$rel/source"
+	fi
+	if [ "$v" = y ]; then
+		# The KVM selftests of the patched tree (kvmng_test and the legacy
+		# ones), for make vm-test.
+		local st0=$SECONDS
+		echo "  [$v] KVM selftests of the patched tree (make headers; make -C tools/testing/selftests/kvm)"
+		{
+			make -C "$tree" -j"$jobs" headers &&
+				make -C "$tree/tools/testing/selftests/kvm" -j"$jobs" OUTPUT="$out.tmp/selftests"
+		} >> "$log" 2>&1 || { tail -50 "$log"; die "building the KVM selftests failed (log $log)"; }
+		find "$out.tmp/selftests" \( -name '*.o' -o -name '*.d' \) -delete
+		mkdir -p "$out.tmp/selftests-src/tools/testing/selftests/kvm"
+		cp "$tree/tools/testing/selftests/kvm/Makefile" "$out.tmp/selftests-src/tools/testing/selftests/kvm/"
+		echo "  [$v] selftests built in $((SECONDS - st0)) s"
+	fi
+	objs=$(cat "$log.objects" 2>/dev/null || echo 0)
+	local hits1
+	hits1=$(ccache --print-stats 2>/dev/null | awk '$1=="direct_cache_hit"||$1=="preprocessed_cache_hit"{h+=$2} $1=="cache_miss"{m+=$2} END{print h+0, m+0}')
+	local h m
+	read -r h m <<< "$(echo "$hits0 $hits1" | awk '{print $3-$1, $4-$2}')"
+	gzip -c "$log" > "$out.tmp/build.log.gz"
+	cat > "$out.tmp/build.json" <<-EOF
+	{"variant":"$v","key":"$key","kernelrelease":"$rel","seconds":$((SECONDS - t0)),"objects":$objs,"ccache_hits":$h,"ccache_misses":$m,"jobs":$jobs,"built":"$(date -u +%FT%TZ)"}
+	EOF
+	touch "$out.tmp/.complete"
+	rm -rf "$out"
+	mv "$out.tmp" "$out"
+	# Keep the three newest cache entries of this variant.
+	ls -1dt "$cache/kernels/$v-"* 2>/dev/null | tail -n +4 | xargs -r rm -rf
+	echo "==> kernel $v: built in $(fmt_secs $((SECONDS - t0))) ($objs objects, ccache $h hits / $m misses): $out ($rel)"
+}
+
+case ${1:-} in
+--dir)
+	[ $# = 2 ] || die "usage: kernel.sh --dir VARIANT"
+	fragment_of "$2" > /dev/null
+	dir_of "$2"
+	exit 0
+	;;
+--check)
+	echo "==> kvmng series: checks"
+	check_series
+	exit 0
+	;;
+-h | --help)
+	sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+	exit 0
+	;;
+esac
+
+variants=("$@")
+[ ${#variants[@]} -gt 0 ] || variants=(y m)
+for v in "${variants[@]}"; do fragment_of "$v" > /dev/null; done
+command -v ccache > /dev/null || die "ccache is missing (apt-get install ccache)"
+t_all=$SECONDS
+echo "==> kvmng series: checks"
+check_series
+for v in "${variants[@]}"; do
+	build_variant "$v"
+done
+echo "==> make kernel done in $(fmt_secs $((SECONDS - t_all)))"
