@@ -65,6 +65,25 @@ if [ "$v" = m ]; then
 	fi
 fi
 
+# One VM kept open for the whole run: KVM flips the scheduler's
+# preempt-notifier static key when the number of VMs goes 0 -> 1 and
+# 1 -> 0, and under multi-threaded TCG such a text_poke now and then ends in
+# "Oops: int3" (a stale translation; see vm-test.sh). With this VM alive it
+# flips once per boot, not at every VM the tests create and destroy.
+keeper=
+keeper_start() {
+	perl -e 'open(my $k, "+<", "/dev/kvm") or die "/dev/kvm: $!\n";
+		my $fd = syscall(16, fileno($k), 0xAE01, 0);
+		die "KVM_CREATE_VM: $!\n" if $fd < 0;
+		$| = 1; print "keeper VM fd $fd\n"; sleep 86400;' > "$R/keeper.log" 2>&1 &
+	keeper=$!
+}
+keeper_stop() {
+	[ -n "$keeper" ] && kill "$keeper" 2> /dev/null && wait "$keeper" 2> /dev/null
+	keeper=
+}
+keeper_start
+
 # ---- i. probe + the new-syscall selftest ---------------------------------
 probe probe EINVAL
 t0=$(now)
@@ -151,6 +170,11 @@ qemu_nested qemu-nested max
 t0=$(now)
 st=$R/qemu-nested-stats.jsonl
 "$S/kvmng" stats "$st" > "$R/qemu-stats.txt" 2>&1
+# A vCPU ioctl that its creating thread makes before that thread's first
+# KVM_RUN stays on the ioctl by design (docs/shim.md, the binding rules):
+# those fallbacks (QEMU's reset-time register puts) are counted apart and
+# allowed for the state commands; any other fallback of a hot path fails.
+setup_reason='^(vCPU binds at its first KVM_RUN|creating thread binds at KVM_RUN)$'
 if [ -s "$st" ]; then
 	chk=$(jq -rs '
 		def grp: if .name == "KVM_RUN" then "run"
@@ -167,21 +191,23 @@ if [ -s "$st" ]; then
 		($c | map(. + {g: grp})) as $c |
 		(["run", "state", "irq", "memory"] | map(. as $g | {g: $g, n: ($c | map(select(.g == $g)))})) as $groups |
 		"backend=\($backends) mode=\($modes)",
-		($groups[] | "group \(.g) commands=\(.n | map(.name) | join(",")) count=\(.n | map(.count) | add // 0) translated=\(.n | map(.translated) | add // 0) fallback=\(.n | map(.fallback) | add // 0)"),
+		($groups[] | "group \(.g) commands=\(.n | map(.name) | join(",")) count=\(.n | map(.count) | add // 0) translated=\(.n | map(.translated) | add // 0) fallback=\(.n | map(.fallback) | add // 0) setup=\([.n[].reasons | to_entries[] | select(.key | test($setup)) | .value] | add // 0)"),
 		"total count=\($c | map(.count) | add) translated=\($c | map(.translated) | add) fallback=\($c | map(.fallback) | add) passthrough=\($c | map(.passthrough) | add)",
 		($c[] | select(.fallback > 0) | "fallback \(.name) \(.fallback): \(.reasons | to_entries | map("\(.key) (\(.value))") | join("; "))")
-	' "$st" 2>&1)
+	' --arg setup "$setup_reason" "$st" 2>&1)
 	echo "$chk" > "$R/qemu-stats.check"
 	bad=""
 	echo "$chk" | grep -q '^backend=native mode=syscall$' || bad="$bad backend/mode not native/syscall;"
-	while read -r _ g _ count translated fallback; do
-		count=${count#count=} translated=${translated#translated=} fallback=${fallback#fallback=}
-		if [ "$count" = 0 ] || [ "$translated" = 0 ] || [ "$fallback" != 0 ]; then
-			bad="$bad $g: $count calls, $translated translated, $fallback fallbacks;"
+	while read -r _ g _ count translated fallback setup; do
+		count=${count#count=} translated=${translated#translated=} fallback=${fallback#fallback=} setup=${setup#setup=}
+		allowed=0
+		[ "$g" = state ] && allowed=$setup
+		if [ "$count" = 0 ] || [ "$translated" = 0 ] || [ "$fallback" != "$allowed" ]; then
+			bad="$bad $g: $count calls, $translated translated, $fallback fallbacks ($allowed allowed);"
 		fi
-	done < <(echo "$chk" | grep '^group ')
+	done <<< "$(echo "$chk" | grep '^group ')"
 	tot=$(echo "$chk" | sed -n 's/^total //p')
-	hot=$(echo "$chk" | awk '/^group / {sub("count=", "", $4); sub("translated=", "", $5); printf "%s%s %s/%s", s, $2, $5, $4; s=", "}')
+	hot=$(echo "$chk" | awk '/^group / {sub("count=", "", $4); sub("translated=", "", $5); sub("setup=", "", $7); printf "%s%s %s/%s%s", s, $2, $5, $4, ($7 > 0 ? " (" $7 " before the first KVM_RUN)" : ""); s=", "}')
 	nfb=$(grep -c '^fallback ' "$R/qemu-stats.check")
 	if [ -z "$bad" ]; then
 		record qemu-stats PASS "$(secs "$t0")" "hot paths translated (translated/calls): $hot; all: $tot; $nfb command(s) with fallbacks"
@@ -192,6 +218,8 @@ if [ -s "$st" ]; then
 else
 	record qemu-stats FAIL "$(secs "$t0")" "the shim wrote no census ($st)"
 fi
+
+keeper_stop
 
 # ---- KVM as modules: unload, nothing again --------------------------------
 if [ "$v" = m ]; then
