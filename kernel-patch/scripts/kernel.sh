@@ -54,7 +54,8 @@ fragment_of() {
 	case $1 in
 	y) echo "$kp/config/kvm-builtin.config" ;;
 	m) echo "$kp/config/kvm-modules.config" ;;
-	*) die "unknown variant '$1' (y: KVM built in, m: KVM as modules)" ;;
+	debug) echo "$kp/config/kvm-debug.config" ;;
+	*) die "unknown variant '$1' (y: KVM built in, m: KVM as modules, debug: y + KASAN, lockdep, kmemleak)" ;;
 	esac
 }
 
