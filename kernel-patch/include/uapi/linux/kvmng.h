@@ -18,18 +18,46 @@
  * Syscall numbers: one contiguous block, well above any number a released
  * kernel uses, so that a kernel without kvmng answers ENOSYS.  Moving the
  * block means changing KVMNG_SYSCALL_BASE (and the syscall table).
+ *
+ * On a kvmng kernel <asm/unistd.h>, generated from the syscall table and
+ * included here through <linux/unistd.h>, has the same __NR_kvmng_* names
+ * as plain numbers; its definitions win, so the two headers can be
+ * included in any order.  On other kernels the definitions below provide
+ * them.
  */
+#include <linux/unistd.h>
+
 #define KVMNG_SYSCALL_BASE		1000
-#define __NR_kvmng_create_vm		(KVMNG_SYSCALL_BASE + 0)
-#define __NR_kvmng_bind_vm		(KVMNG_SYSCALL_BASE + 1)
-#define __NR_kvmng_create_vcpu		(KVMNG_SYSCALL_BASE + 2)
-#define __NR_kvmng_bind_vcpu		(KVMNG_SYSCALL_BASE + 3)
-#define __NR_kvmng_run			(KVMNG_SYSCALL_BASE + 4)
-#define __NR_kvmng_vcpu_state		(KVMNG_SYSCALL_BASE + 5)
-#define __NR_kvmng_irq			(KVMNG_SYSCALL_BASE + 6)
-#define __NR_kvmng_memory_map		(KVMNG_SYSCALL_BASE + 7)
-#define __NR_kvmng_control		(KVMNG_SYSCALL_BASE + 8)
-#define __NR_kvmng_ioregion		(KVMNG_SYSCALL_BASE + 9)
+#ifndef __NR_kvmng_create_vm
+#define __NR_kvmng_create_vm	(KVMNG_SYSCALL_BASE + 0)
+#endif
+#ifndef __NR_kvmng_bind_vm
+#define __NR_kvmng_bind_vm	(KVMNG_SYSCALL_BASE + 1)
+#endif
+#ifndef __NR_kvmng_create_vcpu
+#define __NR_kvmng_create_vcpu	(KVMNG_SYSCALL_BASE + 2)
+#endif
+#ifndef __NR_kvmng_bind_vcpu
+#define __NR_kvmng_bind_vcpu	(KVMNG_SYSCALL_BASE + 3)
+#endif
+#ifndef __NR_kvmng_run
+#define __NR_kvmng_run		(KVMNG_SYSCALL_BASE + 4)
+#endif
+#ifndef __NR_kvmng_vcpu_state
+#define __NR_kvmng_vcpu_state	(KVMNG_SYSCALL_BASE + 5)
+#endif
+#ifndef __NR_kvmng_irq
+#define __NR_kvmng_irq		(KVMNG_SYSCALL_BASE + 6)
+#endif
+#ifndef __NR_kvmng_memory_map
+#define __NR_kvmng_memory_map	(KVMNG_SYSCALL_BASE + 7)
+#endif
+#ifndef __NR_kvmng_control
+#define __NR_kvmng_control	(KVMNG_SYSCALL_BASE + 8)
+#endif
+#ifndef __NR_kvmng_ioregion
+#define __NR_kvmng_ioregion	(KVMNG_SYSCALL_BASE + 9)
+#endif
 #define KVMNG_SYSCALL_COUNT		10
 
 /*
