@@ -7,14 +7,23 @@
 #   kernel.sh --check          only the series checks
 #   kernel.sh --dir VARIANT    print the cache directory of VARIANT for the
 #                              current inputs (built or not)
+#   kernel.sh --each [VARIANT] prove that each patch builds on its own: apply
+#                              the series patch by patch onto one build tree
+#                              ($KVMNG_CACHE/kbuild/each-VARIANT) and build
+#                              after each (incremental, ccache), reporting
+#                              per patch (default VARIANT: y; not cached,
+#                              not part of make kernel)
 #
 # Variants: y = KVM built in (config/kvm-builtin.config), m = KVM as modules
 # (config/kvm-modules.config); both on x86_64_defconfig.
 #
 # Every run checks the series, even when the kernels are cached: each patch
-# of series/000[1-9]*.patch must apply in order both with `git am` and with
-# `patch -p1 -F0` (no fuzz), the two results must be identical, and
-# scripts/checkpatch.pl --strict must report 0 errors and 0 warnings on each.
+# of series/NNNN-*.patch (0001 on; 0000 is the cover letter) must apply in
+# order both with `git am` and with `patch -p1 -F0` (no fuzz), the two
+# results must be identical, the file patch 0001 adds must be byte-identical
+# to include/uapi/linux/kvmng.h (the ABI's one source) and no later patch
+# may change it, and scripts/checkpatch.pl --strict must report 0 errors and
+# 0 warnings on each.
 #
 # A build copies $KVMNG_LINUX_SRC (never modified) to $KVMNG_CACHE/kbuild/V,
 # applies the series with patch -p1, merges the fragment (merge_config.sh),
@@ -44,7 +53,10 @@ export CCACHE_DIR=${KVMNG_CCACHE_DIR:-$cache/ccache}
 export CCACHE_NOHASHDIR=1          # no -g in these configs: paths do not matter
 export KBUILD_BUILD_USER=kvmng KBUILD_BUILD_HOST=kvmng
 shopt -s nullglob
-series=("$kp"/series/000[1-9]*.patch)
+series=()
+for p in "$kp"/series/[0-9][0-9][0-9][0-9]-*.patch; do
+	case $(basename "$p") in 0000-*) ;; *) series+=("$p") ;; esac
+done
 shopt -u nullglob
 
 die() { echo "kernel.sh: error: $*" >&2; exit 1; }
@@ -113,6 +125,20 @@ check_series() {
 		die "git am and patch -p1 give different trees"
 	fi
 	echo "  applies in order: ${#series[@]} patches with git am and with patch -p1 (no fuzz), identical results"
+	# The uapi header: patch 0001 adds exactly kernel-patch/include's file.
+	local hdr=include/uapi/linux/kvmng.h
+	case $(basename "${series[0]}") in 0001-*) ;; *) die "the series does not start with patch 0001" ;; esac
+	mkdir -p "$tmp/first"
+	(cd "$tmp/first" && git apply --include="$hdr" "${series[0]}") ||
+		die "$(basename "${series[0]}") does not create $hdr"
+	if ! cmp -s "$tmp/first/$hdr" "$kp/$hdr"; then
+		{ diff -u "$kp/$hdr" "$tmp/first/$hdr" || true; } | head -40 >&2
+		rm -rf "$tmp"
+		die "$(basename "${series[0]}") adds a $hdr that differs from kernel-patch/$hdr (regenerate the patch)"
+	fi
+	cmp -s "$tmp/git/$hdr" "$kp/$hdr" ||
+		die "a patch after $(basename "${series[0]}") changes $hdr (the ABI changes in kernel-patch/$hdr and patch 0001 only)"
+	echo "  $hdr: patch $(basename "${series[0]}" | cut -c1-4) adds it byte-identical to kernel-patch/$hdr, no later patch changes it"
 	# checkpatch, patch by patch.
 	local bad=0 total line="" e w c
 	for p in "${series[@]}"; do
@@ -271,7 +297,80 @@ build_variant() {
 	echo "==> kernel $v: built in $(fmt_secs $((SECONDS - t0))) ($objs objects, ccache $h hits / $m misses): $out ($rel)"
 }
 
+# ---- each patch builds on its own ------------------------------------------
+# One tree, the series applied patch by patch, the variant's config merged
+# again after each (the Kconfig symbols appear with patch 0002) and
+# `make bzImage` (and modules for m) run after each; a patch that touches
+# tools/testing/selftests also gets `make headers` and the KVM selftests.
+# Writes $cache/kbuild/each-V.tsv: patch, result, seconds, objects compiled,
+# what was built.
+build_each() {
+	local v=$1 frag tree log tsv i p name t0 rc objs what total=0 failed=0 t_all=$SECONDS
+	frag=$(fragment_of "$v")
+	tree=$cache/kbuild/each-$v
+	log=$cache/kbuild/each-$v.log
+	tsv=$cache/kbuild/each-$v.tsv
+	mkdir -p "$cache/kbuild"
+	[ -d "$CCACHE_DIR" ] || { mkdir -p "$CCACHE_DIR"; ccache -M 5G > /dev/null; }
+	echo "==> each patch builds on its own: variant $v, tree $tree (log $log)"
+	rm -rf "$tree"
+	cp -a "$src" "$tree"
+	: > "$log"
+	printf 'patch\tresult\tseconds\tobjects\tbuilt\n' > "$tsv"
+	local mk=(make -C "$tree" -j"$jobs" CC="ccache gcc" HOSTCC="ccache gcc")
+	"${mk[@]}" x86_64_defconfig >> "$log" 2>&1 || die "x86_64_defconfig failed (log $log)"
+	i=0
+	for p in "${series[@]}"; do
+		i=$((i + 1))
+		name=$(basename "$p" .patch)
+		t0=$SECONDS
+		echo "---- $name" >> "$log"
+		patch -d "$tree" -p1 -F0 -N -s --no-backup-if-mismatch < "$p" >> "$log" 2>&1 ||
+			die "$name does not apply (log $log)"
+		what="bzImage"
+		[ "$v" = m ] && what="bzImage modules"
+		rc=0
+		{
+			(cd "$tree" && scripts/kconfig/merge_config.sh -m .config "$frag") &&
+				"${mk[@]}" olddefconfig &&
+				"${mk[@]}" $what
+		} > "$log.part" 2>&1 || rc=$?
+		if [ $rc = 0 ] && grep -q '^diff --git a/tools/testing/selftests/' "$p"; then
+			what="$what + kvm selftests"
+			{
+				"${mk[@]}" headers &&
+					make -C "$tree/tools/testing/selftests/kvm" -j"$jobs" OUTPUT="$tree/.each-selftests"
+			} >> "$log.part" 2>&1 || rc=$?
+		fi
+		objs=$(grep -c -E '^  (CC|AS)( \[M\])? ' "$log.part" || true)
+		cat "$log.part" >> "$log"
+		rm -f "$log.part"
+		if [ $rc = 0 ]; then
+			printf '%s\t%s\t%s\t%s\t%s\n' "$name" PASS $((SECONDS - t0)) "$objs" "$what" >> "$tsv"
+			printf '  [%2d/%d] %-62s PASS %6s %5s objects (%s)\n' "$i" "${#series[@]}" "$name" "$(fmt_secs $((SECONDS - t0)))" "$objs" "$what"
+		else
+			printf '%s\t%s\t%s\t%s\t%s\n' "$name" FAIL $((SECONDS - t0)) "$objs" "$what" >> "$tsv"
+			printf '  [%2d/%d] %-62s FAIL %6s (exit %s; log %s)\n' "$i" "${#series[@]}" "$name" "$(fmt_secs $((SECONDS - t0)))" "$rc" "$log"
+			grep -E 'error:|Error [0-9]' "$log" | tail -5 >&2 || true
+			failed=$((failed + 1))
+		fi
+		total=$((total + objs))
+	done
+	echo "==> each patch: ${#series[@]} patches, $failed failed, $total objects compiled, $(fmt_secs $((SECONDS - t_all))) (results $tsv)"
+	[ $failed = 0 ]
+}
+
 case ${1:-} in
+--each)
+	[ $# -le 2 ] || die "usage: kernel.sh --each [VARIANT]"
+	v=${2:-y}
+	fragment_of "$v" > /dev/null
+	command -v ccache > /dev/null || die "ccache is missing (apt-get install ccache)"
+	echo "==> kvmng series: checks"
+	check_series
+	build_each "$v"
+	exit $?
+	;;
 --dir)
 	[ $# = 2 ] || die "usage: kernel.sh --dir VARIANT"
 	fragment_of "$2" > /dev/null
