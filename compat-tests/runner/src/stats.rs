@@ -7,73 +7,15 @@
 //!   "passthrough":0,"errors":0,"time_ns":1234,"fallback_reasons":{"r":0}}]}
 //! ```
 //!
-//! This module reads those lines and adds them up per mode.
+//! This module adds them up per mode. The lines are read by `kvmng_census`,
+//! the one reader of the census (shared with `kvmng stats` and `kvmng
+//! bench`).
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// One process's line.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct ProcessStats {
-    pub pid: u64,
-    pub exe: String,
-    pub mode: String,
-    pub backend: String,
-    pub commands: Vec<CommandStats>,
-}
-
-/// One command's counters (summed over processes in [`ModeStats`]).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct CommandStats {
-    pub name: String,
-    pub count: u64,
-    pub translated: u64,
-    pub fallback: u64,
-    pub passthrough: u64,
-    pub errors: u64,
-    pub time_ns: u64,
-    pub fallback_reasons: BTreeMap<String, u64>,
-}
-
-impl CommandStats {
-    fn add(&mut self, o: &CommandStats) {
-        self.count += o.count;
-        self.translated += o.translated;
-        self.fallback += o.fallback;
-        self.passthrough += o.passthrough;
-        self.errors += o.errors;
-        self.time_ns += o.time_ns;
-        for (r, n) in &o.fallback_reasons {
-            *self.fallback_reasons.entry(r.clone()).or_default() += n;
-        }
-    }
-}
-
-/// What one stats file held.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileStats {
-    pub processes: Vec<ProcessStats>,
-    /// Lines that were not a stats object (with line number and error).
-    pub bad_lines: Vec<String>,
-}
-
-/// Parses a stats file's text (JSON lines).
-pub fn parse(text: &str) -> FileStats {
-    let mut out = FileStats::default();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<ProcessStats>(line) {
-            Ok(p) => out.processes.push(p),
-            Err(e) => out.bad_lines.push(format!("line {}: {e}", i + 1)),
-        }
-    }
-    out
-}
+pub use kvmng_census::{parse, CommandStats, FileStats, ProcessStats};
 
 /// Reads a stats file; `None` when the shim wrote none.
 pub fn read(path: &Path) -> Option<FileStats> {

@@ -1,246 +1,14 @@
 //! `kvmng stats FILE`: the census that libkvmshim.so wrote (one JSON line
-//! per process, docs/shim.md), as a table per command with totals, and the
-//! fallback reasons.
+//! per process, docs/shim.md; read by `kvmng_census`), as a table per
+//! command with totals, and the fallback reasons.
 
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// A JSON value (the census needs no more than this).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Json {
-    /// `null`.
-    Null,
-    /// `true` / `false`.
-    Bool(bool),
-    /// A number.
-    Num(f64),
-    /// A string.
-    Str(String),
-    /// An array.
-    Arr(Vec<Json>),
-    /// An object, keys in order.
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    /// Member `key` of an object.
-    pub fn get(&self, key: &str) -> Option<&Json> {
-        match self {
-            Json::Obj(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
-    fn u64(&self, key: &str) -> anyhow::Result<u64> {
-        match self.get(key) {
-            Some(Json::Num(n)) if *n >= 0.0 => Ok(*n as u64),
-            _ => bail!("no number \"{key}\""),
-        }
-    }
-
-    fn str(&self, key: &str) -> anyhow::Result<&str> {
-        match self.get(key) {
-            Some(Json::Str(s)) => Ok(s),
-            _ => bail!("no string \"{key}\""),
-        }
-    }
-}
-
-/// Parses one JSON text.
-pub fn parse(text: &str) -> anyhow::Result<Json> {
-    let mut p = Parser {
-        s: text.as_bytes(),
-        i: 0,
-    };
-    let v = p.value()?;
-    p.ws();
-    if p.i != p.s.len() {
-        bail!("unexpected text at byte {}", p.i);
-    }
-    Ok(v)
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn ws(&mut self) {
-        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
-            self.i += 1;
-        }
-    }
-
-    fn eat(&mut self, b: u8) -> anyhow::Result<()> {
-        self.ws();
-        if self.s.get(self.i) != Some(&b) {
-            bail!("expected '{}' at byte {}", b as char, self.i);
-        }
-        self.i += 1;
-        Ok(())
-    }
-
-    fn value(&mut self) -> anyhow::Result<Json> {
-        self.ws();
-        match self.s.get(self.i) {
-            Some(b'{') => {
-                self.i += 1;
-                let mut members = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b'}') {
-                    self.i += 1;
-                    return Ok(Json::Obj(members));
-                }
-                loop {
-                    self.ws();
-                    let key = self.string()?;
-                    self.eat(b':')?;
-                    members.push((key, self.value()?));
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b'}') => {
-                            self.i += 1;
-                            return Ok(Json::Obj(members));
-                        }
-                        _ => bail!("expected ',' or '}}' at byte {}", self.i),
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.i += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.s.get(self.i) == Some(&b']') {
-                    self.i += 1;
-                    return Ok(Json::Arr(items));
-                }
-                loop {
-                    items.push(self.value()?);
-                    self.ws();
-                    match self.s.get(self.i) {
-                        Some(b',') => self.i += 1,
-                        Some(b']') => {
-                            self.i += 1;
-                            return Ok(Json::Arr(items));
-                        }
-                        _ => bail!("expected ',' or ']' at byte {}", self.i),
-                    }
-                }
-            }
-            Some(b'"') => Ok(Json::Str(self.string()?)),
-            Some(b't') if self.s[self.i..].starts_with(b"true") => {
-                self.i += 4;
-                Ok(Json::Bool(true))
-            }
-            Some(b'f') if self.s[self.i..].starts_with(b"false") => {
-                self.i += 5;
-                Ok(Json::Bool(false))
-            }
-            Some(b'n') if self.s[self.i..].starts_with(b"null") => {
-                self.i += 4;
-                Ok(Json::Null)
-            }
-            Some(c) if *c == b'-' || c.is_ascii_digit() => {
-                let start = self.i;
-                while self.i < self.s.len()
-                    && matches!(
-                        self.s[self.i],
-                        b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9'
-                    )
-                {
-                    self.i += 1;
-                }
-                let text = std::str::from_utf8(&self.s[start..self.i])?;
-                Ok(Json::Num(
-                    text.parse()
-                        .with_context(|| format!("bad number {text:?}"))?,
-                ))
-            }
-            _ => bail!("unexpected character at byte {}", self.i),
-        }
-    }
-
-    fn string(&mut self) -> anyhow::Result<String> {
-        if self.s.get(self.i) != Some(&b'"') {
-            bail!("expected a string at byte {}", self.i);
-        }
-        self.i += 1;
-        let mut out = Vec::new();
-        loop {
-            let Some(&b) = self.s.get(self.i) else {
-                bail!("unterminated string");
-            };
-            self.i += 1;
-            match b {
-                b'"' => return Ok(String::from_utf8_lossy(&out).into_owned()),
-                b'\\' => {
-                    let Some(&e) = self.s.get(self.i) else {
-                        bail!("unterminated escape");
-                    };
-                    self.i += 1;
-                    match e {
-                        b'n' => out.push(b'\n'),
-                        b't' => out.push(b'\t'),
-                        b'r' => out.push(b'\r'),
-                        b'b' => out.push(8),
-                        b'f' => out.push(12),
-                        b'u' => {
-                            let hex = self.s.get(self.i..self.i + 4).context("short \\u escape")?;
-                            self.i += 4;
-                            let code = u32::from_str_radix(std::str::from_utf8(hex)?, 16)?;
-                            // The shim escapes raw bytes of paths as \u00XX.
-                            if code < 0x100 {
-                                out.push(code as u8);
-                            } else {
-                                let c = char::from_u32(code).unwrap_or('\u{fffd}');
-                                out.extend_from_slice(c.to_string().as_bytes());
-                            }
-                        }
-                        other => out.push(other),
-                    }
-                }
-                other => out.push(other),
-            }
-        }
-    }
-}
-
 /// One command's figures, summed over processes.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Figures {
-    /// Calls.
-    pub count: u64,
-    /// Through the new API.
-    pub translated: u64,
-    /// To the kernel for a reason.
-    pub fallback: u64,
-    /// To the kernel in passthrough mode.
-    pub passthrough: u64,
-    /// Calls that failed.
-    pub errors: u64,
-    /// Time in the calls.
-    pub time_ns: u64,
-    /// Fallbacks by reason.
-    pub reasons: BTreeMap<String, u64>,
-}
-
-impl Figures {
-    fn add(&mut self, other: &Figures) {
-        self.count += other.count;
-        self.translated += other.translated;
-        self.fallback += other.fallback;
-        self.passthrough += other.passthrough;
-        self.errors += other.errors;
-        self.time_ns += other.time_ns;
-        for (reason, n) in &other.reasons {
-            *self.reasons.entry(reason.clone()).or_default() += n;
-        }
-    }
-}
+pub type Figures = kvmng_census::CommandStats;
 
 /// The census of a file: processes and per-command figures.
 #[derive(Debug, Default)]
@@ -251,50 +19,24 @@ pub struct Census {
     pub commands: BTreeMap<String, Figures>,
 }
 
-/// Reads census lines.
+/// Reads census lines (any line that is not one is an error).
 pub fn read(text: &str) -> anyhow::Result<Census> {
     let mut census = Census::default();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+    let processes = kvmng_census::parse(text)
+        .strict()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for p in processes {
+        for c in &p.commands {
+            census
+                .commands
+                .entry(c.name.clone())
+                .or_insert_with(|| Figures {
+                    name: c.name.clone(),
+                    ..Figures::default()
+                })
+                .add(c);
         }
-        let parsed = (|| -> anyhow::Result<()> {
-            let v = parse(line)?;
-            census.processes.push((
-                v.u64("pid")?,
-                v.str("exe")?.to_string(),
-                v.str("mode")?.to_string(),
-                v.str("backend")?.to_string(),
-            ));
-            let Some(Json::Arr(commands)) = v.get("commands") else {
-                bail!("no \"commands\" array");
-            };
-            for c in commands {
-                let mut f = Figures {
-                    count: c.u64("count")?,
-                    translated: c.u64("translated")?,
-                    fallback: c.u64("fallback")?,
-                    passthrough: c.u64("passthrough")?,
-                    errors: c.u64("errors")?,
-                    time_ns: c.u64("time_ns")?,
-                    reasons: BTreeMap::new(),
-                };
-                if let Some(Json::Obj(reasons)) = c.get("fallback_reasons") {
-                    for (reason, n) in reasons {
-                        if let Json::Num(n) = n {
-                            f.reasons.insert(reason.clone(), *n as u64);
-                        }
-                    }
-                }
-                census
-                    .commands
-                    .entry(c.str("name")?.to_string())
-                    .or_default()
-                    .add(&f);
-            }
-            Ok(())
-        })();
-        parsed.with_context(|| format!("line {} is not a kvmshim census line", n + 1))?;
+        census.processes.push((p.pid, p.exe, p.mode, p.backend));
     }
     Ok(census)
 }
@@ -374,14 +116,18 @@ pub fn render(census: &Census) -> String {
             total.count
         );
     }
-    if !total.reasons.is_empty() {
+    if !total.fallback_reasons.is_empty() {
         let _ = writeln!(out, "\nfallback reasons (docs/shim.md explains each):");
-        let mut reasons: Vec<(&String, &u64)> = total.reasons.iter().collect();
+        let mut reasons: Vec<(&String, &u64)> = total.fallback_reasons.iter().collect();
         reasons.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         for (reason, n) in reasons {
             let commands: Vec<String> = rows
                 .iter()
-                .filter_map(|(name, f)| f.reasons.get(reason).map(|k| format!("{name} {k}")))
+                .filter_map(|(name, f)| {
+                    f.fallback_reasons
+                        .get(reason)
+                        .map(|k| format!("{name} {k}"))
+                })
                 .collect();
             let _ = writeln!(out, "  {n:>8}  {reason}: {}", commands.join(", "));
         }
@@ -419,28 +165,7 @@ mod tests {
     const LINE1: &str = r#"{"pid":7,"exe":"/bin/q\u00e9mu","mode":"auto","backend":"legacy","commands":[{"name":"KVM_RUN","count":10,"translated":8,"fallback":2,"passthrough":0,"errors":1,"time_ns":5000,"fallback_reasons":{"vCPU bound to another thread":2}},{"name":"KVM_CREATE_VM","count":1,"translated":1,"fallback":0,"passthrough":0,"errors":0,"time_ns":100,"fallback_reasons":{}}]}"#;
     const LINE2: &str = r#"{"pid":8,"exe":"/bin/q","mode":"passthrough","backend":"none","commands":[{"name":"KVM_RUN","count":5,"translated":0,"fallback":0,"passthrough":5,"errors":0,"time_ns":1000,"fallback_reasons":{}}]}"#;
 
-    #[test]
-    fn json_values() {
-        assert_eq!(
-            parse(r#" {"a":[1,-2.5e1,"x\"y",true,false,null],"b":{}} "#).unwrap(),
-            Json::Obj(vec![
-                (
-                    "a".into(),
-                    Json::Arr(vec![
-                        Json::Num(1.0),
-                        Json::Num(-25.0),
-                        Json::Str("x\"y".into()),
-                        Json::Bool(true),
-                        Json::Bool(false),
-                        Json::Null
-                    ])
-                ),
-                ("b".into(), Json::Obj(vec![]))
-            ])
-        );
-        assert!(parse("{\"a\":1").is_err());
-        assert!(parse("{} x").is_err());
-    }
+    // The JSON reader's own tests are in kvmng-census (shim/census).
 
     #[test]
     fn lines_sum_per_command() {
@@ -456,7 +181,7 @@ mod tests {
             (15, 8, 2, 5)
         );
         assert_eq!(run.time_ns, 6000);
-        assert_eq!(run.reasons["vCPU bound to another thread"], 2);
+        assert_eq!(run.fallback_reasons["vCPU bound to another thread"], 2);
         let report = render(&census);
         assert!(
             report.contains("2 census line(s); modes: auto, passthrough"),

@@ -313,9 +313,14 @@ fn shim_census(op: Op, shim: &Path, cpu: Option<usize>) -> anyhow::Result<Vec<Ce
             let b = base.commands.get(name).unwrap_or(&zero);
             let d = |x: u64, y: u64| x.saturating_sub(y);
             let reasons = f
-                .reasons
+                .fallback_reasons
                 .iter()
-                .map(|(k, v)| (k.clone(), d(*v, b.reasons.get(k).copied().unwrap_or(0))))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        d(*v, b.fallback_reasons.get(k).copied().unwrap_or(0)),
+                    )
+                })
                 .filter(|(_, v)| *v > 0)
                 .collect();
             Some(CensusRow {
