@@ -26,6 +26,8 @@ help:
 	@echo "  make conformance-test   the C conformance suite of the syscalls, through the shim"
 	@echo "  make kernel  check the patch series and build the kvmng kernels (KVM=y and KVM=m; cached)"
 	@echo "  make vm-test boot them under QEMU TCG and run the tests inside (make vm-test-full: every selftest)"
+	@echo "  make bench   every operation through every path on this host: docs/bench.md"
+	@echo "  make vm-bench  instruction counts ioctl vs syscall in the patched kernel under QEMU -icount"
 	@echo "  make install [PREFIX=/usr/local]   header, libkvmshim.so, kvmng, kvmshim.pc"
 
 # Installs missing Debian packages (as root), or names them and stops.
@@ -204,8 +206,14 @@ trapbench:
 # kvmng kernel); `kvmng bench` measures every operation through every path
 # this machine has (raw ioctl, the library's legacy backend, the shim, the
 # trap, the native syscall), writes docs/bench/bench.json and the SVG
-# charts, and writes docs/bench.md with the A/B result in it. Measurements,
-# not tests: nothing fails on a figure. About two minutes here.
+# charts, and writes docs/bench.md with the A/B result and the in-guest
+# instruction counts (docs/bench/vm-bench.json, from `make vm-bench`) in
+# it. Measurements, not tests: nothing fails on a figure.
+# `make vm-bench`: boots the y kernel of `make kernel` (the newest built one,
+# with a warning, when the current series is not built) under QEMU TCG with
+# -icount shift=0 and runs `kvmng bench --instructions` in it twice:
+# instruction counts per operation and path, deterministic; writes
+# docs/bench/vm-bench.json (kernel-patch/vm-test/bench.sh).
 BENCH_ITERS ?= 10000
 BENCH_ROUNDS ?= 50
 BENCH_AB_RUNS ?= 20
@@ -226,7 +234,13 @@ bench: deps linux-source
 	-./target/release/kvmng ab --runs $(BENCH_AB_RUNS) --json docs/bench/ab.json -- $(SELFTESTS_BUILD)/demand_paging_test $(BENCH_AB_ARGS)
 	./target/release/kvmng bench --iters $(BENCH_ITERS) --rounds $(BENCH_ROUNDS) \
 	  --json docs/bench/bench.json --svg-dir docs/bench --markdown docs/bench.md \
-	  $$([ -f docs/bench/ab.json ] && echo --ab-json docs/bench/ab.json)
+	  $$([ -f docs/bench/ab.json ] && echo --ab-json docs/bench/ab.json) \
+	  $$([ -f docs/bench/vm-bench.json ] && echo --vm-bench-json docs/bench/vm-bench.json)
+
+.PHONY: vm-bench
+vm-bench: deps
+	$(CARGO) build -q --release -p kvmshim -p kvmng-cli
+	@kernel-patch/vm-test/bench.sh --out docs/bench/vm-bench.json
 
 # ---- The kernel and the tests inside it (issue 5) ----
 # `make kernel`: checks the series (each patch applies in order with git am

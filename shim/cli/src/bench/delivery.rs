@@ -48,8 +48,12 @@ pub struct DeliveryResult {
     pub rounds: usize,
     /// Why it could not be measured.
     pub error: Option<String>,
-    /// One per way.
+    /// One per way measured.
     pub rows: Vec<DeliveryRow>,
+    /// The ways not measured, with the reason (e.g. no kvmng_ioregion in
+    /// this kernel).
+    #[serde(default)]
+    pub unavailable: Vec<(String, String)>,
 }
 
 /// Accesses per batch and batches per round for `--iters`.
@@ -76,6 +80,7 @@ pub fn measure(
         rounds,
         error: None,
         rows: Vec::new(),
+        unavailable: Vec::new(),
     };
     let mut per_way: Vec<(String, Vec<Vec<f64>>)> = Vec::new();
     let mut worker = match Worker::spawn(PathKind::Legacy, None, cpu, &[]) {
@@ -89,6 +94,7 @@ pub fn measure(
         match worker.request(&Request::Dispatch { accesses, batches }) {
             Ok(r) if r.ok => {
                 result.backend = r.info.unwrap_or_default();
+                result.unavailable = r.unavailable;
                 for (way, samples) in r.series {
                     match per_way.iter_mut().find(|(w, _)| *w == way) {
                         Some((_, rounds)) => rounds.push(samples),
@@ -179,6 +185,9 @@ pub fn render(d: &DeliveryResult) -> String {
         "| way | what serves an access | min | median [95% CI] | p99 | ratio to {BASELINE_WAY} [95% CI] |"
     );
     let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
+    for (way, why) in &d.unavailable {
+        let _ = writeln!(s, "| {way} | {} | {why} | | | |", describe(way));
+    }
     for r in &d.rows {
         let _ = writeln!(
             s,
@@ -231,6 +240,7 @@ mod tests {
             rounds: 2,
             error: None,
             rows,
+            unavailable: Vec::new(),
         };
         let md = render(&d);
         assert!(md.contains("| mmio-exit | KVM_EXIT_MMIO"), "{md}");

@@ -5,6 +5,7 @@
 //! around them says what they can and cannot show.
 
 use super::delivery;
+use super::icount::VmBench;
 use super::ops::{Op, PathKind};
 use super::report::{self, fmt_ns, fmt_ratio, BenchReport};
 use crate::ab::AbReport;
@@ -325,7 +326,12 @@ fn published(r: &BenchReport) -> String {
 }
 
 /// The whole docs/bench.md.
-pub fn render_document(r: &BenchReport, ab: Option<&AbReport>, svg_link: Option<&str>) -> String {
+pub fn render_document(
+    r: &BenchReport,
+    ab: Option<&AbReport>,
+    svg_link: Option<&str>,
+    vm: Option<&VmBench>,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# kvmng benchmarks\n");
     let _ = writeln!(
@@ -440,6 +446,18 @@ pub fn render_document(r: &BenchReport, ab: Option<&AbReport>, svg_link: Option<
          ioctl.\n"
     );
     s.push_str(&headline(r));
+    if let Some(native) = r
+        .paths
+        .iter()
+        .find(|p| p.path == PathKind::Native && !p.available)
+    {
+        let _ = writeln!(
+            s,
+            "\nnative: not measured on this host: {}. Its figures are the instruction counts \
+             below (*Instruction counts on the patched kernel*).",
+            native.reason.as_deref().unwrap_or("unavailable")
+        );
+    }
     if let Some(dir) = svg_link {
         let _ = writeln!(s, "\n![ratio of each path to the ioctl]({dir}/ratios.svg)");
     }
@@ -487,14 +505,22 @@ pub fn render_document(r: &BenchReport, ab: Option<&AbReport>, svg_link: Option<
     s.push_str(&report::render_tables(r, svg_link));
 
     let _ = writeln!(s, "## Instruction counts on the patched kernel\n");
+    match vm {
+        Some(vm) => s.push_str(&super::icount::render(vm)),
+        None => {
+            let _ = writeln!(
+                s,
+                "No `make vm-bench` result was given (`--vm-bench-json F`): run `make \
+                 vm-bench`, which boots the patched kernel under QEMU TCG with `-icount \
+                 shift=0` and writes docs/bench/vm-bench.json.\n"
+            );
+        }
+    }
     let _ = writeln!(
         s,
-        "Pending. Instruction counts of the ioctl and syscall paths come from `make vm-test`: \
-         the patched kernel boots under QEMU TCG with `-icount shift=0`, where guest time \
-         advances one nanosecond per instruction, so the same A/B inside the guest gives \
-         deterministic instruction counts instead of noisy times. That needs the kernel patch \
-         series (kernel-patch/, being built by others); until it lands there are no figures \
-         here, and none are estimated.\n"
+        "To count by hand: `make vm-bench` (kernel-patch/vm-test/bench.sh; VMBENCH_ITERS, \
+         VMBENCH_ROUNDS, VMBENCH_OPS, VMBENCH_RUNS set its size), then `target/release/kvmng \
+         bench --show-vm-bench docs/bench/vm-bench.json` prints these tables.\n"
     );
 
     let _ = writeln!(s, "## Pending\n");
@@ -531,7 +557,9 @@ pub fn render_document(r: &BenchReport, ab: Option<&AbReport>, svg_link: Option<
             native.reason.as_deref().unwrap_or("unavailable")
         );
     }
-    let _ = writeln!(s, "* **instruction counts**: see the section above.");
+    if vm.is_none() {
+        let _ = writeln!(s, "* **instruction counts**: see the section above.");
+    }
     s
 }
 
@@ -605,6 +633,8 @@ mod tests {
                 batch_warmup: 1,
                 bootstrap: Bootstrap::default(),
                 cpu: Some(0),
+                unit: "ns".into(),
+                calibration: None,
             },
             paths: PathKind::ALL
                 .into_iter()
@@ -627,6 +657,7 @@ mod tests {
                 batches_per_round: 1,
                 rounds: 2,
                 error: None,
+                unavailable: Vec::new(),
                 rows: delivery::analyse(
                     &[
                         ("mmio-exit".into(), vec![vec![8000.0], vec![8000.0]]),
@@ -648,7 +679,7 @@ mod tests {
 
     #[test]
     fn the_document_has_every_section_and_figure() {
-        let d = render_document(&report(), None, Some("bench"));
+        let d = render_document(&report(), None, Some("bench"), None);
         for needle in [
             "# kvmng benchmarks",
             "## Machine",
@@ -667,8 +698,9 @@ mod tests {
             "### state-get",
             "![state-get median per path](bench/state-get.svg)",
             "## Instruction counts on the patched kernel",
-            "`make vm-test`",
-            "Pending.",
+            "`make vm-bench`",
+            "No `make vm-bench` result was given",
+            "native: not measured on this host",
             "through an ioeventfd 2.00 µs (about 2000 cycles): 0.25 [0.25, 0.25] of the exit",
             "a posted write costs 9.00 µs (1.12 [1.12, 1.12] of the exit)",
             "### mmio-delivery",
@@ -688,7 +720,7 @@ mod tests {
         let mut r = report();
         r.ops.clear();
         r.mmio_delivery = None;
-        let d = render_document(&r, None, None);
+        let d = render_document(&r, None, None, None);
         assert!(
             d.contains("Not measured in this run (state-put, state-get)."),
             "{d}"

@@ -16,7 +16,6 @@ use kvmng::{Backend, BackendKind, Errno, GuestMemory};
 use kvmng_abi::ioctls::*;
 use kvmng_abi::*;
 use kvmng_guests::{long_mode, Guest, LOAD_ADDR, LOW_MEM_SIZE};
-use std::time::Instant;
 
 type R<T> = Result<T, String>;
 
@@ -142,6 +141,78 @@ impl Api {
             // SAFETY: KVM_RUN takes no argument.
             Api::Ioctl { .. } => unsafe { self.ioctl(vcpu_fd, KVM_RUN, 0) }.map(|_| ()),
             Api::Kvmng(b) => b.run(0).map(|_| ()),
+        }
+    }
+
+    /// One of the breakdown calls ([`Op::BREAKDOWN`]).
+    #[inline]
+    fn breakdown_call(&self, op: Op, kvm_fd: i32, vm_fd: i32, vcpu_fd: i32) -> Result<(), Errno> {
+        match (op, self) {
+            (Op::Getppid, Api::Ioctl { glibc: true }) => {
+                // SAFETY: getppid has no arguments and cannot fail.
+                unsafe { libc::getppid() };
+                Ok(())
+            }
+            (Op::Getppid, _) => {
+                // SAFETY: getppid has no arguments and cannot fail.
+                unsafe { kvmng::sys::syscall6(libc::SYS_getppid, 0, 0, 0, 0, 0, 0) }.map(|_| ())
+            }
+            (Op::EmptyCall, Api::Ioctl { .. }) => {
+                // SAFETY: KVM_GET_API_VERSION takes no argument.
+                match unsafe { self.ioctl(kvm_fd, KVM_GET_API_VERSION, 0) } {
+                    Ok(12) => Ok(()),
+                    Ok(_) => Err(Errno(libc::EPROTO)),
+                    Err(e) => Err(e),
+                }
+            }
+            (Op::EmptyCall, Api::Kvmng(b)) => match b.run(u32::MAX) {
+                Err(Errno(libc::EINVAL)) => Ok(()),
+                Err(e) => Err(e),
+                Ok(_) => Err(Errno(libc::EPROTO)),
+            },
+            (Op::CheckExtension, Api::Ioctl { .. }) => {
+                // SAFETY: KVM_CHECK_EXTENSION takes an integer.
+                match unsafe { self.ioctl(vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY) } {
+                    Ok(1) => Ok(()),
+                    Ok(_) => Err(Errno(libc::EPROTO)),
+                    Err(e) => Err(e),
+                }
+            }
+            (Op::CheckExtension, Api::Kvmng(b)) => {
+                // SAFETY: as above, through the VM-scope control call.
+                let r = unsafe {
+                    b.control(
+                        KVMNG_SCOPE_VM,
+                        KVM_CHECK_EXTENSION as u32,
+                        KVM_CAP_USER_MEMORY,
+                        0,
+                    )
+                };
+                match r {
+                    Ok(1) => Ok(()),
+                    Ok(_) => Err(Errno(libc::EPROTO)),
+                    Err(e) => Err(e),
+                }
+            }
+            (Op::VcpuReject, Api::Ioctl { .. }) => {
+                // SAFETY: a command KVM does not know; no argument is read.
+                match unsafe { self.ioctl(vcpu_fd, UNKNOWN_VCPU_IOCTL, 0) } {
+                    Err(Errno(libc::EINVAL)) => Ok(()),
+                    Err(e) => Err(e),
+                    Ok(_) => Err(Errno(libc::EPROTO)),
+                }
+            }
+            (Op::VcpuReject, Api::Kvmng(b)) => {
+                let mut entry = kvmng_state_entry::default();
+                // SAFETY: one entry on the stack; kind 0 is rejected before
+                // any buffer is touched.
+                match unsafe { b.vcpu_state(&mut entry, 1, 0) } {
+                    Err(Errno(libc::EINVAL)) => Ok(()),
+                    Err(e) => Err(e),
+                    Ok(_) => Err(Errno(libc::EPROTO)),
+                }
+            }
+            _ => Err(Errno(libc::EINVAL)),
         }
     }
 
@@ -412,6 +483,9 @@ const MSR_IA32_TSC: u32 = 0x10;
 const MSR_IA32_TSCDEADLINE: u32 = 0x6e0;
 const KVM_CAP_SREGS2: u64 = 200;
 const KVM_CAP_XSAVE2: u64 = 208;
+const KVM_CAP_USER_MEMORY: u64 = 3;
+/// `_IO(KVMIO, 0xff)`: no KVM ioctl has this number.
+const UNKNOWN_VCPU_IOCTL: u64 = 0xae_ff;
 
 /// A sequence of state ioctls, or one batched state call.
 struct StateSeq {
@@ -677,7 +751,7 @@ impl StateSeq {
     fn sample(&mut self, api: &Api, vcpu: i32) -> R<u64> {
         match api {
             Api::Ioctl { .. } => {
-                let t = Instant::now();
+                let t = super::clock::now();
                 let mut bad = None;
                 for (i, s) in self.steps.iter().enumerate() {
                     // SAFETY: each step's buffer lives in `self.bufs`, of the
@@ -690,7 +764,7 @@ impl StateSeq {
                         }
                     }
                 }
-                let ns = t.elapsed().as_nanos() as u64;
+                let ns = super::clock::since(t);
                 match bad {
                     None => Ok(ns),
                     Some((i, r)) => Err(format!(
@@ -702,11 +776,11 @@ impl StateSeq {
             Api::Kvmng(b) => {
                 let count = self.entries.len() as u32;
                 let ptr = self.entries.as_mut_ptr();
-                let t = Instant::now();
+                let t = super::clock::now();
                 // SAFETY: the entries and every buffer they name live in
                 // `self` for the call.
                 let r = unsafe { b.vcpu_state(ptr, count, 0) };
-                let ns = t.elapsed().as_nanos() as u64;
+                let ns = super::clock::since(t);
                 if r != Ok(i64::from(count)) {
                     return Err(format!("kvmng_vcpu_state answered {r:?}"));
                 }
@@ -807,6 +881,13 @@ pub enum Fixture {
     Irq {
         /// The VM with its irqchip.
         vm: VmFdBox,
+    },
+    /// getppid, empty-call, check-extension.
+    Call {
+        /// A VM (bound, on the kvmng paths), with one vCPU.
+        vm: VmFdBox,
+        /// Which call.
+        op: Op,
     },
     /// memory-map-N.
     MemoryMap {
@@ -958,7 +1039,27 @@ impl Fixture {
                     String::new(),
                 ))
             }
-            Op::MmioDelivery => Err("mmio-delivery is pending: no ioregion API yet".into()),
+            Op::Getppid | Op::EmptyCall | Op::CheckExtension | Op::VcpuReject => {
+                let mut vm = VmFd::new(api, kvm_fd, false)?;
+                match api.create_vcpu(vm.fd, 0, true) {
+                    Ok(fd) => {
+                        vm.bare_vcpus.push(fd);
+                        vm.bound = matches!(api, Api::Kvmng(_));
+                    }
+                    Err(err) => {
+                        vm.destroy(api);
+                        return Err(format!("create vCPU 0: {err}"));
+                    }
+                }
+                Ok((
+                    Fixture::Call {
+                        vm: VmFdBox(vm),
+                        op,
+                    },
+                    String::new(),
+                ))
+            }
+            Op::MmioDelivery => Err("mmio-delivery is not a per-path fixture".into()),
         }
     }
 
@@ -967,10 +1068,10 @@ impl Fixture {
     pub fn sample(&mut self, api: &Api, kvm_fd: i32) -> R<u64> {
         match self {
             Fixture::VmCreate => {
-                let t = Instant::now();
+                let t = super::clock::now();
                 let fd = api.create_vm(kvm_fd);
                 let dropped = fd.map(|fd| api.drop_vm_fd(fd));
-                let ns = t.elapsed().as_nanos() as u64;
+                let ns = super::clock::since(t);
                 fd.map_err(e("create the VM"))?;
                 dropped.expect("checked").map_err(e("unbind the VM"))?;
                 Ok(ns)
@@ -984,9 +1085,9 @@ impl Fixture {
                     *next = 0;
                 }
                 let VmFdBox(v) = vm.as_mut().ok_or("no VM")?;
-                let t = Instant::now();
+                let t = super::clock::now();
                 let r = api.create_vcpu(v.fd, *next, false);
-                let ns = t.elapsed().as_nanos() as u64;
+                let ns = super::clock::since(t);
                 let fd = r.map_err(e("create a vCPU"))?;
                 v.bare_vcpus.push(fd);
                 *next += 1;
@@ -997,9 +1098,9 @@ impl Fixture {
                 exit,
             } => {
                 let fd = vm.vcpu_fd();
-                let t = Instant::now();
+                let t = super::clock::now();
                 let r = api.run(fd);
-                let ns = t.elapsed().as_nanos() as u64;
+                let ns = super::clock::since(t);
                 r.map_err(e("run"))?;
                 let got = vm.vcpus[0].exit_reason();
                 if got != *exit {
@@ -1012,12 +1113,22 @@ impl Fixture {
                 seq,
             } => seq.0.sample(api, vm.vcpu_fd()),
             Fixture::Irq { vm: VmFdBox(vm) } => {
-                let t = Instant::now();
+                let t = super::clock::now();
                 let up = api.irq_line(vm.fd, IRQ_GSI, 1);
                 let down = api.irq_line(vm.fd, IRQ_GSI, 0);
-                let ns = t.elapsed().as_nanos() as u64;
+                let ns = super::clock::since(t);
                 up.map_err(e("raise the line"))?;
                 down.map_err(e("lower the line"))?;
+                Ok(ns)
+            }
+            Fixture::Call {
+                vm: VmFdBox(vm),
+                op,
+            } => {
+                let t = super::clock::now();
+                let r = api.breakdown_call(*op, kvm_fd, vm.fd, vm.bare_vcpus[0]);
+                let ns = super::clock::since(t);
+                r.map_err(e(&op.name()))?;
                 Ok(ns)
             }
             Fixture::MemoryMap {
@@ -1027,9 +1138,9 @@ impl Fixture {
                 at,
             } => {
                 let to = 1 - *at;
-                let t = Instant::now();
+                let t = super::clock::now();
                 let r = api.set_memory(vm.fd, &v1[to], &v2[to]);
-                let ns = t.elapsed().as_nanos() as u64;
+                let ns = super::clock::since(t);
                 r.map_err(e("move the slots"))?;
                 *at = to;
                 Ok(ns)
@@ -1050,6 +1161,9 @@ impl Fixture {
                 vm: VmFdBox(vm), ..
             }
             | Fixture::Irq { vm: VmFdBox(vm) }
+            | Fixture::Call {
+                vm: VmFdBox(vm), ..
+            }
             | Fixture::MemoryMap {
                 vm: VmFdBox(vm), ..
             } => vm.destroy(api),

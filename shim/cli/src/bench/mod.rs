@@ -10,9 +10,11 @@
 //! every ratio. Statistics are in [`stats`], outputs in [`report`] (JSON,
 //! tables), [`doc`] (docs/bench.md) and [`svg`] (charts).
 
+pub mod clock;
 pub mod delivery;
 pub mod doc;
 pub mod driver;
+pub mod icount;
 pub mod ops;
 pub mod report;
 pub mod stats;
@@ -83,6 +85,20 @@ pub struct BenchArgs {
     /// figures.
     #[arg(long, value_name = "N|none")]
     pub cpu: Option<String>,
+    /// Count instructions instead of time: samples read the TSC, which
+    /// under QEMU TCG with `-icount shift=0` advances once per guest
+    /// instruction (`make vm-bench`). A calibration loop of known length
+    /// checks it; elsewhere the figures are TSC ticks, and say so.
+    #[arg(long)]
+    pub instructions: bool,
+    /// Print the in-guest instruction table of a `make vm-bench` JSON file
+    /// (docs/bench/vm-bench.json) and exit, measuring nothing.
+    #[arg(long, value_name = "F")]
+    pub show_vm_bench: Option<PathBuf>,
+    /// Put this `make vm-bench` JSON file's instruction table into the
+    /// markdown document.
+    #[arg(long, value_name = "F")]
+    pub vm_bench_json: Option<PathBuf>,
 }
 
 /// Which paths can run here, and why not the others.
@@ -410,9 +426,23 @@ pub fn link_from(from_file: &Path, to_dir: &Path) -> String {
 
 /// `kvmng bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(f) = &args.show_vm_bench {
+        let vm = icount::VmBench::read(f)?;
+        print!("{}", icount::render(&vm));
+        return Ok(());
+    }
     if args.iters == 0 || args.rounds == 0 {
         bail!("--iters and --rounds must be at least 1");
     }
+    clock::use_tsc(args.instructions);
+    let calibration = args.instructions.then(|| {
+        // The least of a few runs: one without a timer interrupt in it.
+        let ticks = (0..9).map(|_| clock::calibrate()).min().unwrap_or(0);
+        report::Calibration {
+            instructions: clock::CALIBRATION_LOOPS * clock::CALIBRATION_PER_LOOP,
+            ticks,
+        }
+    });
     let requested_ops = ops::parse_ops(&args.ops).map_err(anyhow::Error::msg)?;
     let requested_paths = ops::parse_paths(&args.paths).map_err(anyhow::Error::msg)?;
     std::fs::OpenOptions::new()
@@ -522,6 +552,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             batch_warmup,
             bootstrap,
             cpu,
+            unit: if args.instructions {
+                "instructions".into()
+            } else {
+                "ns".into()
+            },
+            calibration,
         },
         paths: infos,
         ops: results,
@@ -548,8 +584,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             }
             None => None,
         };
+        let vm = args
+            .vm_bench_json
+            .as_deref()
+            .map(icount::VmBench::read)
+            .transpose()?;
         let svg_link = args.svg_dir.as_deref().map(|d| link_from(path, d));
-        let text = doc::render_document(&report, ab.as_ref(), svg_link.as_deref());
+        let text = doc::render_document(&report, ab.as_ref(), svg_link.as_deref(), vm.as_ref());
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())

@@ -92,6 +92,16 @@ pub enum Op {
     /// Move N memory slots: N KVM_SET_USER_MEMORY_REGION, or one
     /// kvmng_memory_map of N regions.
     MemoryMap(u32),
+    /// getppid(): the floor of every system call, the same on every path.
+    Getppid,
+    /// The least each interface can do: KVM_GET_API_VERSION; kvmng_run(~0).
+    EmptyCall,
+    /// KVM_CHECK_EXTENSION on the VM fd; the same through kvmng_control's
+    /// VM scope: the same KVM work, the object found by fd or by binding.
+    CheckExtension,
+    /// A vCPU call rejected before any KVM work: an unknown KVMIO ioctl on
+    /// the vCPU fd; a kvmng_vcpu_state entry of kind 0.
+    VcpuReject,
     /// MMIO accesses delivered four ways (exit to userspace, ioeventfd,
     /// posted socket write, synchronous socket read), by the ioregion
     /// work's harness ([`super::delivery`]); not per path.
@@ -102,6 +112,16 @@ pub enum Op {
 pub const MEMORY_MAP_SIZES: [u32; 4] = [1, 4, 16, 64];
 
 impl Op {
+    /// The sub-operations that tell where a call's instructions go: the
+    /// system call itself, the empty call of each interface, and the same
+    /// KVM work reached through an fd or through the binding.
+    pub const BREAKDOWN: [Op; 4] = [
+        Op::Getppid,
+        Op::EmptyCall,
+        Op::CheckExtension,
+        Op::VcpuReject,
+    ];
+
     /// Every operation, in report order.
     pub fn all() -> Vec<Op> {
         let mut ops = vec![
@@ -116,6 +136,7 @@ impl Op {
             Op::IrqLine,
         ];
         ops.extend(MEMORY_MAP_SIZES.iter().map(|&n| Op::MemoryMap(n)));
+        ops.extend(Op::BREAKDOWN);
         ops.push(Op::MmioDelivery);
         ops
     }
@@ -133,6 +154,10 @@ impl Op {
             Op::StateGet => "state-get".into(),
             Op::IrqLine => "irq-line".into(),
             Op::MemoryMap(n) => format!("memory-map-{n}"),
+            Op::Getppid => "getppid".into(),
+            Op::EmptyCall => "empty-call".into(),
+            Op::CheckExtension => "check-extension".into(),
+            Op::VcpuReject => "vcpu-reject".into(),
             Op::MmioDelivery => "mmio-delivery".into(),
         }
     }
@@ -171,6 +196,10 @@ impl Op {
                 if n == 1 { "" } else { "s" },
                 if n == 1 { "" } else { "s" }
             ),
+            Op::Getppid => "getppid(), a system call that does nothing: the cost of entering and leaving the kernel, the same on every path (glibc's on the shim path)".into(),
+            Op::EmptyCall => "the least each interface can do: KVM_GET_API_VERSION on /dev/kvm (fd lookup, ioctl dispatch, no KVM work); kvmng_run(~0), rejected with EINVAL at its flag check".into(),
+            Op::CheckExtension => "KVM_CHECK_EXTENSION(KVM_CAP_USER_MEMORY) on the VM fd; kvmng_control(KVMNG_SCOPE_VM, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY): the same KVM work, the VM found by its fd or by the caller's binding".into(),
+            Op::VcpuReject => "a vCPU call rejected before any KVM work: an unknown KVMIO ioctl (_IO(KVMIO, 0xff)) on the vCPU fd (fd lookup, the vCPU mutex, vcpu_load and vcpu_put, EINVAL); kvmng_vcpu_state with one entry of kind 0 (the entries copied in and checked, the result written back, EINVAL)".into(),
             Op::MmioDelivery => "4-byte MMIO accesses of a guest loop delivered four ways: an exit to userspace, KVM_IOEVENTFD, a posted write and a synchronous read over a kvmng_ioregion socket (the ioregion work's harness, through the backend the kernel calls for)".into(),
         }
     }
@@ -207,6 +236,10 @@ impl Op {
             ],
             Op::IrqLine => &["KVM_IRQ_LINE"],
             Op::MemoryMap(_) => &["KVM_SET_USER_MEMORY_REGION"],
+            Op::Getppid => &[],
+            Op::EmptyCall => &["KVM_GET_API_VERSION"],
+            Op::CheckExtension => &["KVM_CHECK_EXTENSION"],
+            Op::VcpuReject => &[],
             Op::MmioDelivery => &[],
         }
     }

@@ -241,6 +241,63 @@ pub struct Settings {
     pub bootstrap: Bootstrap,
     /// The CPU every worker was pinned to (None: not pinned).
     pub cpu: Option<usize>,
+    /// What a sample counts: `ns` (the monotonic clock) or `instructions`
+    /// (`--instructions`: the TSC, which counts instructions under QEMU
+    /// TCG with `-icount shift=0`).
+    #[serde(default = "unit_ns")]
+    pub unit: String,
+    /// `--instructions`: the TSC over a loop of known length.
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
+}
+
+fn unit_ns() -> String {
+    "ns".into()
+}
+
+/// The check of `--instructions`: TSC ticks over a loop of a known number
+/// of instructions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Instructions in the loop.
+    pub instructions: u64,
+    /// TSC ticks it took (the least of a few runs).
+    pub ticks: u64,
+}
+
+impl Calibration {
+    /// Ticks per instruction: 1.00 (within a few instructions) when the
+    /// TSC counts instructions.
+    pub fn ratio(&self) -> f64 {
+        self.ticks as f64 / self.instructions as f64
+    }
+
+    /// Whether the TSC counts instructions (within 1%).
+    pub fn counts_instructions(&self) -> bool {
+        (self.ratio() - 1.0).abs() < 0.01
+    }
+}
+
+/// A count of instructions, for tables: "812", "12.3 k", "4.56 M".
+pub fn fmt_insns(n: f64) -> String {
+    if !n.is_finite() {
+        "-".into()
+    } else if n < 1e4 {
+        format!("{n:.0}")
+    } else if n < 1e6 {
+        format!("{:.1} k", n / 1e3)
+    } else {
+        format!("{:.2} M", n / 1e6)
+    }
+}
+
+/// The formatter of a run's unit.
+pub fn fmt_unit(settings: &Settings) -> fn(f64) -> String {
+    if settings.unit == "instructions" {
+        fmt_insns
+    } else {
+        fmt_ns
+    }
 }
 
 /// Everything a run produced.
@@ -433,7 +490,23 @@ pub fn render_tables(report: &BenchReport, svg_link: Option<&str>) -> String {
 
 /// A compact text table for the terminal.
 pub fn render_text(report: &BenchReport) -> String {
+    let fmt_ns = fmt_unit(&report.settings);
     let mut s = String::new();
+    if let Some(c) = &report.settings.calibration {
+        let _ = writeln!(
+            s,
+            "figures in {}: a loop of {} instructions took {} TSC ticks ({:.4} per instruction{})",
+            report.settings.unit,
+            c.instructions,
+            c.ticks,
+            c.ratio(),
+            if c.counts_instructions() {
+                ""
+            } else {
+                ": the TSC does NOT count instructions here; run under -icount shift=0"
+            }
+        );
+    }
     let _ = writeln!(
         s,
         "{:<15} {:<7} {:>11} {:>11} {:>11}  ratio to ioctl [95% CI]",
@@ -554,6 +627,8 @@ mod tests {
                 batch_warmup: 1,
                 bootstrap: Bootstrap::default(),
                 cpu: Some(0),
+                unit: "ns".into(),
+                calibration: None,
             },
             paths: vec![],
             ops: vec![OpResult {
@@ -581,6 +656,7 @@ mod tests {
                 rounds: 2,
                 error: Some("the harness failed".into()),
                 rows: Vec::new(),
+                unavailable: Vec::new(),
             }),
         }
     }

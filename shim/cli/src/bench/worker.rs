@@ -103,6 +103,9 @@ pub struct Reply {
     /// Named series (dispatch: ns per access, per batch, for each way).
     #[serde(default)]
     pub series: NamedSeries,
+    /// Dispatch: the ways not measured, with the reason.
+    #[serde(default)]
+    pub unavailable: Vec<(String, String)>,
 }
 
 /// Named series of samples.
@@ -110,16 +113,30 @@ pub type NamedSeries = Vec<(String, Vec<f64>)>;
 
 /// One run of the MMIO delivery harness of the ioregion work, through the
 /// backend the kernel calls for: ns per access of each way, per batch.
-fn dispatch(accesses: u64, batches: usize) -> Result<(String, NamedSeries), String> {
+fn dispatch(accesses: u64, batches: usize) -> Result<Dispatched, String> {
     let kvm = kvmng::Kvmng::open().map_err(|e| e.to_string())?;
-    let d = kvmng_guests::bench::ioregion_dispatch(&kvm, accesses, batches)?;
-    Ok((
-        d.backend.to_string(),
-        d.series
+    let d =
+        kvmng_guests::bench::ioregion_dispatch_with(&kvm, accesses, batches, super::clock::now)?;
+    Ok(Dispatched {
+        backend: d.backend.to_string(),
+        series: d
+            .series
             .iter()
             .map(|s| (s.way.name().to_string(), s.ns_per_access.clone()))
             .collect(),
-    ))
+        unavailable: d
+            .unavailable
+            .iter()
+            .map(|(w, why)| (w.name().to_string(), why.clone()))
+            .collect(),
+    })
+}
+
+/// What one run of the delivery harness gave.
+struct Dispatched {
+    backend: String,
+    series: NamedSeries,
+    unavailable: Vec<(String, String)>,
 }
 
 /// `kvmshim_trapped_calls()` of a preloaded shim, if there is one.
@@ -142,6 +159,7 @@ pub fn main(path: &str) -> ExitCode {
         eprintln!("kvmng bench worker: unknown path {path:?}");
         return ExitCode::from(2);
     };
+    super::clock::use_tsc(std::env::var(super::clock::CLOCK_ENV).as_deref() == Ok("tsc"));
     if let Some(cpu) = std::env::var(CPU_ENV)
         .ok()
         .and_then(|c| c.parse::<usize>().ok())
@@ -225,9 +243,10 @@ pub fn main(path: &str) -> ExitCode {
                 if let Some(f) = fixture.take() {
                     f.destroy(&api);
                 }
-                dispatch(accesses, batches).map(|(backend, series)| {
-                    reply.info = Some(backend);
-                    reply.series = series;
+                dispatch(accesses, batches).map(|d| {
+                    reply.info = Some(d.backend);
+                    reply.series = d.series;
+                    reply.unavailable = d.unavailable;
                 })
             }
         };
@@ -291,6 +310,11 @@ impl Worker {
             cmd.env_remove(var);
         }
         cmd.env(WORKER_ENV, path.name()).env_remove(CPU_ENV);
+        if super::clock::is_tsc() {
+            cmd.env(super::clock::CLOCK_ENV, "tsc");
+        } else {
+            cmd.env_remove(super::clock::CLOCK_ENV);
+        }
         if let Some(cpu) = cpu {
             cmd.env(CPU_ENV, cpu.to_string());
         }
