@@ -185,9 +185,6 @@ pub fn render(d: &DeliveryResult) -> String {
         "| way | what serves an access | min | median [95% CI] | p99 | ratio to {BASELINE_WAY} [95% CI] |"
     );
     let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
-    for (way, why) in &d.unavailable {
-        let _ = writeln!(s, "| {way} | {} | {why} | | | |", describe(way));
-    }
     for r in &d.rows {
         let _ = writeln!(
             s,
@@ -203,6 +200,9 @@ pub fn render(d: &DeliveryResult) -> String {
                 .as_ref()
                 .map_or("1 (baseline)".into(), fmt_ratio)
         );
+    }
+    for (way, why) in &d.unavailable {
+        let _ = writeln!(s, "| {way} | {} | {why} | | | |", describe(way));
     }
     s
 }

@@ -548,12 +548,24 @@ pub fn render_text(report: &BenchReport) -> String {
             }
         }
     }
+    for p in report.paths.iter().filter(|p| !p.available) {
+        let _ = writeln!(
+            s,
+            "{:<15} {:<7} not measured: {}",
+            "(every op)",
+            p.path.name(),
+            p.reason.as_deref().unwrap_or("unavailable")
+        );
+    }
     if let Some(d) = &report.mmio_delivery {
         match &d.error {
             Some(e) => {
                 let _ = writeln!(s, "{:<15} not measured: {e}", "mmio-delivery");
             }
             None => {
+                for (way, why) in &d.unavailable {
+                    let _ = writeln!(s, "{:<15} {:<22} {why}", "mmio-delivery", way);
+                }
                 for r in &d.rows {
                     let _ = writeln!(
                         s,
