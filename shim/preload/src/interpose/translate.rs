@@ -176,6 +176,9 @@ fn memory_region(
 /// An ioctl of the calling thread's (now bound) vCPU.
 unsafe fn vcpu(form: NewApiForm, cmd: u64, arg: u64, backend: &dyn Backend) -> Translation {
     Ok(match form {
+        // KVM_RUN takes no argument: the ioctl refuses one with EINVAL
+        // before it runs (found by kvmng-fuzz, docs/reliability.md).
+        NewApiForm::Run if arg != 0 => Err(Errno(libc::EINVAL)),
         NewApiForm::Run => backend.run(0),
         NewApiForm::VcpuState { kind, op } => {
             let size = match state_size(kind, op, cmd, arg, backend)? {
