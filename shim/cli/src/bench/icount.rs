@@ -138,7 +138,16 @@ pub fn render(vm: &VmBench) -> String {
          executed for the operation: the guest kernel's, the program's, and those of the \
          nested guest (KVM runs on the emulated SVM). Interrupts land at fixed instruction \
          counts too, so the medians are reproducible; the spread column compares the two \
-         runs. The VM took {:.0} s.\n",
+         runs. The VM took {:.0} s.\n\n\
+         What the counts leave out: instructions are not time. The nested guest's world \
+         switches (VMRUN, #VMEXIT) are single instructions whose work QEMU does in its \
+         helpers, so an exit costs here only the software around it, while on hardware the \
+         switch itself takes hundreds to thousands of cycles: paths that save exits (ioeventfd, \
+         kvmng_ioregion) look worse here than they are, and cache and TLB effects do not show. \
+         When the guest idles (a thread waiting with nothing else runnable), `sleep=off` moves \
+         its clock to the next timer deadline: deterministic, but not instructions; the \
+         measured calls do not wait, except the socket ways of mmio-delivery, whose device \
+         thread runs on the same CPU.\n",
         vm.seconds
     );
     for (i, r) in vm.runs.iter().enumerate() {
