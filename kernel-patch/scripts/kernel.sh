@@ -15,7 +15,10 @@
 #                              not part of make kernel)
 #
 # Variants: y = KVM built in (config/kvm-builtin.config), m = KVM as modules
-# (config/kvm-modules.config); both on x86_64_defconfig.
+# (config/kvm-modules.config), debug = y + the kernel's bug detectors
+# (config/kvm-debug.config). Each is x86_64_defconfig + config/common.config
+# (9p root, serial console, kcmp; no display, sound, USB, disks, wireless,
+# NICs: a third fewer objects) + its own fragment.
 #
 # Every run checks the series, even when the kernels are cached: each patch
 # of series/NNNN-*.patch (0001 on; 0000 is the cover letter) must apply in
@@ -26,7 +29,7 @@
 # 0 warnings on each.
 #
 # A build copies $KVMNG_LINUX_SRC (never modified) to $KVMNG_CACHE/kbuild/V,
-# applies the series with patch -p1, merges the fragment (merge_config.sh),
+# applies the series with patch -p1, merges common.config and the fragment (merge_config.sh),
 # and runs make -j$(nproc) CC="ccache gcc" bzImage (and modules for m) with
 # CCACHE_DIR=$KVMNG_CACHE/ccache (5 GiB). The quiet make output goes to
 # $KVMNG_CACHE/kbuild/V.log (path printed; its last 50 lines are shown on
@@ -60,6 +63,8 @@ done
 shopt -u nullglob
 
 die() { echo "kernel.sh: error: $*" >&2; exit 1; }
+common=$kp/config/common.config
+
 fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
 fragment_of() {
@@ -78,7 +83,7 @@ key_of() {
 	{
 		echo "variant $1"
 		for p in "${series[@]}"; do echo "== $(basename "$p")"; cat "$p"; done
-		echo "== fragment"; cat "$frag"
+		echo "== fragment"; cat "$common" "$frag"
 		echo "== script"; cat "$0"
 		echo "== linux-source $(dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null || true)"
 		sed -n '1,6p' "$src/Makefile"
@@ -199,8 +204,8 @@ progress() {
 # there is one).
 default_objects() {
 	case $1 in
-	y) echo 3016 ;;
-	m) echo 3042 ;;
+	y) echo 2107 ;;
+	m) echo 2133 ;;
 	esac
 }
 
@@ -234,16 +239,26 @@ build_variant() {
 	local mk=(make -C "$tree" -j"$jobs" CC="ccache gcc" HOSTCC="ccache gcc")
 	{
 		"${mk[@]}" x86_64_defconfig &&
-			(cd "$tree" && scripts/kconfig/merge_config.sh -m .config "$frag") &&
+			(cd "$tree" && scripts/kconfig/merge_config.sh -m .config "$common" "$frag") &&
 			"${mk[@]}" olddefconfig
 	} >> "$log" 2>&1 || { tail -50 "$log"; die "configuring failed (log $log)"; }
-	# Every line of the fragment must have made it into the final config.
-	local want
-	while IFS= read -r want; do
-		case $want in CONFIG_*) ;; *) continue ;; esac
-		grep -qx "$want" "$tree/.config" ||
-			die "$frag: '$want' is not in the final .config ($(grep "^${want%%=*}=" "$tree/.config" || echo "${want%%=*} unset"))"
-	done < "$frag"
+	# Every line of the fragments must have made it into the final config:
+	# CONFIG_X=v as it is, "# CONFIG_X is not set" as unset.
+	local want f
+	for f in "$common" "$frag"; do
+		while IFS= read -r want; do
+			case $want in
+			CONFIG_*)
+				grep -qx "$want" "$tree/.config" ||
+					die "$f: '$want' is not in the final .config ($(grep "^${want%%=*}=" "$tree/.config" || echo "${want%%=*} unset"))" ;;
+			"# CONFIG_"*" is not set")
+				want=${want#\# }
+				want=${want%% *}
+				! grep -q "^$want=" "$tree/.config" ||
+					die "$f: '$want' should be unset but the final .config has $(grep "^$want=" "$tree/.config")" ;;
+			esac
+		done < "$f"
+	done
 	targets=(bzImage)
 	[ "$v" = m ] && targets+=(modules)
 	set +e
@@ -331,7 +346,7 @@ build_each() {
 		[ "$v" = m ] && what="bzImage modules"
 		rc=0
 		{
-			(cd "$tree" && scripts/kconfig/merge_config.sh -m .config "$frag") &&
+			(cd "$tree" && scripts/kconfig/merge_config.sh -m .config "$common" "$frag") &&
 				"${mk[@]}" olddefconfig &&
 				"${mk[@]}" $what
 		} > "$log.part" 2>&1 || rc=$?
