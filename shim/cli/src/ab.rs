@@ -511,6 +511,7 @@ pub fn this_command_line() -> String {
 
 /// `kvmng ab`.
 pub fn run(args: &AbArgs) -> anyhow::Result<()> {
+    let load_at_start = crate::bench::report::loadavg();
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -605,7 +606,11 @@ pub fn run(args: &AbArgs) -> anyhow::Result<()> {
         modes,
         runs: args.runs,
         date: crate::bench::report::utc_now(),
-        machine: Machine::detect(),
+        machine: {
+            let mut m = Machine::detect();
+            m.load.end = std::mem::replace(&mut m.load.start, load_at_start);
+            m
+        },
         bootstrap,
         comparisons: compare(&all_runs, modes, &bootstrap),
         all_runs,
@@ -780,6 +785,7 @@ Random seed: 12345
                 kernel: "6.18".into(),
                 kvm: "PVM".into(),
                 kvmng_syscalls: false,
+                load: crate::bench::report::Load::default(),
             },
             bootstrap: Bootstrap::default(),
             comparisons: c,

@@ -653,6 +653,7 @@ mod tests {
                 kernel: "6.18".into(),
                 kvm: "PVM".into(),
                 kvmng_syscalls: false,
+                load: Load::default(),
             },
             settings: Settings {
                 iters: 10,

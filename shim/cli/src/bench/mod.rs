@@ -434,6 +434,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if args.iters == 0 || args.rounds == 0 {
         bail!("--iters and --rounds must be at least 1");
     }
+    let mut machine = report::Machine::detect();
     clock::use_tsc(args.instructions);
     let calibration = args.instructions.then(|| {
         // The least of a few runs: one without a timer interrupt in it.
@@ -544,7 +545,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         version: env!("CARGO_PKG_VERSION").into(),
         command: crate::ab::this_command_line(),
         date: report::utc_now(),
-        machine: report::Machine::detect(),
+        machine: {
+            machine.load.end = report::loadavg();
+            machine
+        },
         settings: Settings {
             iters: args.iters,
             rounds: args.rounds,

@@ -25,6 +25,28 @@ pub struct Machine {
     pub kvm: String,
     /// The kernel implements the kvmng syscalls.
     pub kvmng_syscalls: bool,
+    /// The load average (/proc/loadavg) when the run started and ended.
+    #[serde(default)]
+    pub load: Load,
+}
+
+/// /proc/loadavg's 1, 5 and 15 minute averages at the start and the end
+/// of a run: how busy the shared machine was.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Load {
+    /// At the start.
+    pub start: String,
+    /// At the end.
+    pub end: String,
+}
+
+/// The 1, 5 and 15 minute load averages, as /proc/loadavg has them.
+pub fn loadavg() -> String {
+    read("/proc/loadavg")
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn read(path: &str) -> String {
@@ -94,6 +116,10 @@ impl Machine {
                 &cpuinfo_field(&cpuinfo, "flags").unwrap_or_default(),
             ),
             kvmng_syscalls: kvmng::select::kernel_has_kvmng(),
+            load: Load {
+                start: loadavg(),
+                end: String::new(),
+            },
         }
     }
 
@@ -118,6 +144,19 @@ impl Machine {
                 "absent (kvmng_run(~0) answers ENOSYS): stock kernel"
             }
         );
+        if !self.load.start.is_empty() {
+            let _ = writeln!(
+                s,
+                "| load average (1, 5, 15 min) | {} at the start, {} at the end, on {} CPUs |",
+                self.load.start,
+                if self.load.end.is_empty() {
+                    "?"
+                } else {
+                    &self.load.end
+                },
+                self.cpus
+            );
+        }
         s
     }
 }
@@ -631,6 +670,7 @@ mod tests {
                 kernel: "6.18.0".into(),
                 kvm: kvm_flavour(&["kvm", "kvm_pvm"], "fpu hypervisor"),
                 kvmng_syscalls: false,
+                load: Load::default(),
             },
             settings: Settings {
                 iters: 10,
