@@ -3,7 +3,7 @@
 //! loop that records what the guest did.
 
 use crate::{long_mode, Guest, Mode, CONSOLE_PORT, LOAD_ADDR, LOW_MEM_SIZE, REPORT_PORT};
-use kvmng::{BoundVcpu, Errno, GuestMemory, Kvmng, MemoryRegion, VcpuExit, Vm};
+use kvmng::{BoundVcpu, Errno, GuestMemory, Kvmng, MemoryRegion, StateItem, VcpuExit, Vm};
 
 /// Memory slot of the low memory.
 pub const LOW_SLOT: u32 = 0;
@@ -47,6 +47,11 @@ impl<'k> GuestVm<'k> {
     /// one (guests such as `ioregion_smp` share the code).
     pub fn boot_vcpu_id(&self, id: u64) -> Result<BoundVcpu<'_>, Errno> {
         let mut vcpu = self.vm.create_bound_vcpu(id)?;
+        // The CPUID first, as VMMs do: KVM checks segment registers and
+        // MSRs against it (long mode is refused without it on AMD hosts).
+        let mut cpuid = self.vm.supported_cpuid()?;
+        vcpu.set_state(&mut [StateItem::Cpuid(&mut cpuid)])
+            .map_err(|(_, e)| e)?;
         let mut sregs = vcpu.sregs()?;
         match self.guest.mode {
             Mode::Real => long_mode::real_mode_sregs(&mut sregs),

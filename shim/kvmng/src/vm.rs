@@ -6,7 +6,7 @@ use crate::ioregion::IoRegion;
 use crate::memory::GuestMemory;
 use crate::select::{self, SelectError};
 use crate::vcpu::{BoundVcpu, Vcpu};
-use kvm_bindings::kvm_userspace_memory_region2;
+use kvm_bindings::{kvm_userspace_memory_region2, CpuId, KVM_MAX_CPUID_ENTRIES};
 use kvmng_abi::ioctls::*;
 use kvmng_abi::*;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -244,6 +244,26 @@ impl<'k> Vm<'k> {
     /// `KVM_CREATE_IRQCHIP`, through the control call.
     pub fn create_irqchip(&self) -> Result<(), Errno> {
         self.control(KVM_CREATE_IRQCHIP, 0).map(|_| ())
+    }
+
+    /// `KVM_GET_SUPPORTED_CPUID`, through the system-scope control call:
+    /// the CPUID a vCPU can be given (`StateItem::Cpuid`). Long-mode
+    /// segment registers are refused on some hosts (AMD, nested SVM) until
+    /// the vCPU has a CPUID, as every VMM gives it.
+    pub fn supported_cpuid(&self) -> Result<CpuId, Errno> {
+        let mut cpuid = CpuId::new(KVM_MAX_CPUID_ENTRIES).map_err(|_| Errno(libc::ENOMEM))?;
+        // SAFETY: the pointer is the kvm_cpuid2 header of a buffer of
+        // KVM_MAX_CPUID_ENTRIES entries, which nent says; KVM writes at
+        // most nent entries and then nent itself.
+        unsafe {
+            self.backend().control(
+                KVMNG_SCOPE_SYSTEM,
+                KVM_GET_SUPPORTED_CPUID as u32,
+                cpuid.as_mut_fam_struct_ptr() as u64,
+                0,
+            )
+        }?;
+        Ok(cpuid)
     }
 
     /// `KVM_GET_VCPU_MMAP_SIZE`, through the system-scope control call.

@@ -234,6 +234,23 @@ fn pattern16(seed: u8, variant: u64) -> [u8; 16] {
     core::array::from_fn(|i| seed ^ (i as u8).wrapping_mul(17) ^ (variant as u8) << 4)
 }
 
+#[test]
+fn supported_cpuid_is_the_ioctls_and_a_vcpu_takes_it() {
+    let Some(env) = support::env("supported_cpuid_is_the_ioctls_and_a_vcpu_takes_it") else {
+        return;
+    };
+    let vm = vm(&env, false);
+    let mut got = vm.supported_cpuid().unwrap();
+    let want = supported_cpuid();
+    assert!(got.as_slice().len() > 1, "KVM supports more than one leaf");
+    assert_eq!(got.as_slice(), want.as_slice());
+    let mut vcpu = vm.create_bound_vcpu(0).unwrap();
+    assert_eq!(
+        vcpu.set_state(&mut [StateItem::Cpuid(&mut got)]),
+        Ok(vec![0])
+    );
+}
+
 // ---------------------------------------------------------------- kinds
 
 #[test]
