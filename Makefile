@@ -326,6 +326,7 @@ soak: $(STRESS)
 	$(CARGO) build -q --release -p kvmshim
 	LD_PRELOAD=$(SHIM_LIB) $(STRESS) soak --seconds $(SOAK_SECONDS)
 
-vm-stress: deps linux-source $(STRESS)
+vm-stress: deps linux-source $(STRESS) conformance
+	$(CARGO) build -q --release -p kvmshim
 	@kernel-patch/scripts/kernel.sh debug m
 	@kernel-patch/vm-test/stress.sh

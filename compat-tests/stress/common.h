@@ -51,6 +51,8 @@ size_t run_size(int kvm);
 int shim_loaded(void);
 /* Open fds of this process, and its resident set in KiB. */
 int fd_count(void);
+/* Lists the open fds and what they are on stderr. */
+void fd_dump(const char *why);
 long rss_kib(void);
 
 /* The scenarios: each returns its count of operations. */

@@ -83,6 +83,8 @@ static long soak(double seconds)
 		printf("kvmng-stress: soak %3d %6.0f %10ld %4d %7ld\n", ++round, now() - t0,
 		       total, fds, rss);
 		fflush(stdout);
+		if (verbose || (round > 1 && fds != fd0))
+			fd_dump("after this round");
 		if (round == 1) {
 			/* The first round sets up what lives for the process
 			 * (the shim's tables, the /dev/kvm fd of the system scope). */

@@ -121,3 +121,25 @@ long rss_kib(void)
 	fclose(f);
 	return kib;
 }
+
+void fd_dump(const char *why)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	char path[300], link[256];
+
+	if (!d)
+		return;
+	fprintf(stderr, "kvmng-stress: open fds (%s):", why);
+	while ((e = readdir(d))) {
+		ssize_t n;
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		n = readlink(path, link, sizeof(link) - 1);
+		link[n < 0 ? 0 : n] = 0;
+		fprintf(stderr, " %s=%s", e->d_name, link);
+	}
+	fputc('\n', stderr);
+	closedir(d);
+}

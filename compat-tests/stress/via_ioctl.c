@@ -351,8 +351,13 @@ long sc_signals(double seconds)
 		}
 		ops += s[i].eintr;
 	}
-	if (ops < sent / 2)
-		FAIL("%ld signals sent, only %ld KVM_RUN returned EINTR", sent, ops);
+	/* Signals sent close together may merge into one delivery: the
+	 * handler's count is what was delivered, nearly always inside KVM_RUN. */
+	long handled = atomic_load(&signals_handled);
+	if (ops == 0 || ops < handled / 2)
+		FAIL("%ld signals sent, %ld handled, only %ld KVM_RUN returned EINTR", sent,
+		     handled, ops);
+	atomic_store(&signals_handled, 0);
 	ivm_close(&v);
 	return ops + sent;
 }

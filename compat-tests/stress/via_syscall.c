@@ -65,6 +65,8 @@ static void svm_teardown(struct svm *v)
 		munmap(v->run[i], run_size(v->kvm));
 		close(v->vcpu[i]);
 	}
+	/* The calling thread's binding holds the VM too (section 2). */
+	kvmng_bind_vcpu(KVMNG_UNBIND, 0);
 	kvmng_bind_vm(KVMNG_UNBIND, 0);
 	close(v->vm);
 	close(v->kvm);
@@ -440,8 +442,11 @@ long sc_fork_bound(double seconds)
 			     status);
 		ops += 6;
 		/* The parent's bindings are intact. */
-		if (kvmng_create_vcpu(7, 0) < 0 && errno != EEXIST)
+		int fd7 = kvmng_create_vcpu(7, 0);
+		if (fd7 < 0 && errno != EEXIST)
 			FAIL("fork while bound: the parent lost its VM: %s", strerror(errno));
+		if (fd7 >= 0)
+			close(fd7);
 	}
 	atomic_store(&l.stop, 1);
 	pthread_join(t, NULL);
@@ -452,23 +457,39 @@ long sc_fork_bound(double seconds)
 
 /* ---- KVM unloaded while calls are in flight (KVM=m kernels) ---- */
 
+struct worker_counts {
+	long made, unloaded, other;
+};
+
+/* Makes short-lived VMs through the syscalls, with gaps in which kvm.ko
+ * can go; while it is gone, the calls must answer ENOSYS. */
 static void *vm_worker(void *p)
 {
 	atomic_int *stop = p;
-	long n = 0;
+	struct worker_counts *c = calloc(1, sizeof(*c));
 
 	while (!atomic_load(stop)) {
 		struct svm v;
-		n++;
-		if (svm_setup(&v, 1, CODE_IO_LOOP))
-			continue;	/* KVM unloaded (ENOSYS/ENOENT) or EEXIST */
-		if (kvmng_bind_vcpu(v.vcpu[0], 0) == 0)
-			run_exit(v.run[0]);
-		kvmng_bind_vcpu(KVMNG_UNBIND, 0);
-		kvmng_control(KVMNG_SCOPE_SYSTEM, KVM_GET_API_VERSION, 0, 0);
-		svm_teardown(&v);
+		if (svm_setup(&v, 1, CODE_IO_LOOP) == 0) {
+			c->made++;
+			if (kvmng_bind_vcpu(v.vcpu[0], 0) == 0)
+				run_exit(v.run[0]);
+			kvmng_control(KVMNG_SCOPE_SYSTEM, KVM_GET_API_VERSION, 0, 0);
+			svm_teardown(&v);
+		} else if (access("/dev/kvm", F_OK) != 0) {
+			/* Unloaded: the probe answers ENOSYS (section 4). */
+			errno = 0;
+			if (kvmng_run(~0U) == -1 && errno == ENOSYS)
+				c->unloaded++;
+			else if (errno != EINVAL)	/* reloaded meanwhile */
+				FAIL("kvm.ko unloaded: kvmng_run(~0) gave %s, want ENOSYS",
+				     strerror(errno));
+		} else {
+			c->other++;	/* EEXIST (the other thread's VM), a race with the unload */
+		}
+		usleep(rnd() % 20000);	/* windows without a VM: kvm.ko can go */
 	}
-	return (void *)n;
+	return c;
 }
 
 long sc_rmmod(double seconds, const char *load_cmd)
@@ -482,37 +503,57 @@ long sc_rmmod(double seconds, const char *load_cmd)
 		if (workers[w] == 0) {
 			atomic_int stop = 0;
 			pthread_t t[2];
-			void *n;
-			long total = 0;
+			struct worker_counts total = { 0 };
+			void *p;
 			pthread_create(&t[0], NULL, vm_worker, &stop);
 			pthread_create(&t[1], NULL, vm_worker, &stop);
 			sleep((unsigned)seconds + 1);
 			atomic_store(&stop, 1);
 			for (int i = 0; i < 2; i++) {
-				pthread_join(t[i], &n);
-				total += (long)n;
+				pthread_join(t[i], &p);
+				struct worker_counts *c = p;
+				total.made += c->made;
+				total.unloaded += c->unloaded;
+				total.other += c->other;
 			}
-			printf("kvmng-stress: rmmod worker %d: %ld VM cycles\n", w, total);
+			printf("kvmng-stress: rmmod worker %d: %ld VMs made and run, %ld calls answered ENOSYS while kvm.ko was out, %ld other refusals\n",
+			       w, total.made, total.unloaded, total.other);
 			fflush(stdout);
-			_exit(0);
+			_exit(atomic_load(&failures) ? 1 : 0);
 		}
 	}
+	long refused = 0;
 	while (now() < until) {
-		if (system("rmmod kvm_amd kvm_intel kvm >/dev/null 2>&1") == 0)
+		/* delete_module(2) straight away, as fast as it goes, while the
+		 * workers' calls are in flight: refused (EBUSY, EWOULDBLOCK)
+		 * while a VM holds the module. */
+		if (syscall(SYS_delete_module, "kvm_amd", O_NONBLOCK) == 0 ||
+		    access("/sys/module/kvm_amd", F_OK) != 0)
+			syscall(SYS_delete_module, "kvm_intel", O_NONBLOCK);
+		ops++;
+		if (access("/sys/module/kvm_amd", F_OK) != 0 &&
+		    access("/sys/module/kvm_intel", F_OK) != 0 &&
+		    syscall(SYS_delete_module, "kvm", O_NONBLOCK) == 0) {
 			unloads++;
+			usleep(rnd() % 200000);	/* the workers meet ENOSYS */
+			if (system(load_cmd) < 0)
+				FAIL("system(%s): %s", load_cmd, strerror(errno));
+			if (access("/sys/module/kvm", F_OK) == 0)
+				loads++;
+			else
+				FAIL("%s did not load kvm.ko", load_cmd);
+		} else {
+			refused++;
+		}
 		ops++;
-		usleep(rnd() % 20000);
-		if (system(load_cmd) == 0)
-			loads++;
-		ops++;
-		usleep(rnd() % 50000);
+		usleep(rnd() % 2000);
 	}
 	for (int w = 0; w < 2; w++) {
 		int status = reap(workers[w], 60, "rmmod worker");
 		if (status >= 0 && (!WIFEXITED(status) || WEXITSTATUS(status)))
 			FAIL("rmmod worker %d: status %#x", w, status);
 	}
-	printf("kvmng-stress: rmmod: %ld unloads succeeded, %ld loads, while 2 processes made VMs\n",
-	       unloads, loads);
+	printf("kvmng-stress: rmmod: kvm.ko unloaded %ld times and loaded %ld times, %ld unloads refused (in use), while 2 processes made VMs\n",
+	       unloads, loads, refused);
 	return ops;
 }

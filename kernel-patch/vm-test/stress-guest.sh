@@ -1,0 +1,88 @@
+#!/bin/bash
+# kvmng vm-stress: the stress run inside the TCG guest, in a chroot of the
+# host root (started by ./init; see stress.sh). Writes into RUNDIR on the
+# writable 9p share: results.tsv (step, PASS/FAIL, seconds, detail), one
+# STEP.log per step, kmemleak.txt; announces each step on the console as
+# "VMTEST: ...".
+#
+#   stress-guest.sh VARIANT RUNDIR KERNELDIR SECONDS
+# VARIANT debug (KVM built in, KASAN/lockdep/kmemleak) or m (KVM as
+# modules: kvm.ko unloaded and reloaded while calls are in flight).
+set -u
+v=$1 R=$2 K=$3 secs=$4
+S=$(cd "$(dirname "$0")" && pwd)
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8
+unset LD_PRELOAD KVMNG_MODE KVMNG_STATS KVMNG_TRACE KVMNG_BACKEND KVMNG_SHIM
+rel=$(cat "$K/kernelrelease")
+res=$R/results.tsv
+: > "$res"
+
+now() { date +%s%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }'; }
+record() { # name status seconds detail
+	printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$res"
+	echo "VMTEST: $1 $2 $3s $4"
+}
+# stress NAME ARGS...: one kvmng-stress run; its last line is the detail.
+stress() {
+	local name=$1 t0 rc
+	shift
+	t0=$(now)
+	timeout $((secs * 3 + 300)) "$@" > "$R/$name.log" 2>&1
+	rc=$?
+	grep '^kvmng-stress: ' "$R/$name.log" | grep -v '^kvmng-stress: soak' | sed 's/^/VMTEST: ... /'
+	record "$name" "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" \
+		"exit $rc: $(grep -E '^kvmng-stress (ioctl|syscall):' "$R/$name.log" | tail -1)"
+}
+
+echo "VMTEST: variant $v, kernel $rel, $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB"
+mount -t debugfs debugfs /sys/kernel/debug 2> /dev/null
+
+if [ "$v" = m ]; then
+	load="modprobe -d $K/modules -S $rel kvm_amd"
+	$load > "$R/modprobe.log" 2>&1
+	for _ in 1 2 3 4 5 6 7 8 9 10; do [ -c /dev/kvm ] && break; sleep 0.5; done
+	[ -c /dev/kvm ] || record modprobe FAIL 0 "$(tail -1 "$R/modprobe.log")"
+	stress syscall-native "$S/kvmng-stress" syscall --seconds "$secs"
+	stress rmmod-in-flight "$S/kvmng-stress" syscall --seconds "$secs" --rmmod "$load"
+	echo "VMTEST: done"
+	exit 0
+fi
+
+# debug: leaks counted from here on (boot-time reports are not ours).
+if [ -w /sys/kernel/debug/kmemleak ]; then
+	echo scan > /sys/kernel/debug/kmemleak
+	echo clear > /sys/kernel/debug/kmemleak
+else
+	record kmemleak FAIL 0 "/sys/kernel/debug/kmemleak is missing"
+fi
+# One VM alive for the whole run, as guest.sh does: the preempt-notifier
+# static key then flips once, not at every VM (a multi-threaded TCG bug).
+perl -e 'open(my $k, "+<", "/dev/kvm") or die; my $fd = syscall(16, fileno($k), 0xAE01, 0);
+	die "KVM_CREATE_VM: $!\n" if $fd < 0; sleep 86400;' > "$R/keeper.log" 2>&1 &
+keeper=$!
+stress syscall-native "$S/kvmng-stress" syscall --seconds "$secs"
+stress ioctl-shim env LD_PRELOAD="$S/libkvmshim.so" "$S/kvmng-stress" ioctl --seconds "$secs"
+# The permission model natively (t_security.c of the conformance suite).
+t0=$(now)
+"$S/conformance" same_uid other_uid an_unbound read_only a_user > "$R/security.log" 2>&1
+rc=$?
+record security "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" \
+	"$(grep -m1 '^conformance:' "$R/security.log") (t_security.c, native)"
+kill "$keeper" 2> /dev/null
+wait "$keeper" 2> /dev/null
+# Every VM is gone: what is still allocated and unreferenced leaked.
+if [ -w /sys/kernel/debug/kmemleak ]; then
+	t0=$(now)
+	sleep 5
+	echo scan > /sys/kernel/debug/kmemleak
+	sleep 5
+	echo scan > /sys/kernel/debug/kmemleak
+	cat /sys/kernel/debug/kmemleak > "$R/kmemleak.txt"
+	n=$(grep -c '^unreferenced object' "$R/kmemleak.txt")
+	nk=$(awk '/^unreferenced object/ { if (obj && kvm) k++; obj = 1; kvm = 0 } /kvm/ { kvm = 1 } END { if (obj && kvm) k++; print k + 0 }' "$R/kmemleak.txt")
+	record kmemleak "$([ "$nk" = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" \
+		"$n unreferenced objects, $nk with kvm in their backtrace (kmemleak.txt)"
+fi
+echo "VMTEST: done"

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# stress.sh: boot the debug kernel (KASAN, lockdep, PROVE_RCU, kmemleak) and
+# the KVM=m kernel under QEMU TCG and run kvmng-stress in them natively
+# (`make vm-stress`; docs/reliability.md).
+#
+#   stress.sh [VARIANT...]      default: debug m
+#
+# debug: kvmng-stress syscall (random arguments, bind/unbind/exit churn,
+# exit in the middle of kvmng_run, mm teardown, fork while bound) natively,
+# and kvmng-stress ioctl through libkvmshim.so (on the native syscalls),
+# the security cases of the conformance suite (t_security.c) natively, then
+# kmemleak scanned. m: the syscall scenarios, then kvm.ko unloaded and
+# reloaded in a loop while two processes make VMs through the syscalls.
+# Then the console is searched for splats (KASAN, lockdep, RCU, WARNING,
+# BUG, Oops). Prints, per variant, the operations, the splats and the
+# leaks; results in target/vm-stress/V/ (results.tsv, *.log, console.log,
+# kmemleak.txt, splats.txt). Exit status 1 on any failed step, splat or
+# kvm leak.
+#
+# Needs the kernels (kernel-patch/scripts/kernel.sh debug m), and
+# build/stress/kvmng-stress, target/release/libkvmshim.so (the Makefile
+# target builds them). Environment: STRESS_SECONDS (per kvmng-stress run,
+# default 120), STRESS_MEM (4G), STRESS_SMP (2), STRESS_TIMEOUT (per boot,
+# default 2400 s), STRESS_KDIR_debug, STRESS_KDIR_m (a kernel directory of
+# the same layout instead of kernel.sh's cache entry for the current series).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+variants=("$@")
+[ ${#variants[@]} -gt 0 ] || variants=(debug m)
+W=${STRESS_WORK:-$repo/target/vm-stress}
+secs=${STRESS_SECONDS:-120}
+mem=${STRESS_MEM:-4G}
+smp=${STRESS_SMP:-2}
+boot_timeout=${STRESS_TIMEOUT:-2400}
+
+die() { echo "vm-stress: error: $*" >&2; exit 2; }
+fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+for c in qemu-system-x86_64 busybox cpio gzip; do
+	command -v $c > /dev/null || die "$c is missing (apt-get install qemu-system-x86 busybox-static cpio)"
+done
+kdir() {
+	local o=STRESS_KDIR_$1
+	if [ -n "${!o:-}" ]; then echo "${!o}"; else "$repo/kernel-patch/scripts/kernel.sh" --dir "$1"; fi
+}
+for v in "${variants[@]}"; do
+	d=$(kdir "$v")
+	[ -f "$d/.complete" ] || die "no built $v kernel for the current series ($d): run kernel-patch/scripts/kernel.sh $v"
+done
+
+mkdir -p "$W"
+rm -rf "$W/stage"
+mkdir -p "$W/stage"
+for f in build/stress/kvmng-stress target/release/libkvmshim.so build/conformance/conformance; do
+	[ -f "$repo/$f" ] || die "$f is missing (make stress conformance; cargo build --release -p kvmshim)"
+	cp "$repo/$f" "$W/stage/"
+done
+# ./init runs stage/guest.sh: here it is the stress script.
+cp "$here/stress-guest.sh" "$W/stage/guest.sh"
+chmod +x "$W/stage/guest.sh"
+d=$W/stage/init.d
+mkdir -p "$d/bin" "$d/proc" "$d/sys" "$d/dev" "$d/host" "$d/tmp"
+cp "$(command -v busybox)" "$d/bin/busybox"
+cp "$here/init" "$d/init"
+chmod +x "$d/init"
+(cd "$d" && find . | cpio -o -H newc 2> /dev/null | gzip -1) > "$W/stage/initramfs.gz"
+rm -rf "$d"
+
+# The kernel's complaints, by kind, one line each.
+SPLATS='BUG: KASAN|WARNING: possible circular locking|WARNING: possible recursive locking|WARNING: inconsistent lock state|INFO: possible irq lock inversion|WARNING: suspicious RCU usage|BUG: sleeping function called from invalid context|BUG: scheduling while atomic|WARNING:|BUG:|Oops|kernel BUG|general protection fault|INFO: task .* blocked for more than|rcu: INFO: rcu_(sched|preempt) detected stalls|watchdog: BUG: soft lockup|list_(add|del) corruption|UBSAN'
+
+run_variant() {
+	local v=$1 kd R t0=$SECONDS rc accel status=PASS
+	kd=$(kdir "$v")
+	R=$W/$v
+	rm -rf "$R"
+	mkdir -p "$R"
+	# m unloads kvm.ko: no keeper VM there, so single-threaded TCG avoids
+	# the stale-translation int3 of multi-threaded TCG (vm-test.sh).
+	accel=tcg
+	[ "$v" = m ] && accel=tcg,thread=single
+	echo "==> vm-stress $v: $(cat "$kd/kernelrelease") from $kd, $secs s per run (console: $R/console.log)"
+	set +e
+	timeout "$boot_timeout" qemu-system-x86_64 -accel "$accel" -cpu max -m "$mem" -smp "$smp" \
+		-kernel "$kd/bzImage" -initrd "$W/stage/initramfs.gz" \
+		-nographic -no-reboot -nodefaults -serial stdio \
+		-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
+		-virtfs "local,path=$W,mount_tag=out,security_model=none" \
+		-append "console=ttyS0 panic=-1 loglevel=4 kasan_multi_shot kvmng_out=$W kvmng_args=$v,$R,$kd,$secs" \
+		< /dev/null 2>&1 | sed -u 's/\r//g' | tee "$R/console.log" |
+		sed -u -n 's/^VMTEST: /  | /p'
+	rc=${PIPESTATUS[0]}
+	set -e
+	[ -f "$R/results.tsv" ] || : > "$R/results.tsv"
+	grep -a -E "$SPLATS" "$R/console.log" | sed 's/^\[ *[0-9.]*\] //' > "$R/splats.txt" || true
+	local splats
+	splats=$(wc -l < "$R/splats.txt")
+	if [ "$splats" != 0 ]; then
+		printf 'splats\tFAIL\t\t%s\n' "$splats on the console: $(head -1 "$R/splats.txt" | cut -c1-120) (splats.txt)" >> "$R/results.tsv"
+	else
+		printf 'splats\tPASS\t\t%s\n' "0 on the console (KASAN, lockdep, RCU, WARNING, BUG, Oops, hung task, stall)" >> "$R/results.tsv"
+	fi
+	[ "$rc" = 124 ] && printf 'vm\tFAIL\t\tdid not finish within %s s\n' "$boot_timeout" >> "$R/results.tsv"
+	grep -q '^VMTEST: done' "$R/console.log" ||
+		printf 'guest\tFAIL\t\tstress-guest.sh did not finish (last line: %s)\n' "$(grep -a -v '^\s*$' "$R/console.log" | tail -1 | cut -c1-100)" >> "$R/results.tsv"
+	grep -q $'\tFAIL\t' "$R/results.tsv" && status=FAIL
+	local ops
+	ops=$(cat "$R"/*.log 2> /dev/null | sed -n 's/^kvmng-stress [a-z]*: \([0-9]*\) operations.*/\1/p' | awk '{s += $1} END {print s + 0}')
+	echo
+	echo "kvmng vm-stress, variant $v ($(cat "$kd/kernelrelease")): $status in $(fmt_secs $((SECONDS - t0))); $ops operations, $splats splats"
+	awk -F'\t' '{printf "  %-18s %-4s %7s  %s\n", $1, $2, $3, $4}' "$R/results.tsv"
+	echo
+	[ $status = PASS ]
+}
+
+fail=0
+for v in "${variants[@]}"; do
+	run_variant "$v" || fail=1
+done
+exit $fail
