@@ -307,7 +307,8 @@ fn breakdown(vm: &VmBench) -> String {
     );
     let _ = writeln!(
         s,
-        "A kvmng call skips D (about {} instructions) but, for vCPU state, pays B; the \
+        "A kvmng call does not go through the fd lookup and ioctl dispatch (D: {} \
+         instructions for an empty ioctl) but, for vCPU state, pays B; the \
          kernel's kvmng_vcpu_state carries out each entry by calling the vCPU file's \
          unlocked_ioctl (kernel-patch/series, patch 5), so each entry still pays the vCPU \
          mutex and vcpu_load/vcpu_put, V − D = {} of the ioctl's fixed cost, and the work of \
@@ -328,8 +329,8 @@ fn breakdown(vm: &VmBench) -> String {
             let _ = writeln!(
                 s,
                 "* {}: ioctl {}, native {} ({:.2}, target ≤ {:.1}, {}). kvmng_run calls the \
-                 vCPU file's unlocked_ioctl(KVM_RUN), so it saves the dispatch D and no more: \
-                 {} saved against D = {}. The rest, {} of the ioctl's {}, is KVM_RUN itself \
+                 vCPU file's unlocked_ioctl(KVM_RUN), so it can save at most the dispatch D: \
+                 {} saved of D = {}. The rest, {} of the ioctl's {}, is KVM_RUN itself \
                  (vcpu_load, entering and leaving the guest, the PIO exit); the target needs \
                  {} saved.",
                 op.name(),
@@ -357,9 +358,7 @@ fn breakdown(vm: &VmBench) -> String {
              ({:.2}, target ≤ {:.1}, {}). The model F + B + {k} × (V − D) + W gives {}; \
              measured {}, {} ({} per entry) that no sub-operation isolates: what an entry \
              costs on its way through unlocked_ioctl beyond the vCPU mutex and \
-             vcpu_load/vcpu_put. {}With the vCPU locked and loaded once per batch instead of \
-             once per entry (and that remainder kept) it would be about {} ({:.2} of the \
-             ioctls){}",
+             vcpu_load/vcpu_put. {}{}{}",
             op.name(),
             fmt_insns(i),
             fmt_insns(work),
@@ -373,25 +372,37 @@ fn breakdown(vm: &VmBench) -> String {
             signed((n - model) / k),
             if k == 1.0 {
                 format!(
-                    "For one entry the batch's own work B ({}) costs more than the dispatch D \
-                     it saves ({}). ",
+                    "For one entry the batch's own work B ({}) is {} the dispatch D ({}) it \
+                     replaces, so that remainder decides. ",
                     fmt_insns(batch_fixed),
+                    if batch_fixed > dispatch {
+                        "more than"
+                    } else {
+                        "about as much as"
+                    },
                     fmt_insns(dispatch)
                 )
             } else {
                 String::new()
             },
-            fmt_insns(once),
-            once / i,
-            if once / i > target {
+            if k > 1.0 {
                 format!(
-                    "; still above the target, which needs {} or fewer: W alone is {:.2} of \
-                     the ioctls.",
+                    "With the vCPU locked and loaded once per batch instead of once per entry \
+                     (and that remainder kept) it would be about {} ({:.2} of the ioctls). ",
+                    fmt_insns(once),
+                    once / i
+                )
+            } else {
+                String::new()
+            },
+            if n / i > target {
+                format!(
+                    "The target needs {} or fewer; W alone is {:.2} of the ioctls.",
                     fmt_insns(target * i),
                     work / i
                 )
             } else {
-                ": within the target.".into()
+                "Within the target.".into()
             }
         );
     }
