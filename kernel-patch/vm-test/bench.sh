@@ -4,11 +4,13 @@
 #
 #   bench.sh [--out FILE]        default FILE: target/vm-bench/vm-bench.json
 #
-# Boots the y kernel of `make kernel` under QEMU TCG, single-threaded, with
-# -icount shift=0: the guest's clock and TSC advance by one per guest
-# instruction, whatever the host's load, so `kvmng bench --instructions`
-# inside (which reads the TSC around every sample) counts instructions,
-# deterministically. The guest (bench-guest.sh, in a chroot of the host
+# Boots the y kernel of `make kernel` (when the current series is not built,
+# the newest built y kernel, with a warning that the JSON keeps) under QEMU
+# TCG, single-threaded, one CPU, with -icount shift=0,sleep=off: the guest's
+# clock and TSC advance by one per guest instruction, whatever the host's
+# load (sleep=off: an idle guest jumps to its next timer instead of
+# following the host's clock), so `kvmng bench --instructions` inside (which
+# reads the TSC around every sample) counts instructions, deterministically. The guest (bench-guest.sh, in a chroot of the host
 # root shared read-only over 9p) runs the bench twice; this script puts
 # the two reports, with the kernel, the QEMU command and the date, into
 # FILE (vm-bench.json: docs/bench.md's instruction table is made from it by
