@@ -8,8 +8,9 @@
 # SVM, so kvm-amd works in the guest) -m 4G -smp 2, a busybox initramfs
 # (./init), the host root read-only over 9p and target/vm-test read-write
 # over its own path. In a chroot of the host root, guest.sh runs: (m: probe
-# ENOSYS, modprobe) the probe (native), kvmng_test, the C conformance suite
-# natively, the legacy KVM selftests natively and through libkvmshim.so in
+# ENOSYS, modprobe) the probe (native), kvmng_test and kvmng_ioregion_test,
+# the C conformance suite natively (every check must pass), the legacy KVM
+# selftests natively and through libkvmshim.so in
 # KVMNG_MODE=syscall (kvmng-compat; selftests.list, or all with --full),
 # Debian's QEMU under the shim booting a nested Linux to "kvmng-nested-ok",
 # the shim's census of it (m: rmmod, probe ENOSYS). The table per variant is
