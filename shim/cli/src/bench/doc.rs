@@ -506,7 +506,16 @@ pub fn render_document(
 
     let _ = writeln!(s, "## Instruction counts on the patched kernel\n");
     match vm {
-        Some(vm) => s.push_str(&super::icount::render(vm)),
+        Some(vm) => {
+            s.push_str(&super::icount::render(vm));
+            if let Some(dir) = svg_link {
+                let _ = writeln!(
+                    s,
+                    "![instructions of each path against the ioctl, in the guest]({dir}/{})\n",
+                    super::icount::RATIO_CHART
+                );
+            }
+        }
         None => {
             let _ = writeln!(
                 s,

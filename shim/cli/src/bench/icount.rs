@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
 
+/// The chart of the first run's ratios, next to the other charts.
+pub const RATIO_CHART: &str = "vm-bench-ratios.svg";
+
 /// docs/bench/vm-bench.json.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VmBench {

@@ -574,6 +574,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(dir) = &args.svg_dir {
         svg::write_all(&report, dir)?;
+        if let Some(f) = &args.vm_bench_json {
+            let vm = icount::VmBench::read(f)?;
+            svg::ratio_chart(&vm.runs[0], &dir.join(icount::RATIO_CHART))?;
+        }
     }
     if let Some(path) = &args.markdown {
         let ab = match &args.ab_json {

@@ -193,7 +193,12 @@ pub fn ratio_chart(report: &BenchReport, file: &Path) -> anyhow::Result<()> {
     let n = ops.len() as u32;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "median / median of the raw ioctl, 95% CI (1 = as fast as the ioctl)",
+            if report.settings.unit == "instructions" {
+                "instructions / instructions of the raw ioctl, patched kernel under QEMU -icount \
+                 (1 = as many as the ioctl)"
+            } else {
+                "median / median of the raw ioctl, 95% CI (1 = as fast as the ioctl)"
+            },
             ("sans-serif", 18),
         )
         .margin(12)
