@@ -7,13 +7,14 @@ mod support;
 
 use serde_json::Value;
 
-const OPS: [&str; 17] = [
+const OPS: [&str; 18] = [
     "vm-create",
     "vcpu-create",
     "run-pio",
     "run-mmio",
     "regs-get",
     "regs-set",
+    "regs-get-control",
     "state-put",
     "state-get",
     "irq-line",

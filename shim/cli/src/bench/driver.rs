@@ -748,8 +748,31 @@ impl StateSeq {
     }
 
     #[inline]
-    fn sample(&mut self, api: &Api, vcpu: i32) -> R<u64> {
+    fn sample(&mut self, api: &Api, vcpu: i32, control: bool) -> R<u64> {
         match api {
+            Api::Kvmng(b) if control => {
+                let t = super::clock::now();
+                let mut bad = None;
+                for (i, s) in self.steps.iter().enumerate() {
+                    // SAFETY: each step's buffer lives in `self.bufs`, of the
+                    // size its ioctl reads or writes.
+                    match unsafe { b.control(KVMNG_SCOPE_VCPU, s.cmd as u32, s.addr, 0) } {
+                        Ok(r) if r == s.expect => {}
+                        other => {
+                            bad = Some((i, other));
+                            break;
+                        }
+                    }
+                }
+                let ns = super::clock::since(t);
+                match bad {
+                    None => Ok(ns),
+                    Some((i, r)) => Err(format!(
+                        "kvmng_control({:#x}) (step {i}) answered {r:?}, expected Ok({})",
+                        self.steps[i].cmd, self.steps[i].expect
+                    )),
+                }
+            }
             Api::Ioctl { .. } => {
                 let t = super::clock::now();
                 let mut bad = None;
@@ -876,6 +899,8 @@ pub enum Fixture {
         vm: VmFdBox,
         /// The buffers and steps.
         seq: Box<StateSeqBox>,
+        /// kvmng paths: one kvmng_control per step instead of a batch.
+        control: bool,
     },
     /// irq-line.
     Irq {
@@ -947,9 +972,9 @@ impl Fixture {
                     String::new(),
                 ))
             }
-            Op::RegsGet | Op::RegsSet | Op::StatePut | Op::StateGet => {
+            Op::RegsGet | Op::RegsSet | Op::RegsGetControl | Op::StatePut | Op::StateGet => {
                 let which = match op {
-                    Op::RegsGet => Sync::RegsGet,
+                    Op::RegsGet | Op::RegsGetControl => Sync::RegsGet,
                     Op::RegsSet => Sync::RegsSet,
                     Op::StatePut => Sync::Put,
                     _ => Sync::Get,
@@ -967,6 +992,7 @@ impl Fixture {
                             Fixture::State {
                                 vm: VmFdBox(vm),
                                 seq: Box::new(StateSeqBox(seq)),
+                                control: op == Op::RegsGetControl,
                             },
                             info,
                         ))
@@ -1111,7 +1137,8 @@ impl Fixture {
             Fixture::State {
                 vm: VmFdBox(vm),
                 seq,
-            } => seq.0.sample(api, vm.vcpu_fd()),
+                control,
+            } => seq.0.sample(api, vm.vcpu_fd(), *control),
             Fixture::Irq { vm: VmFdBox(vm) } => {
                 let t = super::clock::now();
                 let up = api.irq_line(vm.fd, IRQ_GSI, 1);
@@ -1170,6 +1197,7 @@ impl Fixture {
             Fixture::State {
                 vm: VmFdBox(vm),
                 seq,
+                ..
             } => {
                 drop(seq);
                 vm.destroy(api);

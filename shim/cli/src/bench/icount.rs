@@ -409,6 +409,22 @@ fn breakdown(vm: &VmBench) -> String {
             }
         );
     }
+    if let (Some(i), Some(n), Some(c)) = (
+        m(Op::RegsGet, PathKind::Ioctl),
+        m(Op::RegsGet, PathKind::Native),
+        m(Op::RegsGetControl, PathKind::Native),
+    ) {
+        let _ = writeln!(
+            s,
+            "* regs-get-control: the same register read through kvmng_control's vCPU scope, \
+             which hands the ioctl to the bound vCPU without a batch: {} instructions, {:.2} \
+             of the ioctl ({} against the one-entry batch's {}).",
+            fmt_insns(c),
+            c / i,
+            signed(c - n),
+            fmt_insns(n)
+        );
+    }
     let _ = writeln!(s);
     s
 }

@@ -83,6 +83,9 @@ pub enum Op {
     RegsGet,
     /// Set the general registers.
     RegsSet,
+    /// Get the general registers through kvmng_control's vCPU scope (the
+    /// ioctl carried by the binding, without a batch).
+    RegsGetControl,
     /// QEMU 7.2's runtime register put: 8 ioctls, or one batched call.
     StatePut,
     /// QEMU 7.2's register get: 9 ioctls, or one batched call.
@@ -131,6 +134,7 @@ impl Op {
             Op::RunMmio,
             Op::RegsGet,
             Op::RegsSet,
+            Op::RegsGetControl,
             Op::StatePut,
             Op::StateGet,
             Op::IrqLine,
@@ -150,6 +154,7 @@ impl Op {
             Op::RunMmio => "run-mmio".into(),
             Op::RegsGet => "regs-get".into(),
             Op::RegsSet => "regs-set".into(),
+            Op::RegsGetControl => "regs-get-control".into(),
             Op::StatePut => "state-put".into(),
             Op::StateGet => "state-get".into(),
             Op::IrqLine => "irq-line".into(),
@@ -188,6 +193,7 @@ impl Op {
             Op::RunMmio => "one KVM_RUN / kvmng_run round trip: the `mmio_loop` guest's store to unbacked memory exits to userspace (KVM_EXIT_MMIO)".into(),
             Op::RegsGet => "KVM_GET_REGS; kvmng_vcpu_state with one REGS GET entry".into(),
             Op::RegsSet => "KVM_SET_REGS; kvmng_vcpu_state with one REGS SET entry".into(),
+            Op::RegsGetControl => "KVM_GET_REGS; kvmng_control(KVMNG_SCOPE_VCPU, KVM_GET_REGS): the same read carried by the binding without a batch".into(),
             Op::StatePut => "QEMU 7.2's runtime register put (kvm_arch_put_registers at KVM_PUT_RUNTIME_STATE): 8 ioctls SET_SREGS2, SET_REGS, SET_XSAVE, SET_XCRS, SET_MSRS, SET_VCPU_EVENTS, SET_MSRS (TSC deadline), SET_DEBUGREGS; or one kvmng_vcpu_state with the same 8 entries".into(),
             Op::StateGet => "QEMU 7.2's register get (kvm_arch_get_registers): 9 ioctls GET_VCPU_EVENTS, GET_MP_STATE, GET_REGS, GET_XSAVE2, GET_XCRS, GET_SREGS2, GET_MSRS, GET_LAPIC, GET_DEBUGREGS; or one kvmng_vcpu_state with the same 9 entries".into(),
             Op::IrqLine => "raise and lower GSI 10 of the in-kernel irqchip: 2 × KVM_IRQ_LINE; 2 × kvmng_irq(KVMNG_IRQ_LINE)".into(),
@@ -212,7 +218,7 @@ impl Op {
             Op::VmCreate => &["KVM_CREATE_VM"],
             Op::VcpuCreate => &["KVM_CREATE_VCPU"],
             Op::RunPio | Op::RunMmio => &["KVM_RUN"],
-            Op::RegsGet => &["KVM_GET_REGS"],
+            Op::RegsGet | Op::RegsGetControl => &["KVM_GET_REGS"],
             Op::RegsSet => &["KVM_SET_REGS"],
             Op::StatePut => &[
                 "KVM_SET_SREGS2",
