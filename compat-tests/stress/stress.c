@@ -12,7 +12,8 @@
  *
  * Prints the operations of each scenario and a total; exit status 1 on any
  * failure (a wrong result, a crash or hang of a child), 2 when it cannot
- * run (no /dev/kvm, no kvmng syscalls).
+ * run (no kvmng syscalls); without a usable /dev/kvm it says SKIPPED loudly
+ * and exits 0.
  */
 #include "common.h"
 
@@ -129,7 +130,7 @@ int main(int argc, char **argv)
 	if (kvm < 0 && !load) {
 		printf("!!! kvmng-stress: /dev/kvm is not usable (%s): SKIPPED, 0 operations\n",
 		       strerror(errno));
-		return 2;
+		return 0;
 	}
 	if (kvm >= 0)
 		close(kvm);
