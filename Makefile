@@ -213,7 +213,8 @@ trapbench:
 # with a warning, when the current series is not built) under QEMU TCG with
 # -icount shift=0 and runs `kvmng bench --instructions` in it twice:
 # instruction counts per operation and path, deterministic; writes
-# docs/bench/vm-bench.json (kernel-patch/vm-test/bench.sh).
+# docs/bench/vm-bench.json (kernel-patch/vm-test/bench.sh). Here make bench
+# takes about 2 minutes, make vm-bench 2 to 5 (TCG speed follows the load).
 BENCH_ITERS ?= 10000
 BENCH_ROUNDS ?= 50
 BENCH_AB_RUNS ?= 20
