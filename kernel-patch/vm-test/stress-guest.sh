@@ -85,4 +85,11 @@ if [ -w /sys/kernel/debug/kmemleak ]; then
 	record kmemleak "$([ "$nk" = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" \
 		"$n unreferenced objects, $nk with kvm in their backtrace (kmemleak.txt)"
 fi
+# Lockdep switches itself off after its first report: it must still be on.
+if [ -r /proc/lockdep_stats ]; then
+	cp /proc/lockdep_stats "$R/lockdep_stats.txt"
+	dl=$(awk '/debug_locks:/ {print $2}' "$R/lockdep_stats.txt")
+	record lockdep "$([ "$dl" = 1 ] && echo PASS || echo FAIL)" 0 \
+		"debug_locks $dl, $(awk '/lock-classes:/ {print $2}' "$R/lockdep_stats.txt") lock classes, $(awk '/^ *direct dependencies:/ {print $3}' "$R/lockdep_stats.txt") direct dependencies"
+fi
 echo "VMTEST: done"
