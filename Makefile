@@ -21,7 +21,8 @@ DEB_PACKAGES += flex bison bc libelf-dev libssl-dev cpio kmod patch perl git cca
 help:
 	@echo "kvmng: KVM driven by system calls"
 	@echo "  make demo    run a real guest through the kvmng library and say which backend did it"
-	@echo "  make test    every test: formatting, clippy, the ABI checks, the library on /dev/kvm"
+	@echo "  make test    every test: fmt, clippy, Rust tests on /dev/kvm, conformance, fuzz and stress smokes,"
+	@echo "               selftests and QEMU through the shim, the kernel series built and booted (KVMNG_TEST_KERNEL=0 skips it)"
 	@echo "  make check   the quick subset of make test (no dependency installation)"
 	@echo "  make conformance-test   the C conformance suite of the syscalls, through the shim"
 	@echo "  make kernel  check the patch series and build the kvmng kernels (KVM=y and KVM=m; cached)"
@@ -29,6 +30,7 @@ help:
 	@echo "  make bench   every operation through every path on this host: docs/bench.md"
 	@echo "  make vm-bench  instruction counts ioctl vs syscall in the patched kernel under QEMU -icount"
 	@echo "  make install [PREFIX=/usr/local]   header, libkvmshim.so, kvmng, kvmshim.pc"
+	@echo "  make fuzz | soak | vm-stress   1M differential fuzz executions | 5-minute soak | debug kernel stress"
 
 # Installs missing Debian packages (as root), or names them and stops.
 deps:
@@ -92,15 +94,19 @@ test: deps linux-source
 	@$(MAKE) -s check
 	@echo "==> the C conformance suite through libkvmshim.so"
 	@$(MAKE) -s conformance-test
+	@echo "==> make fuzz-smoke: the shim against raw ioctls on identical VMs (regressions + 100 000 executions)"
+	@$(MAKE) -s fuzz-smoke
+	@echo "==> make stress-smoke: max vCPUs, state hammering, signals in KVM_RUN, through the shim and the trap"
+	@$(MAKE) -s stress-smoke
 	@echo "==> make compat: the 6.12 selftests and QEMU, natively and through the shim"
 	@$(MAKE) -s compat
-	@if [ "$(KVMNG_TEST_KERNEL)" = 1 ]; then \
-	  echo "==> make kernel: the series checks and both kernels (cached)"; \
+	@if [ "$(KVMNG_TEST_KERNEL)" = 0 ]; then \
+	  echo "!!! make kernel and make vm-test SKIPPED (KVMNG_TEST_KERNEL=0): the patch series was not built or booted"; \
+	else \
+	  echo "==> make kernel: the series checks and both kernels (cached by the hash of series and config)" && \
 	  $(MAKE) -s kernel && \
 	  echo "==> make vm-test: the kernels booted under QEMU TCG, the tests inside" && \
 	  $(MAKE) -s vm-test; \
-	else \
-	  echo "==> kernel and vm-test not run: set KVMNG_TEST_KERNEL=1 (not yet timed within the make test budget)"; \
 	fi
 
 clean:
