@@ -19,7 +19,7 @@
 use crate::boot::GuestVm;
 use crate::{by_name, long_mode, DONE_PORT, LOAD_ADDR, MMIO_LONG};
 use kvmng::ioregion::{self, IoRegion};
-use kvmng::{BoundVcpu, Kvmng, StateItem, VcpuExit};
+use kvmng::{BoundVcpu, Kvmng, VcpuExit};
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Instant;
@@ -155,33 +155,6 @@ impl std::fmt::Display for DispatchBench {
     }
 }
 
-/// vCPU 0 of `gvm`, bound to this thread, in long mode at the guest's
-/// first instruction; with `cpuid` set first when given (as a VMM does:
-/// without a CPUID, KVM on SVM refuses the long-mode special registers,
-/// KVM_SET_SREGS answering EINVAL, seen in the TCG guest of `make
-/// vm-bench`).
-fn boot_long_mode_vcpu<'a>(
-    gvm: &'a GuestVm<'_>,
-    cpuid: Option<&kvm_bindings::CpuId>,
-) -> Result<BoundVcpu<'a>, String> {
-    let mut vcpu = gvm
-        .vm
-        .create_bound_vcpu(0)
-        .map_err(|e| format!("create vCPU 0: {e}"))?;
-    if let Some(cpuid) = cpuid {
-        let mut cpuid = cpuid.clone();
-        vcpu.set_state(&mut [StateItem::Cpuid(&mut cpuid)])
-            .map_err(|(_, e)| format!("set the CPUID: {e}"))?;
-    }
-    let mut sregs = vcpu.sregs().map_err(|e| format!("get sregs: {e}"))?;
-    long_mode::long_mode_sregs(&mut sregs);
-    vcpu.set_sregs(&sregs)
-        .map_err(|e| format!("set long-mode sregs: {e}"))?;
-    vcpu.set_regs(&long_mode::initial_regs(LOAD_ADDR))
-        .map_err(|e| format!("set regs: {e}"))?;
-    Ok(vcpu)
-}
-
 /// Nanoseconds of the monotonic clock: the default clock of
 /// [`ioregion_dispatch_with`].
 pub fn monotonic_ns() -> u64 {
@@ -230,22 +203,19 @@ pub fn ioregion_dispatch(
     accesses: u64,
     batches: usize,
 ) -> Result<DispatchBench, String> {
-    ioregion_dispatch_with(kvm, accesses, batches, monotonic_ns, None)
+    ioregion_dispatch_with(kvm, accesses, batches, monotonic_ns)
 }
 
 /// [`ioregion_dispatch`] timed with the clock `now` (e.g. the TSC, which
 /// counts instructions under QEMU's `-icount shift=0`); the figures are
 /// then its ticks per access. When the kernel has no `kvmng_ioregion`
 /// (ENOSYS from the native backend) the socket ways are listed in
-/// `unavailable` and the other two are still measured. `cpuid`, when
-/// given, is set on the vCPU before its registers (KVM's supported CPUID,
-/// which a VMM reads with KVM_GET_SUPPORTED_CPUID).
+/// `unavailable` and the other two are still measured.
 pub fn ioregion_dispatch_with(
     kvm: &Kvmng,
     accesses: u64,
     batches: usize,
     now: fn() -> u64,
-    cpuid: Option<&kvm_bindings::CpuId>,
 ) -> Result<DispatchBench, String> {
     if accesses == 0 || batches == 0 {
         return Err("accesses and batches must be at least 1".into());
@@ -280,7 +250,9 @@ pub fn ioregion_dispatch_with(
         .collect();
 
     let result = (|| {
-        let mut vcpu = boot_long_mode_vcpu(&gvm, cpuid)?;
+        // GuestVm sets KVM's supported CPUID before the long-mode
+        // registers, as a VMM does (SVM refuses them without it).
+        let mut vcpu = gvm.boot_vcpu().map_err(|e| format!("vCPU 0: {e}"))?;
         let mut series = Vec::new();
         for &way in &ways {
             let (addr, read) = way.target();

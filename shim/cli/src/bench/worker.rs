@@ -115,14 +115,8 @@ pub type NamedSeries = Vec<(String, Vec<f64>)>;
 /// backend the kernel calls for: ns per access of each way, per batch.
 fn dispatch(accesses: u64, batches: usize) -> Result<Dispatched, String> {
     let kvm = kvmng::Kvmng::open().map_err(|e| e.to_string())?;
-    let cpuid = supported_cpuid()?;
-    let d = kvmng_guests::bench::ioregion_dispatch_with(
-        &kvm,
-        accesses,
-        batches,
-        super::clock::now,
-        Some(&cpuid),
-    )?;
+    let d =
+        kvmng_guests::bench::ioregion_dispatch_with(&kvm, accesses, batches, super::clock::now)?;
     Ok(Dispatched {
         backend: d.backend.to_string(),
         series: d
@@ -136,28 +130,6 @@ fn dispatch(accesses: u64, batches: usize) -> Result<Dispatched, String> {
             .map(|(w, why)| (w.name().to_string(), why.clone()))
             .collect(),
     })
-}
-
-/// The CPUID KVM supports (KVM_GET_SUPPORTED_CPUID on /dev/kvm), for the
-/// harness's vCPU, as a VMM sets it.
-fn supported_cpuid() -> Result<kvm_bindings::CpuId, String> {
-    let kvm = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .map_err(|e| format!("/dev/kvm: {e}"))?;
-    let mut cpuid = kvm_bindings::CpuId::new(256).map_err(|e| format!("a CPUID buffer: {e:?}"))?;
-    // SAFETY: the ioctl writes at most `nent` (256) entries into the
-    // buffer and sets `nent` to the number it wrote.
-    unsafe {
-        kvmng::sys::ioctl(
-            kvm.as_raw_fd(),
-            kvmng_abi::ioctls::KVM_GET_SUPPORTED_CPUID,
-            cpuid.as_mut_fam_struct_ptr() as u64,
-        )
-    }
-    .map_err(|e| format!("KVM_GET_SUPPORTED_CPUID: {e}"))?;
-    Ok(cpuid)
 }
 
 /// What one run of the delivery harness gave.
