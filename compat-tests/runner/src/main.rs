@@ -339,25 +339,10 @@ fn cmd_selftests(a: SelftestsArgs) -> Result<bool> {
         );
     }
     for (t, m) in report.differences() {
-        let first = |mode| {
-            t.runs
-                .get(&mode)
-                .map(|r| r.outcome.signature())
-                .unwrap_or_default()
-        };
-        let again = |mode| {
-            t.reruns
-                .get(&mode)
-                .map(|r| r.outcome.signature())
-                .unwrap_or_default()
-        };
         println!(
-            "DIFFERS {} under {m}: native {} / {m} {}; re-run native {} / {m} {}",
+            "DIFFERS {} under {m}: {}",
             t.name,
-            first(Mode::Native),
-            first(m),
-            again(Mode::Native),
-            again(m)
+            kvmng_compat::report::compare_line(t, m)
         );
     }
     for (m, st) in &report.stats {

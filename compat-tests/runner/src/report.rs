@@ -147,7 +147,7 @@ impl SuiteReport {
         } else {
             let _ = writeln!(
                 s,
-                "These differed from native at first. Re-run once natively and once in the differing mode, they ended the same way, or native itself ended two different ways and the shim only ended in ways native also did; so they do not fail the run.\n"
+                "These differed from native at first. Re-run once natively and once in the differing mode, they ended the same way, or the shim only ended in ways native also did (in its first run, its re-run or up to three more native runs); so they do not fail the run.\n"
             );
             for (t, m) in &flaky {
                 let _ = writeln!(s, "- `{}` under {m}: {}", t.name, compare_line(t, *m));
@@ -259,18 +259,29 @@ impl SuiteReport {
     }
 }
 
-fn compare_line(t: &TestResult, m: Mode) -> String {
+/// How mode `m` and native ended in their runs: the first, the re-run and
+/// any extra native runs.
+pub fn compare_line(t: &TestResult, m: Mode) -> String {
     let sig = |map: &BTreeMap<Mode, crate::selftests::Run>, mode| {
         map.get(&mode)
             .map_or("–".to_string(), |r| r.outcome.signature())
     };
-    format!(
+    let mut line = format!(
         "first native {} vs {m} {}; re-run native {} vs {m} {}",
         sig(&t.runs, Mode::Native),
         sig(&t.runs, m),
         sig(&t.reruns, Mode::Native),
         sig(&t.reruns, m)
-    )
+    );
+    if !t.native_samples.is_empty() {
+        let samples: Vec<String> = t
+            .native_samples
+            .iter()
+            .map(|r| r.outcome.signature())
+            .collect();
+        line.push_str(&format!("; more native runs: {}", samples.join(", ")));
+    }
+    line
 }
 
 /// `0.4 s`, `12.3 s`, `3 min 05 s`.
@@ -310,6 +321,7 @@ mod tests {
             name: name.into(),
             runs: runs.into_iter().map(|r| (r.mode, r)).collect(),
             reruns: reruns.into_iter().map(|r| (r.mode, r)).collect(),
+            native_samples: Vec::new(),
             verdicts: verdicts.iter().copied().collect(),
         }
     }
