@@ -95,6 +95,7 @@ mount -t proc proc /host/proc
 mount -t sysfs sys /host/sys
 mount -t devtmpfs dev /host/dev
 mount -t tmpfs tmp /host/tmp
+[ -d "/host$out" ] || mkdir -p "/host$out"   # a share under /tmp
 mount -t 9p -o "$opts" out "/host$out" || { echo "VMBENCH: cannot mount $out"; poweroff -f; }
 # shellcheck disable=SC2086
 chroot /host /bin/bash "$out/stage/guest.sh" $args
