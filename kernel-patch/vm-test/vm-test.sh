@@ -180,8 +180,22 @@ run_variant() {
 
 t_all=$SECONDS
 fail=0
+# int3_race VARIANT: the guest kernel died of "Oops: int3", the TCG race of
+# the comment at the top (multi-threaded TCG running a stale translation of
+# code the kernel had just patched; seen at boot before KVM was loaded, too).
+int3_race() {
+	awk -F'\t' '$1 == "guest-kernel" && $2 == "FAIL" && $4 ~ /^Oops: int3/ { f = 1 } END { exit !f }' "$W/$1/results.tsv"
+}
 for v in "${variants[@]}"; do
-	run_variant "$v" || fail=1
+	run_variant "$v" && continue
+	if int3_race "$v"; then
+		# Once, and only for that signature: every test runs again in a
+		# fresh boot, the first boot's results stay in $W/$v.int3-race.
+		rm -rf "$W/$v.int3-race" && mv "$W/$v" "$W/$v.int3-race"
+		echo "!! vm-test $v: the guest kernel died of the TCG int3 race ($W/$v.int3-race/console.log); booting it once more" >&2
+		run_variant "$v" && continue
+	fi
+	fail=1
 done
 echo "==> vm-test $([ $fail = 0 ] && echo PASS || echo FAIL) (${variants[*]}) in $(fmt_secs $((SECONDS - t_all))); results in $W/*/results.json"
 exit $fail
