@@ -3,41 +3,15 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+// libkvmshim.so is found by the shim's own tests' locator: one
+// implementation for both packages.
+#[path = "../../../preload/tests/support/locate_shim.rs"]
+mod locate_shim;
+
+pub use locate_shim::shim_lib;
+
+use std::path::PathBuf;
 use std::process::Command;
-
-/// `target/<profile>`, from this test binary's path.
-pub fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf()
-}
-
-/// The shim library cargo built with the tests (`deps/`), else the one
-/// `cargo build` left in `target/<profile>/`, building it if missing.
-pub fn shim_lib() -> PathBuf {
-    let fresh = profile_dir().join("deps/libkvmshim.so");
-    if fresh.exists() {
-        return fresh;
-    }
-    let lib = profile_dir().join("libkvmshim.so");
-    if !lib.exists() {
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        cmd.args(["build", "-q", "-p", "kvmshim"]);
-        if profile_dir().file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo build");
-        assert!(status.success(), "cargo build -p kvmshim failed");
-    }
-    assert!(lib.exists(), "{} missing", lib.display());
-    lib
-}
 
 /// The `kvmng` command, with the shim library named explicitly.
 pub fn kvmng() -> Command {
