@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../support/locate_shim.rs"]
+mod locate_shim;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -16,17 +19,10 @@ pub fn root() -> PathBuf {
         .expect("repository root")
 }
 
-/// libkvmshim.so built with this test (the cdylib of this package).
+/// libkvmshim.so built with this test (the cdylib of this package), found
+/// as every test of the workspace finds it.
 pub fn shim() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("deps dir");
-    for dir in [deps, deps.parent().unwrap_or(deps)] {
-        let candidate = dir.join("libkvmshim.so");
-        if candidate.exists() {
-            return candidate;
-        }
-    }
-    panic!("libkvmshim.so not found next to {}", exe.display());
+    locate_shim::shim_lib()
 }
 
 /// Why these tests cannot run here, if they cannot: no usable /dev/kvm, or
