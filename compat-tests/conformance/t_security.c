@@ -30,45 +30,52 @@
 
 /* ---- passing fds between processes ---- */
 
-static int send_fds(int sock, const int *fds, int n)
-{
-	char byte = 'f';
-	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+/* A one-byte message with room for up to 4 fds of SCM_RIGHTS. */
+struct fd_msg {
+	char byte;
+	struct iovec iov;
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * 4)];
 		struct cmsghdr align;
 	} u;
-	struct msghdr msg = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = u.buf, .msg_controllen = CMSG_SPACE(sizeof(int) * n),
-	};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	struct msghdr msg;
+};
 
-	memset(u.buf, 0, sizeof(u.buf));
+/* Points `m`'s message at its byte and at room for `n` fds. */
+static void fd_msg_init(struct fd_msg *m, int n)
+{
+	memset(m, 0, sizeof(*m));
+	m->byte = 'f';
+	m->iov = (struct iovec){ .iov_base = &m->byte, .iov_len = 1 };
+	m->msg = (struct msghdr){
+		.msg_iov = &m->iov, .msg_iovlen = 1,
+		.msg_control = m->u.buf, .msg_controllen = CMSG_SPACE(sizeof(int) * n),
+	};
+}
+
+static int send_fds(int sock, const int *fds, int n)
+{
+	struct fd_msg m;
+	struct cmsghdr *c;
+
+	fd_msg_init(&m, n);
+	c = CMSG_FIRSTHDR(&m.msg);
 	c->cmsg_level = SOL_SOCKET;
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(sizeof(int) * n);
 	memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
-	return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
+	return sendmsg(sock, &m.msg, 0) == 1 ? 0 : -1;
 }
 
 static int recv_fds(int sock, int *fds, int n)
 {
-	char byte;
-	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 4)];
-		struct cmsghdr align;
-	} u;
-	struct msghdr msg = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = u.buf, .msg_controllen = CMSG_SPACE(sizeof(int) * n),
-	};
+	struct fd_msg m;
 	struct cmsghdr *c;
 
-	if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1)
+	fd_msg_init(&m, n);
+	if (recvmsg(sock, &m.msg, MSG_CMSG_CLOEXEC) != 1)
 		return -1;
-	c = CMSG_FIRSTHDR(&msg);
+	c = CMSG_FIRSTHDR(&m.msg);
 	if (!c || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int) * n))
 		return -1;
 	memcpy(fds, CMSG_DATA(c), sizeof(int) * n);
@@ -84,16 +91,47 @@ static void become_nobody(void)
 	REQUIRE(geteuid() == NOBODY, "euid is nobody");
 }
 
-static int is_root(void)
+/* Ends the current case as skipped, loudly, unless this process is root. */
+static void require_root(void)
 {
-	return geteuid() == 0;
+	if (geteuid() == 0)
+		return;
+	printf("# !!! SKIP %s: not root (uid %d), the uid-changing checks did not run\n",
+	       case_name(), (int)geteuid());
+	case_skip("not root: the uid-changing checks need it");
 }
 
-static void skip_loudly(const char *what)
+/* Forks with a socketpair between parent and child: the pid (0 in the
+ * child), and in *sock this side's end (the other side's is closed). */
+static pid_t fork_connected(int *sock)
 {
-	printf("# !!! SKIP %s: not root (uid %d), the uid-changing checks did not run\n",
-	       what, (int)geteuid());
-	case_skip("not root: the uid-changing checks need it");
+	int sv[2];
+
+	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
+		"socketpair: %s", strerror(errno));
+	pid_t pid = fork();
+	REQUIRE(pid >= 0, "fork");
+	close(sv[pid == 0 ? 0 : 1]);
+	*sock = sv[pid == 0 ? 1 : 0];
+	return pid;
+}
+
+/* Waits for child `pid`: it must have exited 0 (`what` says what that
+ * shows). */
+static void reap(pid_t pid, const char *what)
+{
+	int status;
+
+	REQUIRE(waitpid(pid, &status, 0) == pid, "waitpid");
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s (status %#x)", what, status);
+}
+
+/* Closes this side of the socket (a child reading it until EOF goes on),
+ * then reaps the child as reap() does. */
+static void hang_up_and_reap(int sock, pid_t pid, const char *what)
+{
+	close(sock);
+	reap(pid, what);
 }
 
 /*
@@ -174,24 +212,18 @@ static void receiver(int sock, int drop_uid)
 
 static void scm_rights_case(int drop_uid)
 {
-	int sv[2], status;
+	int sock;
 
-	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
-		"socketpair: %s", strerror(errno));
+	if (drop_uid)
+		require_root();
 	/* Forked before the VM exists: nothing of it is inherited. */
-	pid_t pid = fork();
-	REQUIRE(pid >= 0, "fork");
+	pid_t pid = fork_connected(&sock);
 	if (pid == 0) {
-		close(sv[0]);
-		receiver(sv[1], drop_uid);
+		receiver(sock, drop_uid);
 		_exit(0);
 	}
-	close(sv[1]);
-	owner(sv[0]);
-	close(sv[0]);
-	REQUIRE(waitpid(pid, &status, 0) == pid, "waitpid");
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-	      "the receiver ran its checks (status %#x)", status);
+	owner(sock);
+	hang_up_and_reap(sock, pid, "the receiver ran its checks");
 }
 
 TEST(same_uid_process_with_scm_rights_fds_reaches_nothing)
@@ -201,8 +233,6 @@ TEST(same_uid_process_with_scm_rights_fds_reaches_nothing)
 
 TEST(other_uid_process_with_scm_rights_fds_reaches_nothing)
 {
-	if (!is_root())
-		skip_loudly("other_uid_process_with_scm_rights_fds_reaches_nothing");
 	scm_rights_case(1);
 }
 
@@ -213,30 +243,27 @@ TEST(other_uid_process_with_scm_rights_fds_reaches_nothing)
  */
 static void getfd_case(int drop_uid)
 {
-	int sv[2], status, nums[3];
+	int sock, status, nums[3];
 	char byte;
 
-	REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0,
-		"socketpair: %s", strerror(errno));
-	pid_t pid = fork();
-	REQUIRE(pid >= 0, "fork");
+	if (drop_uid)
+		require_root();
+	pid_t pid = fork_connected(&sock);
 	if (pid == 0) {
 		struct vm v;
 
-		close(sv[0]);
 		vm_setup(&v);
 		nums[0] = v.kvm;
 		nums[1] = v.vm;
 		nums[2] = v.vcpu;
-		if (write(sv[1], nums, sizeof(nums)) != sizeof(nums))
+		if (write(sock, nums, sizeof(nums)) != sizeof(nums))
 			_exit(2);
-		while (read(sv[1], &byte, 1) > 0)
+		while (read(sock, &byte, 1) > 0)
 			;
 		vm_load_real(&v, guest_real_pio, guest_real_pio_end - guest_real_pio);
 		_exit(run_once(&v) == KVM_EXIT_IO ? 0 : 3);
 	}
-	close(sv[1]);
-	REQUIRE(read(sv[0], nums, sizeof(nums)) == sizeof(nums), "the owner's fd numbers");
+	REQUIRE(read(sock, nums, sizeof(nums)) == sizeof(nums), "the owner's fd numbers");
 	int pidfd = syscall(SYS_pidfd_open, pid, 0);
 	if (pidfd < 0) {
 		kill(pid, SIGKILL);
@@ -254,8 +281,7 @@ static void getfd_case(int drop_uid)
 			CHECK_ERR(syscall(SYS_pidfd_getfd, pidfd, nums[2], 0), EPERM);
 			_exit(0);
 		}
-		REQUIRE(waitpid(c, &status, 0) == c, "waitpid");
-		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "nobody's checks ran");
+		reap(c, "nobody's checks ran");
 	} else {
 		int vm = syscall(SYS_pidfd_getfd, pidfd, nums[1], 0);
 		int vcpu = syscall(SYS_pidfd_getfd, pidfd, nums[2], 0);
@@ -268,10 +294,7 @@ static void getfd_case(int drop_uid)
 		}
 		others_objects_are_refused(vm, vcpu);
 	}
-	close(sv[0]);
-	REQUIRE(waitpid(pid, &status, 0) == pid, "waitpid");
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-	      "the owner's guest still runs (status %#x)", status);
+	hang_up_and_reap(sock, pid, "the owner's guest still runs");
 }
 
 TEST(same_uid_process_with_pidfd_getfd_fds_reaches_nothing)
@@ -281,8 +304,6 @@ TEST(same_uid_process_with_pidfd_getfd_fds_reaches_nothing)
 
 TEST(other_uid_process_cannot_take_the_fds_with_pidfd_getfd)
 {
-	if (!is_root())
-		skip_loudly("other_uid_process_cannot_take_the_fds_with_pidfd_getfd");
 	getfd_case(1);
 }
 
@@ -349,8 +370,7 @@ TEST(a_user_without_dev_kvm_creates_no_vm)
 {
 	struct stat st;
 
-	if (!is_root())
-		skip_loudly("a_user_without_dev_kvm_creates_no_vm");
+	require_root();
 	REQUIRE(stat("/dev/kvm", &st) == 0, "stat /dev/kvm: %s", strerror(errno));
 	pid_t pid = fork();
 	REQUIRE(pid >= 0, "fork");
@@ -381,7 +401,5 @@ TEST(a_user_without_dev_kvm_creates_no_vm)
 		CHECK_ERR(kvmng_control(KVMNG_SCOPE_SYSTEM, KVM_GET_API_VERSION, 0, 0), EUNATCH);
 		_exit(0);
 	}
-	int status;
-	REQUIRE(waitpid(pid, &status, 0) == pid, "waitpid");
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "nobody's checks ran (%#x)", status);
+	reap(pid, "nobody's checks ran");
 }
