@@ -199,6 +199,20 @@ static uint32_t io_value(struct vm *v)
 	return value;
 }
 
+/* The set-up of the MMIO cases: a VM running real_mmio, and the device of
+ * `script` (its register 8 preset to `preset`) serving GUEST_MMIO_REAL
+ * through a region added over the socket.  Returns the VMM's end. */
+static int start_mmio_device(struct vm *v, struct device *d, int script, uint32_t preset)
+{
+	vm_setup(v);
+	vm_load_real(v, guest_real_mmio, guest_real_mmio_end - guest_real_mmio);
+	int vmm = start_device(d, script);
+	memcpy(d->regs + 8, &preset, 4);
+	struct kvmng_ioregion r = region(GUEST_MMIO_REAL, REGION_SIZE, vmm, 0);
+	CHECK_RET(kvmng_ioregion(KVMNG_IOREGION_ADD, &r, 0), 0);
+	return vmm;
+}
+
 /* Ends the VM side so the device sees end of file, and joins it. */
 static void finish(struct device *d, int vmm)
 {
@@ -215,13 +229,8 @@ TEST(ioregion_serves_mmio_without_exits)
 	struct device d;
 	int vmm, reason;
 
-	vm_setup(&v);
-	vm_load_real(&v, guest_real_mmio, guest_real_mmio_end - guest_real_mmio);
-	vmm = start_device(&d, SCRIPT_SERVE);
 	uint32_t preset = 0xCAFEBABE;
-	memcpy(d.regs + 8, &preset, 4);
-	struct kvmng_ioregion r = region(GUEST_MMIO_REAL, REGION_SIZE, vmm, 0);
-	CHECK_RET(kvmng_ioregion(KVMNG_IOREGION_ADD, &r, 0), 0);
+	vmm = start_mmio_device(&v, &d, SCRIPT_SERVE, preset);
 	/* real_mmio: 16-bit write, 32-bit read, REPORT of the value read. */
 	reason = run_once(&v);
 	CHECK(reason == KVM_EXIT_IO && v.run->io.port == GUEST_REPORT_PORT,
@@ -332,11 +341,7 @@ TEST(ioregion_two_vcpus_share_a_socket_replies_match_by_id)
 	pthread_t t;
 	int vmm, reason;
 
-	vm_setup(&v);
-	vm_load_real(&v, guest_real_mmio, guest_real_mmio_end - guest_real_mmio);
-	vmm = start_device(&d, SCRIPT_REVERSE_READS);
-	struct kvmng_ioregion r = region(GUEST_MMIO_REAL, REGION_SIZE, vmm, 0);
-	CHECK_RET(kvmng_ioregion(KVMNG_IOREGION_ADD, &r, 0), 0);
+	vmm = start_mmio_device(&v, &d, SCRIPT_REVERSE_READS, 0);
 	s.v = v;
 	pthread_create(&t, NULL, run_second_vcpu, &s);
 	/* The device holds the first read until the second vCPU's is in, then
@@ -357,11 +362,8 @@ TEST(ioregion_device_closed_gives_epipe_until_deleted)
 	struct device d;
 	int vmm, reason;
 
-	vm_setup(&v);
-	vm_load_real(&v, guest_real_mmio, guest_real_mmio_end - guest_real_mmio);
-	vmm = start_device(&d, SCRIPT_CLOSE_AFTER_ONE);
+	vmm = start_mmio_device(&v, &d, SCRIPT_CLOSE_AFTER_ONE, 0);
 	struct kvmng_ioregion r = region(GUEST_MMIO_REAL, REGION_SIZE, vmm, 0);
-	CHECK_RET(kvmng_ioregion(KVMNG_IOREGION_ADD, &r, 0), 0);
 	CHECK_ERR(kvmng_run(0), EPIPE);
 	pthread_join(d.thread, NULL);
 	CHECK_ERR(kvmng_run(0), EPIPE);
@@ -385,13 +387,8 @@ TEST(ioregion_malformed_replies_give_ebadmsg)
 	struct device d;
 	int vmm, reason;
 
-	vm_setup(&v);
-	vm_load_real(&v, guest_real_mmio, guest_real_mmio_end - guest_real_mmio);
-	vmm = start_device(&d, SCRIPT_MALFORMED);
 	uint32_t preset = 0x600DF00D;
-	memcpy(d.regs + 8, &preset, 4);
-	struct kvmng_ioregion r = region(GUEST_MMIO_REAL, REGION_SIZE, vmm, 0);
-	CHECK_RET(kvmng_ioregion(KVMNG_IOREGION_ADD, &r, 0), 0);
+	vmm = start_mmio_device(&v, &d, SCRIPT_MALFORMED, preset);
 	CHECK_ERR(kvmng_run(0), EBADMSG);	/* a reply of 8 bytes */
 	CHECK_ERR(kvmng_run(0), EBADMSG);	/* data in a write's reply */
 	CHECK_ERR(kvmng_run(0), EBADMSG);	/* an id that was never sent */
@@ -431,13 +428,8 @@ TEST(ioregion_signal_ends_the_wait_then_the_access_is_sent_again)
 	int vmm, reason;
 
 	install(SIGUSR1, on_signal);
-	vm_setup(&v);
-	vm_load_real(&v, guest_real_mmio, guest_real_mmio_end - guest_real_mmio);
-	vmm = start_device(&d, SCRIPT_STALL);
 	uint32_t preset = 0x5EED;
-	memcpy(d.regs + 8, &preset, 4);
-	struct kvmng_ioregion r = region(GUEST_MMIO_REAL, REGION_SIZE, vmm, 0);
-	CHECK_RET(kvmng_ioregion(KVMNG_IOREGION_ADD, &r, 0), 0);
+	vmm = start_mmio_device(&v, &d, SCRIPT_STALL, preset);
 	k.d = &d;
 	k.target = pthread_self();
 	k.sig = SIGUSR1;
