@@ -7,26 +7,23 @@
 set -u
 R=$1 iters=$2 rounds=$3 ops=${4//+/,} runs=$5
 S=$(cd "$(dirname "$0")" && pwd)
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8
-unset LD_PRELOAD KVMNG_MODE KVMNG_STATS KVMNG_TRACE KVMNG_BACKEND KVMNG_SHIM
-echo "VMBENCH: kernel $(uname -r), $(nproc) CPU, $("$S/kvmng" info 2>&1 | grep -m1 -o 'kvmng_run(~0) answered [A-Z]*')"
+# guest_env, keeper_start, keeper_stop
+# shellcheck source=kernel-patch/vm-test/lib.sh
+. "$S/lib.sh"
+guest_env
+echo "VMTEST: kernel $(uname -r), $(nproc) CPU, $("$S/kvmng" info 2>&1 | grep -m1 -o 'kvmng_run(~0) answered [A-Z]*')"
 # One VM open for the whole run (as vm-test's guest.sh does): KVM flips the
 # preempt-notifier static key when the number of VMs goes 0 -> 1 -> 0; with
 # this VM alive, vm-create measures creating a VM, not that text patching.
-perl -e 'open(my $k, "+<", "/dev/kvm") or die "/dev/kvm: $!\n";
-	my $fd = syscall(16, fileno($k), 0xAE01, 0);
-	die "KVM_CREATE_VM: $!\n" if $fd < 0; sleep 86400;' > "$R/keeper.log" 2>&1 &
-keeper=$!
+keeper_start
 for i in $(seq 1 "$runs"); do
 	t0=$(cut -d' ' -f1 /proc/uptime)
 	# The shim finds itself next to kvmng (stage/).
 	"$S/kvmng" bench --instructions --ops "$ops" --iters "$iters" --rounds "$rounds" \
 		--json "$R/run$i.json" > "$R/run$i.txt" 2> "$R/run$i.log"
 	rc=$?
-	echo "VMBENCH: run $i exit $rc in $(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.0f", b - a }') guest s"
-	head -1 "$R/run$i.txt" | sed 's/^/VMBENCH: /'
+	echo "VMTEST: run $i exit $rc in $(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.0f", b - a }') guest s"
+	head -1 "$R/run$i.txt" | sed 's/^/VMTEST: /'
 done
-kill "$keeper" 2> /dev/null
-wait "$keeper" 2> /dev/null
-echo "VMBENCH: done"
+keeper_stop
+echo "VMTEST: done"

@@ -27,6 +27,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
+prog=vm-bench
+# shellcheck source=kernel-patch/vm-test/lib.sh
+. "$here/lib.sh"
 out=$repo/target/vm-bench/vm-bench.json
 if [ "${1:-}" = --out ]; then
 	out=$2
@@ -41,15 +44,10 @@ runs=${VMBENCH_RUNS:-2}
 timeout_s=${VMBENCH_TIMEOUT:-3000}
 mem=${VMBENCH_MEM:-2G}
 
-die() { echo "vm-bench: error: $*" >&2; exit 2; }
-for c in qemu-system-x86_64 busybox jq cpio gzip; do
-	command -v $c > /dev/null || die "$c is missing (apt-get install qemu-system-x86 busybox-static jq cpio)"
-done
-busybox=$(command -v busybox)
-! ldd "$busybox" > /dev/null 2>&1 || die "$busybox is not statically linked (apt-get install busybox-static)"
+need_tools qemu-system-x86_64 jq cpio gzip
 # The y kernel of the current series; when it is not built (yet), the newest
 # built y kernel, said so in the JSON.
-kd=${VMBENCH_KDIR:-$("$repo/kernel-patch/scripts/kernel.sh" --dir y)}
+kd=$(kernel_dir VMBENCH_KDIR y)
 knote="the current series"
 if [ ! -f "$kd/.complete" ]; then
 	[ -n "${VMBENCH_KDIR:-}" ] && die "$kd is not a built kernel directory"
@@ -62,65 +60,17 @@ fi
 [ -n "${VMBENCH_KDIR:-}" ] && knote="given by VMBENCH_KDIR"
 rel=$(cat "$kd/kernelrelease")
 
-# ---- stage: copies, so that concurrent builds cannot change them mid-run ---
-rm -rf "$W/stage" "$W/run"
-mkdir -p "$W/stage" "$W/run"
-for f in target/release/kvmng target/release/libkvmshim.so; do
-	[ -f "$repo/$f" ] || die "$f is missing (cargo build --release -p kvmshim -p kvmng-cli)"
-	cp "$repo/$f" "$W/stage/"
-done
-cp "${VMBENCH_GUEST:-$here/bench-guest.sh}" "$W/stage/guest.sh"
-chmod +x "$W/stage/guest.sh"
+# ---- stage ---------------------------------------------------------------
+stage "$W" "${VMBENCH_GUEST:-$here/bench-guest.sh}" "cargo build --release -p kvmshim -p kvmng-cli" \
+	target/release/kvmng target/release/libkvmshim.so
+rm -rf "$W/run"
+mkdir -p "$W/run"
 
-# /init of the guest: busybox mounts the host root read-only (9p tag host)
-# and $W read-write (tag out) at its own path, then runs guest.sh in a
-# chroot of the host root (as vm-test's init does).
-d=$W/stage/init.d
-rm -rf "$d"
-mkdir -p "$d/bin" "$d/proc" "$d/sys" "$d/dev" "$d/host" "$d/tmp"
-cp "$busybox" "$d/bin/busybox"
-cat > "$d/init" << 'INIT'
-#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev
-arg() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" /proc/cmdline; }
-out=$(arg kvmng_out)
-args=$(arg kvmng_args | tr ',' ' ')
-echo "VMBENCH: booted $(uname -r) in $(cut -d' ' -f1 /proc/uptime) s"
-opts=trans=virtio,version=9p2000.L,msize=262144
-mount -t 9p -o "$opts,ro" host /host || { echo "VMBENCH: cannot mount the host root"; poweroff -f; }
-mount -t proc proc /host/proc
-mount -t sysfs sys /host/sys
-mount -t devtmpfs dev /host/dev
-mount -t tmpfs tmp /host/tmp
-[ -d "/host$out" ] || mkdir -p "/host$out"   # a share under /tmp
-mount -t 9p -o "$opts" out "/host$out" || { echo "VMBENCH: cannot mount $out"; poweroff -f; }
-# shellcheck disable=SC2086
-chroot /host /bin/bash "$out/stage/guest.sh" $args
-echo "VMBENCH: guest.sh exit status $?"
-sync
-umount "/host$out"
-poweroff -f
-INIT
-chmod +x "$d/init"
-(cd "$d" && find . | cpio -o -H newc 2> /dev/null | gzip -1) > "$W/stage/initramfs.gz"
-rm -rf "$d"
-
-qemu=(qemu-system-x86_64 -accel tcg,thread=single -icount shift=0,sleep=off -cpu max
-	-m "$mem" -smp 1 -kernel "$kd/bzImage" -initrd "$W/stage/initramfs.gz"
-	-nographic -no-reboot -nodefaults -serial stdio
-	-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap
-	-virtfs "local,path=$W,mount_tag=out,security_model=none"
-	-append "console=ttyS0 panic=-1 loglevel=4 kvmng_out=$W kvmng_args=$W/run,$iters,$rounds,${ops//,/+},$runs")
 echo "==> vm-bench: $rel from $kd, $runs runs of kvmng bench --instructions (console: $W/run/console.log)"
 t0=$SECONDS
-set +e
-timeout "$timeout_s" "${qemu[@]}" < /dev/null 2>&1 | sed -u 's/\r//g' | tee "$W/run/console.log" |
-	sed -u -n 's/^VMBENCH: /  | /p'
-rc=${PIPESTATUS[0]}
-set -e
+rc=0
+boot_guest "$timeout_s" "$W/run/console.log" "$W" "$kd" "$W/run,$iters,$rounds,${ops//,/+},$runs" \
+	-accel tcg,thread=single -icount shift=0,sleep=off -cpu max -m "$mem" -smp 1 || rc=$?
 secs=$((SECONDS - t0))
 [ "$rc" = 124 ] && die "the VM did not finish within $timeout_s s (console: $W/run/console.log)"
 files=()
@@ -135,7 +85,7 @@ fi
 guest_cmd=$(jq -r .command "${files[0]}")
 mkdir -p "$(dirname "$out")"
 # The QEMU command as it ran, with the repository's paths made relative.
-qcmd=$(printf '%s ' "${qemu[@]}" | sed "s|$repo/||g; s| *$||")
+qcmd=$(printf '%s ' "${qemu_cmd[@]}" | sed "s|$repo/||g; s| *$||")
 jq -s --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg kernel "$rel ($(basename "$kd"), KVM built in; $knote)" \
 	--arg kdir "$kd" --arg qemu "$(qemu-system-x86_64 --version | head -1)" --arg qcmd "$qcmd" \
 	--arg gcmd "$guest_cmd" --argjson secs "$secs" \

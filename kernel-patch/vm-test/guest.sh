@@ -16,23 +16,10 @@
 set -u
 v=$1 R=$2 K=$3 Y=$4 list=$5 st_timeout=$6
 S=$(cd "$(dirname "$0")" && pwd)
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8
-unset LD_PRELOAD KVMNG_MODE KVMNG_STATS KVMNG_TRACE KVMNG_BACKEND KVMNG_SHIM
-rel=$(cat "$K/kernelrelease")
-res=$R/results.tsv
-: > "$res"
-failed=0
-
-now() { date +%s%N; }
-secs() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }'; }
-record() { # name status seconds detail
-	printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$res"
-	echo "VMTEST: $1 $2 $3s $4"
-	[ "$2" = FAIL ] && failed=$((failed + 1))
-	return 0
-}
-note() { echo "VMTEST: ... $*"; }
+# guest_start, now, since, record, note, keeper_start, keeper_stop
+# shellcheck source=kernel-patch/vm-test/lib.sh
+. "$S/lib.sh"
+guest_start "$v" "$R" "$K" # rel, res, failed
 
 # probe NAME WANT: kvmng_run(~0) must answer WANT (EINVAL: the kernel has
 # the kvmng syscalls; ENOSYS: it has not, or KVM is not loaded).
@@ -43,13 +30,12 @@ probe() {
 	echo "$out" > "$R/$1.log"
 	got=$(echo "$out" | sed -n 's/.*kvmng_run(~0) answered \([A-Z]*\).*/\1/p')
 	if [ "$got" = "$2" ]; then
-		record "$1" PASS "$(secs "$t0")" "kvmng_run(~0) = $got: $(echo "$out" | sed -n 's/.*selects the \([a-z]*\) backend.*/\1 backend/p')"
+		record "$1" PASS "$(since "$t0")" "kvmng_run(~0) = $got: $(echo "$out" | sed -n 's/.*selects the \([a-z]*\) backend.*/\1 backend/p')"
 	else
-		record "$1" FAIL "$(secs "$t0")" "kvmng_run(~0) = ${got:-?}, want $2"
+		record "$1" FAIL "$(since "$t0")" "kvmng_run(~0) = ${got:-?}, want $2"
 	fi
 }
 
-echo "VMTEST: variant $v, kernel $rel, $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB"
 grep -qw svm /proc/cpuinfo && note "SVM present (nested KVM via kvm-amd)"
 
 # ---- KVM as modules: nothing before the load, then modprobe ---------------
@@ -59,29 +45,13 @@ if [ "$v" = m ]; then
 	modprobe -d "$K/modules" -S "$rel" kvm_amd > "$R/modprobe.log" 2>&1
 	for _ in 1 2 3 4 5 6 7 8 9 10; do [ -c /dev/kvm ] && break; sleep 0.5; done
 	if lsmod | grep -q '^kvm_amd ' && [ -c /dev/kvm ]; then
-		record modprobe PASS "$(secs "$t0")" "$(lsmod | awk 'NR > 1 && /kvm|irqbypass/ {printf "%s%s", s, $1; s=" "}')"
+		record modprobe PASS "$(since "$t0")" "$(lsmod | awk 'NR > 1 && /kvm|irqbypass/ {printf "%s%s", s, $1; s=" "}')"
 	else
-		record modprobe FAIL "$(secs "$t0")" "modprobe -d $K/modules kvm_amd: $(tail -1 "$R/modprobe.log")"
+		record modprobe FAIL "$(since "$t0")" "modprobe -d $K/modules kvm_amd: $(tail -1 "$R/modprobe.log")"
 	fi
 fi
 
-# One VM kept open for the whole run: KVM flips the scheduler's
-# preempt-notifier static key when the number of VMs goes 0 -> 1 and
-# 1 -> 0, and under multi-threaded TCG such a text_poke now and then ends in
-# "Oops: int3" (a stale translation; see vm-test.sh). With this VM alive it
-# flips once per boot, not at every VM the tests create and destroy.
-keeper=
-keeper_start() {
-	perl -e 'open(my $k, "+<", "/dev/kvm") or die "/dev/kvm: $!\n";
-		my $fd = syscall(16, fileno($k), 0xAE01, 0);
-		die "KVM_CREATE_VM: $!\n" if $fd < 0;
-		$| = 1; print "keeper VM fd $fd\n"; sleep 86400;' > "$R/keeper.log" 2>&1 &
-	keeper=$!
-}
-keeper_stop() {
-	[ -n "$keeper" ] && kill "$keeper" 2> /dev/null && wait "$keeper" 2> /dev/null
-	keeper=
-}
+# One VM kept open for the whole run (lib.sh: the TCG int3 race).
 keeper_start
 
 # ---- i. probe + the new-syscall selftests (kvmng_test, kvmng_ioregion_test)
@@ -93,9 +63,9 @@ kvmng_selftest() { # NAME: run the patched tree's selftest NAME natively
 	rc=$?
 	d=$(grep -E '^# Totals|^ok|^not ok' "$R/$1.log" | tail -1)
 	case $rc in
-	0) record "$1" PASS "$(secs "$t0")" "${d:-exit 0}" ;;
-	4) record "$1" FAIL "$(secs "$t0")" "skipped: $(grep -i skip "$R/$1.log" | head -1)" ;;
-	*) record "$1" FAIL "$(secs "$t0")" "exit $rc: $(grep -m1 -E 'Assertion|not ok|==== Test' -A2 "$R/$1.log" | tr '\n' ' ' | cut -c1-200)" ;;
+	0) record "$1" PASS "$(since "$t0")" "${d:-exit 0}" ;;
+	4) record "$1" FAIL "$(since "$t0")" "skipped: $(grep -i skip "$R/$1.log" | head -1)" ;;
+	*) record "$1" FAIL "$(since "$t0")" "exit $rc: $(grep -m1 -E 'Assertion|not ok|==== Test' -A2 "$R/$1.log" | tr '\n' ' ' | cut -c1-200)" ;;
 	esac
 }
 kvmng_selftest kvmng_test
@@ -110,11 +80,11 @@ sum=$(grep -m1 '^conformance:' "$R/conformance.log")
 nfail=$(grep -c '^not ok' "$R/conformance.log")
 failing=$(grep '^not ok' "$R/conformance.log" | head -3 | cut -c1-120 | tr '\n' ';')
 if ! grep -q 'kvmng syscalls: present' "$R/conformance.log"; then
-	record conformance FAIL "$(secs "$t0")" "exit $rc: the kvmng syscalls are absent (ENOSYS) natively"
+	record conformance FAIL "$(since "$t0")" "exit $rc: the kvmng syscalls are absent (ENOSYS) natively"
 elif [ "$rc" = 0 ] && [ -n "$sum" ] && [ "$nfail" = 0 ]; then
-	record conformance PASS "$(secs "$t0")" "$sum (native: no LD_PRELOAD)"
+	record conformance PASS "$(since "$t0")" "$sum (native: no LD_PRELOAD)"
 else
-	record conformance FAIL "$(secs "$t0")" "exit $rc: ${sum:-no summary}; $nfail failed: ${failing:-see conformance.log}"
+	record conformance FAIL "$(since "$t0")" "exit $rc: ${sum:-no summary}; $nfail failed: ${failing:-see conformance.log}"
 fi
 
 # ---- iii. legacy selftests, native vs. the shim in syscall mode ----------
@@ -138,8 +108,8 @@ else
 	d="no results: $(tail -3 "$R/selftests.log" | tr '\n' ' ')"
 fi
 case $rc in
-0) record selftests PASS "$(secs "$t0")" "$d" ;;
-*) record selftests FAIL "$(secs "$t0")" "exit $rc: $d" ;;
+0) record selftests PASS "$(since "$t0")" "$d" ;;
+*) record selftests FAIL "$(since "$t0")" "exit $rc: $d" ;;
 esac
 
 # ---- iv. unmodified QEMU under the shim (syscall mode), nested Linux -------
@@ -155,10 +125,10 @@ qemu_nested() { # NAME CPU
 	local ok
 	ok=$(grep -m1 -a 'kvmng-nested-ok' "$R/$1.log" | tr -d '\r')
 	if [ -n "$ok" ]; then
-		record "$1" PASS "$(secs "$t0")" "-cpu $2, exit $rc: $ok"
+		record "$1" PASS "$(since "$t0")" "-cpu $2, exit $rc: $ok"
 		return 0
 	fi
-	record "$1" FAIL "$(secs "$t0")" "-cpu $2, exit $rc, no kvmng-nested-ok: $(grep -a -v '^\s*$' "$R/$1.log" | tail -1 | tr -d '\r' | cut -c1-160)"
+	record "$1" FAIL "$(since "$t0")" "-cpu $2, exit $rc, no kvmng-nested-ok: $(grep -a -v '^\s*$' "$R/$1.log" | tail -1 | tr -d '\r' | cut -c1-160)"
 	return 1
 }
 # The nested Linux gets no SVM (-svm): it needs no KVM of its own, and the
@@ -212,13 +182,13 @@ if [ -s "$st" ]; then
 	hot=$(echo "$chk" | awk '/^group / {sub("count=", "", $4); sub("translated=", "", $5); sub("setup=", "", $7); printf "%s%s %s/%s%s", s, $2, $5, $4, ($7 > 0 ? " (" $7 " before the first KVM_RUN)" : ""); s=", "}')
 	nfb=$(grep -c '^fallback ' "$R/qemu-stats.check")
 	if [ -z "$bad" ]; then
-		record qemu-stats PASS "$(secs "$t0")" "hot paths translated (translated/calls): $hot; all: $tot; $nfb command(s) with fallbacks"
+		record qemu-stats PASS "$(since "$t0")" "hot paths translated (translated/calls): $hot; all: $tot; $nfb command(s) with fallbacks"
 	else
-		record qemu-stats FAIL "$(secs "$t0")" "$bad all: $tot"
+		record qemu-stats FAIL "$(since "$t0")" "$bad all: $tot"
 	fi
 	grep '^fallback ' "$R/qemu-stats.check" | while read -r line; do note "$line"; done
 else
-	record qemu-stats FAIL "$(secs "$t0")" "the shim wrote no census ($st)"
+	record qemu-stats FAIL "$(since "$t0")" "the shim wrote no census ($st)"
 fi
 
 keeper_stop
@@ -227,9 +197,9 @@ keeper_stop
 if [ "$v" = m ]; then
 	t0=$(now)
 	if rmmod kvm_amd > "$R/rmmod.log" 2>&1 && rmmod kvm >> "$R/rmmod.log" 2>&1; then
-		record rmmod PASS "$(secs "$t0")" "kvm_amd and kvm unloaded (no binding left a module reference)"
+		record rmmod PASS "$(since "$t0")" "kvm_amd and kvm unloaded (no binding left a module reference)"
 	else
-		record rmmod FAIL "$(secs "$t0")" "$(tail -1 "$R/rmmod.log")"
+		record rmmod FAIL "$(since "$t0")" "$(tail -1 "$R/rmmod.log")"
 	fi
 	probe probe-after-unload ENOSYS
 fi

@@ -11,19 +11,11 @@
 set -u
 v=$1 R=$2 K=$3 secs=$4
 S=$(cd "$(dirname "$0")" && pwd)
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8
-unset LD_PRELOAD KVMNG_MODE KVMNG_STATS KVMNG_TRACE KVMNG_BACKEND KVMNG_SHIM
-rel=$(cat "$K/kernelrelease")
-res=$R/results.tsv
-: > "$res"
+# guest_start, now, since, record, keeper_start, keeper_stop
+# shellcheck source=kernel-patch/vm-test/lib.sh
+. "$S/lib.sh"
+guest_start "$v" "$R" "$K" # rel, res
 
-now() { date +%s%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }'; }
-record() { # name status seconds detail
-	printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$res"
-	echo "VMTEST: $1 $2 $3s $4"
-}
 # stress NAME ARGS...: one kvmng-stress run; its last line is the detail.
 stress() {
 	local name=$1 t0 rc
@@ -36,7 +28,6 @@ stress() {
 		"exit $rc: $(grep -E '^kvmng-stress (ioctl|syscall):' "$R/$name.log" | tail -1)"
 }
 
-echo "VMTEST: variant $v, kernel $rel, $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB"
 mount -t debugfs debugfs /sys/kernel/debug 2> /dev/null
 
 if [ "$v" = m ]; then
@@ -59,9 +50,7 @@ else
 fi
 # One VM alive for the whole run, as guest.sh does: the preempt-notifier
 # static key then flips once, not at every VM (a multi-threaded TCG bug).
-perl -e 'open(my $k, "+<", "/dev/kvm") or die; my $fd = syscall(16, fileno($k), 0xAE01, 0);
-	die "KVM_CREATE_VM: $!\n" if $fd < 0; sleep 86400;' > "$R/keeper.log" 2>&1 &
-keeper=$!
+keeper_start
 stress syscall-native "$S/kvmng-stress" syscall --seconds "$secs"
 stress ioctl-shim env LD_PRELOAD="$S/libkvmshim.so" "$S/kvmng-stress" ioctl --seconds "$secs"
 # The permission model natively (t_security.c of the conformance suite).
@@ -70,8 +59,7 @@ t0=$(now)
 rc=$?
 record security "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" \
 	"$(grep -m1 '^conformance:' "$R/security.log") (t_security.c, native)"
-kill "$keeper" 2> /dev/null
-wait "$keeper" 2> /dev/null
+keeper_stop
 # Every VM is gone: what is still allocated and unreferenced leaked.
 if [ -w /sys/kernel/debug/kmemleak ]; then
 	t0=$(now)

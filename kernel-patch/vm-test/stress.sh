@@ -27,6 +27,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
+prog=vm-stress
+# shellcheck source=kernel-patch/vm-test/lib.sh
+. "$here/lib.sh"
 variants=("$@")
 [ ${#variants[@]} -gt 0 ] || variants=(debug m)
 W=${STRESS_WORK:-$repo/target/vm-stress}
@@ -35,38 +38,13 @@ mem=${STRESS_MEM:-4G}
 smp=${STRESS_SMP:-2}
 boot_timeout=${STRESS_TIMEOUT:-2400}
 
-die() { echo "vm-stress: error: $*" >&2; exit 2; }
-fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+need_tools qemu-system-x86_64 cpio gzip
+kdir() { kernel_dir "STRESS_KDIR_$1" "$1"; }
+need_kernels STRESS_KDIR_ "kernel-patch/scripts/kernel.sh ${variants[*]}" "${variants[@]}"
 
-for c in qemu-system-x86_64 busybox cpio gzip; do
-	command -v $c > /dev/null || die "$c is missing (apt-get install qemu-system-x86 busybox-static cpio)"
-done
-kdir() {
-	local o=STRESS_KDIR_$1
-	if [ -n "${!o:-}" ]; then echo "${!o}"; else "$repo/kernel-patch/scripts/kernel.sh" --dir "$1"; fi
-}
-for v in "${variants[@]}"; do
-	d=$(kdir "$v")
-	[ -f "$d/.complete" ] || die "no built $v kernel for the current series ($d): run kernel-patch/scripts/kernel.sh $v"
-done
-
-mkdir -p "$W"
-rm -rf "$W/stage"
-mkdir -p "$W/stage"
-for f in build/stress/kvmng-stress target/release/libkvmshim.so build/conformance/conformance; do
-	[ -f "$repo/$f" ] || die "$f is missing (make stress conformance; cargo build --release -p kvmshim)"
-	cp "$repo/$f" "$W/stage/"
-done
 # ./init runs stage/guest.sh: here it is the stress script.
-cp "$here/stress-guest.sh" "$W/stage/guest.sh"
-chmod +x "$W/stage/guest.sh"
-d=$W/stage/init.d
-mkdir -p "$d/bin" "$d/proc" "$d/sys" "$d/dev" "$d/host" "$d/tmp"
-cp "$(command -v busybox)" "$d/bin/busybox"
-cp "$here/init" "$d/init"
-chmod +x "$d/init"
-(cd "$d" && find . | cpio -o -H newc 2> /dev/null | gzip -1) > "$W/stage/initramfs.gz"
-rm -rf "$d"
+stage "$W" "$here/stress-guest.sh" "make stress conformance; cargo build --release -p kvmshim" \
+	build/stress/kvmng-stress target/release/libkvmshim.so build/conformance/conformance
 
 # The kernel's complaints, by kind, one line each.
 SPLATS='BUG: KASAN|WARNING: possible circular locking|WARNING: possible recursive locking|WARNING: inconsistent lock state|INFO: possible irq lock inversion|WARNING: suspicious RCU usage|BUG: sleeping function called from invalid context|BUG: scheduling while atomic|WARNING:|BUG:|Oops|kernel BUG|general protection fault|INFO: task .* blocked for more than|rcu: INFO: rcu_(sched|preempt) detected stalls|watchdog: BUG: soft lockup|list_(add|del) corruption|UBSAN'
@@ -82,17 +60,9 @@ run_variant() {
 	accel=tcg
 	[ "$v" = m ] && accel=tcg,thread=single
 	echo "==> vm-stress $v: $(cat "$kd/kernelrelease") from $kd, $secs s per run (console: $R/console.log)"
-	set +e
-	timeout "$boot_timeout" qemu-system-x86_64 -accel "$accel" -cpu max -m "$mem" -smp "$smp" \
-		-kernel "$kd/bzImage" -initrd "$W/stage/initramfs.gz" \
-		-nographic -no-reboot -nodefaults -serial stdio \
-		-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
-		-virtfs "local,path=$W,mount_tag=out,security_model=none" \
-		-append "console=ttyS0 panic=-1 loglevel=4 kasan_multi_shot kvmng_out=$W kvmng_args=$v,$R,$kd,$secs" \
-		< /dev/null 2>&1 | sed -u 's/\r//g' | tee "$R/console.log" |
-		sed -u -n 's/^VMTEST: /  | /p'
-	rc=${PIPESTATUS[0]}
-	set -e
+	rc=0
+	boot_guest "$boot_timeout" "$R/console.log" "$W" "$kd" "$v,$R,$kd,$secs" \
+		-accel "$accel" -cpu max -m "$mem" -smp "$smp" -- kasan_multi_shot || rc=$?
 	[ -f "$R/results.tsv" ] || : > "$R/results.tsv"
 	grep -a -E "$SPLATS" "$R/console.log" | sed 's/^\[ *[0-9.]*\] //' > "$R/splats.txt" || true
 	local splats
@@ -104,7 +74,7 @@ run_variant() {
 	fi
 	[ "$rc" = 124 ] && printf 'vm\tFAIL\t\tdid not finish within %s s\n' "$boot_timeout" >> "$R/results.tsv"
 	grep -q '^VMTEST: done' "$R/console.log" ||
-		printf 'guest\tFAIL\t\tstress-guest.sh did not finish (last line: %s)\n' "$(grep -a -v '^\s*$' "$R/console.log" | tail -1 | cut -c1-100)" >> "$R/results.tsv"
+		printf 'guest\tFAIL\t\tstress-guest.sh did not finish (last line: %s)\n' "$(last_line "$R/console.log")" >> "$R/results.tsv"
 	grep -q $'\tFAIL\t' "$R/results.tsv" && status=FAIL
 	local ops
 	ops=$(cat "$R"/*.log 2> /dev/null | sed -n 's/^kvmng-stress [a-z]*: \([0-9]*\) operations.*/\1/p' | awk '{s += $1} END {print s + 0}')

@@ -31,6 +31,9 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
+prog=vm-test
+# shellcheck source=kernel-patch/vm-test/lib.sh
+. "$here/lib.sh"
 full=0
 if [ "${1:-}" = --full ]; then
 	full=1
@@ -63,55 +66,20 @@ else
 fi
 list_src=${VMTEST_LIST:-$here/selftests.list}
 
-die() { echo "vm-test: error: $*" >&2; exit 2; }
-fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
-
-for c in qemu-system-x86_64 busybox jq cpio gzip; do
-	command -v $c > /dev/null || die "$c is missing (apt-get install qemu-system-x86 busybox-static jq cpio)"
-done
-busybox=$(command -v busybox)
-! ldd "$busybox" > /dev/null 2>&1 ||
-	die "$busybox is not statically linked (apt-get install busybox-static)"
-
-# The kernel cache entry of a variant (VMTEST_KDIR_y / VMTEST_KDIR_m: another
-# directory of the same layout).
-kdir() {
-	local o=VMTEST_KDIR_$1
-	if [ -n "${!o:-}" ]; then echo "${!o}"; else "$repo/kernel-patch/scripts/kernel.sh" --dir "$1"; fi
-}
+need_tools qemu-system-x86_64 jq cpio gzip
+# The kernel of a variant (VMTEST_KDIR_y / VMTEST_KDIR_m: another directory
+# of the same layout).
+kdir() { kernel_dir "VMTEST_KDIR_$1" "$1"; }
 ydir=$(kdir y)
-[ -f "$ydir/.complete" ] || die "no built y kernel for the current series ($ydir): run make kernel"
-for v in "${variants[@]}"; do
-	d=$(kdir "$v")
-	[ -f "$d/.complete" ] || die "no built $v kernel for the current series ($d): run make kernel"
-done
+need_kernels VMTEST_KDIR_ "make kernel" y "${variants[@]}"
 
-# ---- stage: copies, so that concurrent builds cannot change them mid-run ---
-mkdir -p "$W"
-rm -rf "$W/stage"
-mkdir -p "$W/stage"
-for f in target/release/kvmng target/release/kvmng-compat target/release/libkvmshim.so build/conformance/conformance; do
-	[ -f "$repo/$f" ] || die "$f is missing (cargo build --release -p kvmshim -p kvmng-cli -p kvmng-compat; make conformance)"
-	cp "$repo/$f" "$W/stage/"
-done
-cp "${VMTEST_GUEST:-$here/guest.sh}" "$W/stage/guest.sh"
+# ---- stage -----------------------------------------------------------------
+stage "$W" "${VMTEST_GUEST:-$here/guest.sh}" \
+	"cargo build --release -p kvmshim -p kvmng-cli -p kvmng-compat; make conformance" \
+	target/release/kvmng target/release/kvmng-compat target/release/libkvmshim.so build/conformance/conformance
 cp "$list_src" "$W/stage/selftests.list"
 cp "$repo/compat-tests/selftests/notes.list" "$W/stage/" 2> /dev/null || : > "$W/stage/notes.list"
-chmod +x "$W/stage/guest.sh"
-
-# initramfs DIR INIT: busybox + INIT as /init, gzip'd newc cpio on stdout.
-initramfs() {
-	local d=$1
-	rm -rf "$d"
-	mkdir -p "$d/bin" "$d/proc" "$d/sys" "$d/dev" "$d/host" "$d/tmp"
-	cp "$busybox" "$d/bin/busybox"
-	cp "$2" "$d/init"
-	chmod +x "$d/init"
-	(cd "$d" && find . | cpio -o -H newc 2> /dev/null | gzip -1)
-	rm -rf "$d"
-}
 initramfs "$W/stage/nested.d" "$here/nested-init" > "$W/stage/nested-initramfs.gz"
-initramfs "$W/stage/init.d" "$here/init" > "$W/stage/initramfs.gz"
 
 # ---- one variant -----------------------------------------------------------
 table() { # results.tsv
@@ -130,17 +98,8 @@ run_variant() {
 	rm -rf "$R"
 	mkdir -p "$R"
 	echo "==> vm-test $v: $(cat "$kd/kernelrelease") from $kd (console: $R/console.log)"
-	set +e
-	timeout "$boot_timeout" qemu-system-x86_64 -accel "$accel" -cpu max -m "$mem" -smp "$smp" \
-		-kernel "$kd/bzImage" -initrd "$W/stage/initramfs.gz" \
-		-nographic -no-reboot -nodefaults -serial stdio \
-		-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
-		-virtfs "local,path=$W,mount_tag=out,security_model=none" \
-		-append "console=ttyS0 panic=-1 loglevel=4 kvmng_out=$W kvmng_args=$v,$R,$kd,$ydir,$list,$st_timeout" \
-		< /dev/null 2>&1 | sed -u 's/\r//g' | tee "$R/console.log" |
-		sed -u -n 's/^VMTEST: /  | /p'
-	rc=${PIPESTATUS[0]}
-	set -e
+	boot_guest "$boot_timeout" "$R/console.log" "$W" "$kd" "$v,$R,$kd,$ydir,$list,$st_timeout" \
+		-accel "$accel" -cpu max -m "$mem" -smp "$smp" || rc=$?
 	local secs=$((SECONDS - t0)) status=PASS
 	[ -f "$R/results.tsv" ] || : > "$R/results.tsv"
 	# The guest kernel's own complaints (oops, panic, BUG, WARNING) fail the
@@ -161,7 +120,7 @@ run_variant() {
 	if ! grep -q '^VMTEST: done' "$R/console.log"; then
 		echo "  !! guest.sh did not finish; last console lines:" >&2
 		tail -15 "$R/console.log" | sed 's/^/  | /' >&2
-		printf 'guest.sh\tFAIL\t\tdid not finish (last console line: %s)\n' "$(grep -a -v '^\s*$' "$R/console.log" | tail -1 | cut -c1-100)" >> "$R/results.tsv"
+		printf 'guest.sh\tFAIL\t\tdid not finish (last console line: %s)\n' "$(last_line "$R/console.log")" >> "$R/results.tsv"
 	fi
 	if grep -q $'\tFAIL\t' "$R/results.tsv"; then status=FAIL; fi
 	echo

@@ -1,0 +1,169 @@
+# shellcheck shell=bash
+# lib.sh: what the VM scripts share. Sourced on the host by vm-test.sh,
+# bench.sh and stress.sh (the caller sets prog, its name in messages, here,
+# this directory, and repo, the repository), and in the guest, from
+# stage/lib.sh, by guest.sh, bench-guest.sh and stress-guest.sh. Functions
+# only: sourcing it runs nothing.
+#
+# How a run goes:
+#  - the host stages into W/stage (stage): copies of what the guest runs,
+#    the guest script as guest.sh, this file as lib.sh, and initramfs.gz
+#    (busybox and ./init);
+#  - boot_guest boots a kernel under QEMU with the host root read-only over
+#    9p (tag host) and W read-write over its own path (tag out); ./init
+#    mounts both and runs W/stage/guest.sh in a chroot of the host root with
+#    the arguments of the kernel command line (kvmng_args, comma-separated),
+#    so every path is the same in the guest as on the host;
+#  - the guest speaks to the host in console lines "VMTEST: ...", which
+#    boot_guest echoes as "  | ..."; the whole console goes to a log.
+
+# ---- host side ------------------------------------------------------------
+
+die() { echo "$prog: error: $*" >&2; exit 2; }
+fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+# need_tools COMMAND...: each is installed, and busybox is, statically
+# linked (it is the guest's /init, without the host's libraries); sets
+# busybox.
+need_tools() {
+	local c
+	for c in "$@" busybox; do
+		command -v "$c" > /dev/null ||
+			die "$c is missing (apt-get install qemu-system-x86 busybox-static jq cpio)"
+	done
+	busybox=$(command -v busybox)
+	! ldd "$busybox" > /dev/null 2>&1 ||
+		die "$busybox is not statically linked (apt-get install busybox-static)"
+}
+
+# kernel_dir VAR VARIANT: the kernel directory of VARIANT: the value of
+# the environment variable VAR when set (another directory of the same
+# layout), else kernel.sh's cache entry for the current series.
+kernel_dir() {
+	if [ -n "${!1:-}" ]; then echo "${!1}"; else "$repo/kernel-patch/scripts/kernel.sh" --dir "$2"; fi
+}
+
+# need_kernels PREFIX HINT VARIANT...: each VARIANT's kernel
+# (kernel_dir PREFIX$VARIANT VARIANT) is built, or die saying "run HINT".
+need_kernels() {
+	local prefix=$1 hint=$2 v d
+	shift 2
+	for v in "$@"; do
+		d=$(kernel_dir "$prefix$v" "$v")
+		[ -f "$d/.complete" ] || die "no built $v kernel for the current series ($d): run $hint"
+	done
+}
+
+# initramfs DIR INIT: busybox (need_tools) and INIT as /init, built in DIR,
+# as a gzip'd newc cpio on stdout.
+initramfs() {
+	local d=$1
+	rm -rf "$d"
+	mkdir -p "$d/bin" "$d/proc" "$d/sys" "$d/dev" "$d/host" "$d/tmp"
+	cp "$busybox" "$d/bin/busybox"
+	cp "$2" "$d/init"
+	chmod +x "$d/init"
+	(cd "$d" && find . | cpio -o -H newc 2> /dev/null | gzip -1)
+	rm -rf "$d"
+}
+
+# stage W GUEST HINT FILE...: a fresh W/stage, with copies (so that
+# concurrent builds cannot change them mid-run) of the repository's FILEs
+# (one missing: die saying how to build it, HINT), of the script GUEST as
+# guest.sh and of this file as lib.sh, and initramfs.gz with ./init.
+stage() {
+	local W=$1 guest=$2 hint=$3 f
+	shift 3
+	mkdir -p "$W"
+	rm -rf "$W/stage"
+	mkdir -p "$W/stage"
+	for f in "$@"; do
+		[ -f "$repo/$f" ] || die "$f is missing ($hint)"
+		cp "$repo/$f" "$W/stage/"
+	done
+	cp "$guest" "$W/stage/guest.sh"
+	chmod +x "$W/stage/guest.sh"
+	cp "$here/lib.sh" "$W/stage/lib.sh"
+	initramfs "$W/stage/init.d" "$here/init" > "$W/stage/initramfs.gz"
+}
+
+# boot_guest TIMEOUT LOG W KDIR ARGS QEMU-OPTION... [-- KERNEL-PARAMETER...]
+# Boots KDIR/bzImage with W/stage/initramfs.gz (stage) under
+# qemu-system-x86_64 QEMU-OPTION... (accelerator, CPU, memory, CPUs), the
+# host root and W shared over 9p, for at most TIMEOUT seconds; the guest
+# script gets ARGS (comma-separated). The console goes to LOG, its
+# "VMTEST: " lines to stdout. Sets qemu_cmd (the command as run); returns
+# QEMU's exit status (124: timeout).
+boot_guest() {
+	local - timeout_s=$1 log=$2 W=$3 kd=$4 args=$5 opts=() params
+	shift 5
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do
+		opts+=("$1")
+		shift
+	done
+	[ $# -gt 0 ] && shift
+	params="console=ttyS0 panic=-1 loglevel=4 ${*}${*:+ }kvmng_out=$W kvmng_args=$args"
+	qemu_cmd=(qemu-system-x86_64 "${opts[@]}" -kernel "$kd/bzImage" -initrd "$W/stage/initramfs.gz"
+		-nographic -no-reboot -nodefaults -serial stdio
+		-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap
+		-virtfs "local,path=$W,mount_tag=out,security_model=none"
+		-append "$params")
+	set +e
+	timeout "$timeout_s" "${qemu_cmd[@]}" < /dev/null 2>&1 | sed -u 's/\r//g' | tee "$log" |
+		sed -u -n 's/^VMTEST: /  | /p'
+	return "${PIPESTATUS[0]}"
+}
+
+# last_line LOG: the last non-blank line of a console log, cut short.
+last_line() { grep -a -v '^\s*$' "$1" | tail -1 | cut -c1-100; }
+
+# ---- guest side (sourced from stage/lib.sh inside the guest) --------------
+
+# guest_env: a clean environment: nothing of the host's shell (the chroot
+# inherits /init's), no kvmng knob.
+guest_env() {
+	export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+	export HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8
+	unset LD_PRELOAD KVMNG_MODE KVMNG_STATS KVMNG_TRACE KVMNG_BACKEND KVMNG_SHIM
+}
+
+# guest_start VARIANT RUNDIR KERNELDIR: guest_env; sets rel (the kernel
+# release), res (RUNDIR/results.tsv, emptied) and failed (0); says on the
+# console what it runs on.
+guest_start() {
+	guest_env
+	rel=$(cat "$3/kernelrelease")
+	res=$2/results.tsv
+	: > "$res"
+	failed=0
+	echo "VMTEST: variant $1, kernel $rel, $(nproc) CPUs, $(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo) MiB"
+}
+
+now() { date +%s%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }'; }
+record() { # name status seconds detail: a row of results.tsv, and the console
+	printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" >> "$res"
+	echo "VMTEST: $1 $2 $3s $4"
+	[ "$2" = FAIL ] && failed=$((failed + 1))
+	return 0
+}
+note() { echo "VMTEST: ... $*"; }
+
+# One VM kept open for the whole run: KVM flips the scheduler's
+# preempt-notifier static key when the number of VMs goes 0 -> 1 and
+# 1 -> 0, and under multi-threaded TCG such a text_poke now and then ends in
+# "Oops: int3" (a stale translation; see vm-test.sh). With this VM alive it
+# flips once per boot, not at every VM the tests create and destroy (and a
+# benchmark's vm-create measures creating a VM, not that text patching).
+keeper=
+keeper_start() { # its output: $R/keeper.log
+	perl -e 'open(my $k, "+<", "/dev/kvm") or die "/dev/kvm: $!\n";
+		my $fd = syscall(16, fileno($k), 0xAE01, 0);
+		die "KVM_CREATE_VM: $!\n" if $fd < 0;
+		$| = 1; print "keeper VM fd $fd\n"; sleep 86400;' > "$R/keeper.log" 2>&1 &
+	keeper=$!
+}
+keeper_stop() {
+	[ -n "$keeper" ] && kill "$keeper" 2> /dev/null && wait "$keeper" 2> /dev/null
+	keeper=
+}
