@@ -248,6 +248,17 @@ bench: deps linux-source
 vm-bench: deps
 	$(CARGO) build -q --release -p kvmshim -p kvmng-cli
 	@kernel-patch/vm-test/bench.sh --out docs/bench/vm-bench.json
+	@$(MAKE) --no-print-directory bench-doc
+
+# docs/bench.md and its charts again from the stored results (host:
+# docs/bench/bench.json, ab.json; guest: vm-bench.json), measuring nothing.
+.PHONY: bench-doc
+bench-doc:
+	$(CARGO) build -q --release -p kvmng-cli
+	./target/release/kvmng bench --from-json docs/bench/bench.json --svg-dir docs/bench --markdown docs/bench.md \
+	  $$([ -f docs/bench/ab.json ] && echo --ab-json docs/bench/ab.json) \
+	  $$([ -f docs/bench/vm-bench.json ] && echo --vm-bench-json docs/bench/vm-bench.json) > /dev/null
+	@echo "==> docs/bench.md written from docs/bench/{bench,ab,vm-bench}.json"
 
 # ---- The kernel and the tests inside it (issue 5) ----
 # `make kernel`: checks the series (each patch applies in order with git am

@@ -173,6 +173,55 @@ fn every_op_on_every_path_here() {
     assert!(text.contains("](svg/ratios.svg)"), "{text}");
     assert!(svg.join("ratios.svg").exists());
     assert!(text.contains("## Instruction counts on the patched kernel"));
+
+    // The same document again from the JSON alone, measuring nothing
+    // (the charts rewritten where they were).
+    let again = dir.join("again.md");
+    let out = support::kvmng()
+        .arg("bench")
+        .arg("--from-json")
+        .arg(&json)
+        .arg("--markdown")
+        .arg(&again)
+        .arg("--svg-dir")
+        .arg(&svg)
+        .output()
+        .expect("run kvmng bench --from-json");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), text);
+}
+
+#[test]
+fn from_json_refuses_a_file_that_is_not_a_bench_report() {
+    let dir = support::scratch("from-json");
+    let bogus = dir.join("bogus.json");
+    std::fs::write(&bogus, "{\"runs\": []}").unwrap();
+    let out = support::kvmng()
+        .arg("bench")
+        .arg("--from-json")
+        .arg(&bogus)
+        .output()
+        .expect("run kvmng bench --from-json");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("is not a `kvmng bench --json` file"),
+        "{stderr}"
+    );
+    let out = support::kvmng()
+        .args(["bench", "--from-json", "/nonexistent/bench.json"])
+        .output()
+        .expect("run kvmng bench --from-json");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/bench.json"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -99,6 +99,12 @@ pub struct BenchArgs {
     /// markdown document.
     #[arg(long, value_name = "F")]
     pub vm_bench_json: Option<PathBuf>,
+    /// Measure nothing: read the results of an earlier run from this
+    /// `--json` file and write the outputs asked for (text, --markdown,
+    /// --svg-dir) from them, e.g. to put a new `make vm-bench` file into
+    /// docs/bench.md without timing the host again.
+    #[arg(long, value_name = "F", conflicts_with_all = ["ops", "paths", "iters", "rounds", "instructions"])]
+    pub from_json: Option<PathBuf>,
 }
 
 /// Which paths can run here, and why not the others.
@@ -431,6 +437,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         print!("{}", icount::render(&vm));
         return Ok(());
     }
+    if let Some(f) = &args.from_json {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        let report: BenchReport = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a `kvmng bench --json` file; write one with kvmng bench --json F",
+                f.display()
+            )
+        })?;
+        return write_outputs(args, &report);
+    }
     if args.iters == 0 || args.rounds == 0 {
         bail!("--iters and --rounds must be at least 1");
     }
@@ -567,13 +584,18 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         ops: results,
         mmio_delivery,
     };
-    print!("{}", report::render_text(&report));
+    write_outputs(args, &report)
+}
+
+/// The text table on stdout, then the files the options ask for.
+fn write_outputs(args: &BenchArgs, report: &BenchReport) -> anyhow::Result<()> {
+    print!("{}", report::render_text(report));
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+        std::fs::write(path, serde_json::to_string_pretty(report)? + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(dir) = &args.svg_dir {
-        svg::write_all(&report, dir)?;
+        svg::write_all(report, dir)?;
         if let Some(f) = &args.vm_bench_json {
             let vm = icount::VmBench::read(f)?;
             svg::ratio_chart(&vm.runs[0], &dir.join(icount::RATIO_CHART))?;
@@ -598,7 +620,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             .map(icount::VmBench::read)
             .transpose()?;
         let svg_link = args.svg_dir.as_deref().map(|d| link_from(path, d));
-        let text = doc::render_document(&report, ab.as_ref(), svg_link.as_deref(), vm.as_ref());
+        let text = doc::render_document(report, ab.as_ref(), svg_link.as_deref(), vm.as_ref());
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
