@@ -378,10 +378,12 @@ fn breakdown(vm: &VmBench) -> String {
             if k == 1.0 {
                 format!(
                     "For one entry the batch's own work B ({}) is {} the dispatch D ({}) it \
-                     replaces, so that remainder decides. ",
+                     replaces. ",
                     fmt_insns(batch_fixed),
-                    if batch_fixed > dispatch {
+                    if batch_fixed > 1.2 * dispatch {
                         "more than"
+                    } else if batch_fixed < 0.8 * dispatch {
+                        "less than"
                     } else {
                         "about as much as"
                     },
