@@ -22,7 +22,10 @@
 # target builds them). Environment: STRESS_SECONDS (per kvmng-stress run,
 # default 120), STRESS_MEM (4G), STRESS_SMP (2), STRESS_TIMEOUT (per boot,
 # default 2400 s), STRESS_KDIR_debug, STRESS_KDIR_m (a kernel directory of
-# the same layout instead of kernel.sh's cache entry for the current series).
+# the same layout instead of kernel.sh's cache entry for the current series),
+# STRESS_ACCEL (QEMU's -accel for every variant, e.g. tcg,thread=single to
+# rule multi-threaded TCG out of a failure; default tcg, and
+# tcg,thread=single for m).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -59,6 +62,7 @@ run_variant() {
 	# the stale-translation int3 of multi-threaded TCG (vm-test.sh).
 	accel=tcg
 	[ "$v" = m ] && accel=tcg,thread=single
+	accel=${STRESS_ACCEL:-$accel}
 	echo "==> vm-stress $v: $(cat "$kd/kernelrelease") from $kd, $secs s per run (console: $R/console.log)"
 	rc=0
 	boot_guest "$boot_timeout" "$R/console.log" "$W" "$kd" "$v,$R,$kd,$secs" \
