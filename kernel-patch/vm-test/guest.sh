@@ -117,11 +117,16 @@ qemu_nested() { # NAME CPU
 	local t0 rc
 	rm -f "$R/$1-stats.jsonl"
 	t0=$(now)
+	# Each console line gets the seconds since the start, outside the nested
+	# guest: a nested Linux whose clock stalls (docs/kernel.md, Gaps) prints
+	# its own uptime, not where the wall-clock time went.
 	timeout 600 "$S/kvmng" exec --mode syscall --stats "$R/$1-stats.jsonl" -- \
 		qemu-system-x86_64 -accel kvm -cpu "$2" -m 256 -smp 1 -nodefaults -no-reboot \
 		-display none -serial stdio -kernel "$K/bzImage" -initrd "$S/nested-initramfs.gz" \
-		-append "console=ttyS0 panic=-1 loglevel=4" < /dev/null > "$R/$1.log" 2>&1
-	rc=$?
+		-append "console=ttyS0 panic=-1 loglevel=4" < /dev/null 2>&1 |
+		perl -ne 'BEGIN { $| = 1; $t0 = time } printf "%4d %s", time - $t0, $_' \
+			> "$R/$1.log"
+	rc=${PIPESTATUS[0]}
 	local ok
 	ok=$(grep -m1 -a 'kvmng-nested-ok' "$R/$1.log" | tr -d '\r')
 	if [ -n "$ok" ]; then
