@@ -13,8 +13,8 @@ use kvm_bindings::{
     kvm_irq_level, kvm_userspace_memory_region, kvm_userspace_memory_region2, KVM_CAP_XSAVE2,
     KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
 };
-use kvmng::backend::legacy::{fdkind, memmap, usermem};
-use kvmng::{Backend, Errno, SysResult};
+use kvmng::backend::legacy::{fdkind, memmap, sigmask, usermem};
+use kvmng::{Backend, BackendKind, Errno, SysResult};
 use kvmng_abi::ioctls::{self, FdClass, NewApiForm, KVM_IOCTLS};
 use kvmng_abi::*;
 
@@ -60,6 +60,13 @@ pub unsafe fn carry_out(
             }
             // SAFETY: forwarded.
             unsafe { vm(form, cmd, arg, entry, backend) }
+        }
+        (_, FdClass::Vcpu)
+            if cmd == ioctls::KVM_SET_SIGNAL_MASK && backend.kind() == BackendKind::Legacy =>
+        {
+            // Whoever issues it, bound or not: the emulation's kick must
+            // get through the mask KVM applies in KVM_RUN (api.md 6).
+            Ok(sigmask::set_on_fd(fd, arg))
         }
         (_, FdClass::Vcpu) => {
             binding::acquire(fd, entry, form == NewApiForm::Run, backend)?;

@@ -70,6 +70,10 @@ static VM_FD: AtomicI32 = AtomicI32::new(-1);
 /// Private duplicate of a /dev/kvm fd (for system-scope control), or -1.
 static KVM_FD: AtomicI32 = AtomicI32::new(-1);
 
+/// The process the bindings belong to: a child made by a raw fork (no
+/// fork handlers ran) sees another pid, and has no bindings.
+static OWNER_PID: AtomicI32 = AtomicI32::new(0);
+
 /// Serializes changes of bindings (never taken on run or state paths).
 static CHANGE_LOCK: AtomicBool = AtomicBool::new(false);
 
@@ -113,6 +117,7 @@ pub fn init() {
         // SAFETY: registers a child handler that never unwinds.
         let r = unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
         assert_eq!(r, 0, "pthread_atfork failed: {r}");
+        OWNER_PID.store(crate::sys::getpid(), SeqCst);
     });
 }
 
@@ -158,6 +163,46 @@ pub fn set_vm(private_fd: i32) -> Result<(), Errno> {
         .compare_exchange(-1, private_fd, SeqCst, SeqCst)
         .map(|_| ())
         .map_err(|_| Errno(libc::EEXIST))
+}
+
+/// True when private fd `fd` is no longer what the binding put there (the
+/// program closed it, and the number may have gone to another file): a
+/// VM fd (`want_vm`) or a vCPU fd. Asked only after a call on it failed,
+/// and before `kvmng_create_vm` answers `EEXIST`.
+fn lost(fd: i32, want_vm: bool) -> bool {
+    use super::fdkind::{classify, FdKind};
+    !matches!(
+        (classify(fd), want_vm),
+        (Ok(FdKind::Vm), true) | (Ok(FdKind::Vcpu(_)), false)
+    )
+}
+
+/// The VM binding's private fd was closed by the program (api.md section
+/// 6, "EBADF vs. fd numbers"): the binding is gone. Forgets it without
+/// closing the number (it is not ours any more). Returns whether it was
+/// lost.
+pub fn vm_binding_lost() -> bool {
+    let fd = VM_FD.load(SeqCst);
+    if fd < 0 || !lost(fd, true) {
+        return false;
+    }
+    VM_FD.compare_exchange(fd, -1, SeqCst, SeqCst).is_ok()
+}
+
+/// As [`vm_binding_lost`] for the calling thread's vCPU binding.
+pub fn vcpu_binding_lost() -> bool {
+    let Ok(slot) = current() else {
+        return false;
+    };
+    let fd = slot.fd.load(SeqCst);
+    if fd < 0 || !lost(fd, false) {
+        return false;
+    }
+    // The number is not ours: detach without closing it.
+    let _ = slot.fd.compare_exchange(fd, -1, SeqCst, SeqCst);
+    release(slot);
+    set_key(None);
+    true
 }
 
 /// Drops the VM binding (and its private fd). Returns whether one existed.
@@ -222,19 +267,46 @@ fn key() -> libc::pthread_key_t {
 }
 
 /// The calling thread's binding, or `ESRCH`.
+///
+/// The pthread key finds it without a search. A thread made with a raw
+/// `clone(CLONE_VM)` shares its parent's thread descriptor, and so its
+/// key: when the key does not lead to the caller's own slot, the slots are
+/// searched by tid (only then, and on the `ESRCH` path).
 pub fn current() -> Result<&'static ThreadBinding, Errno> {
     // SAFETY: reading a pthread key created in init(); for keys below
     // PTHREAD_KEY_2NDLEVEL_SIZE glibc reads an array inside the thread
     // descriptor: no lock, no allocation.
     let value = unsafe { libc::pthread_getspecific(key()) } as usize;
-    if value == 0 {
-        return Err(Errno(libc::ESRCH));
+    let me = gettid();
+    if let Some(slot) = value.checked_sub(1).and_then(|i| THREADS.get(i)) {
+        if slot.tid.load(SeqCst) == me {
+            return Ok(slot);
+        }
     }
-    let slot = &THREADS[value - 1];
-    if slot.tid.load(SeqCst) != gettid() {
-        return Err(Errno(libc::ESRCH));
+    THREADS[..high_water()]
+        .iter()
+        .find(|slot| slot.tid.load(SeqCst) == me)
+        .ok_or(Errno(libc::ESRCH))
+}
+
+/// Points the key at slot `index` (or at none), unless it leads to the
+/// live slot of another thread that shares this thread descriptor (a raw
+/// `clone(CLONE_VM)` child and its parent): that thread finds its slot
+/// through the key, the caller by search.
+fn set_key(index: Option<usize>) {
+    // SAFETY: as in `current`.
+    let value = unsafe { libc::pthread_getspecific(key()) } as usize;
+    let me = gettid();
+    if let Some(slot) = value.checked_sub(1).and_then(|i| THREADS.get(i)) {
+        let owner = slot.tid.load(SeqCst);
+        if owner != 0 && owner != me {
+            return;
+        }
     }
-    Ok(slot)
+    let new = index.map_or(0, |i| i + 1);
+    // SAFETY: setting this thread's value of our key; glibc stores it in
+    // the thread descriptor (keys < 32): no allocation.
+    unsafe { libc::pthread_setspecific(key(), new as *const libc::c_void) };
 }
 
 /// The calling thread's bound vCPU fd, or `ESRCH`.
@@ -278,9 +350,7 @@ pub fn set_current(private_fd: i32, vcpu_id: u32) -> Result<(), Errno> {
     };
     ioregion::install(&slot.io, run, private_fd, vcpu_id);
     slot.fd.store(private_fd, SeqCst);
-    // SAFETY: setting this thread's value of our key; glibc stores it in
-    // the thread descriptor (keys < 32): no allocation.
-    unsafe { libc::pthread_setspecific(key(), (index + 1) as *const libc::c_void) };
+    set_key(Some(index));
     Ok(())
 }
 
@@ -288,8 +358,7 @@ pub fn set_current(private_fd: i32, vcpu_id: u32) -> Result<(), Errno> {
 pub fn clear_current() {
     if let Ok(slot) = current() {
         release(slot);
-        // SAFETY: as in set_current.
-        unsafe { libc::pthread_setspecific(key(), core::ptr::null()) };
+        set_key(None);
     }
 }
 
@@ -311,9 +380,23 @@ extern "C" fn thread_exit(value: *mut libc::c_void) {
     release(&THREADS[index - 1]);
 }
 
+/// After a call on the bound VM failed with `EIO` (KVM's answer to a VM of
+/// another mm): true, with every binding dropped as in a fork child, when
+/// this is a child made by a raw fork, which ran no fork handler (api.md
+/// section 2: a child has no bound VM).
+pub fn forked_without_handlers() -> bool {
+    let owner = OWNER_PID.load(SeqCst);
+    if owner == 0 || owner == crate::sys::getpid() {
+        return false;
+    }
+    after_fork_in_child();
+    true
+}
+
 /// fork() child: a new mm, one thread, no bindings. The private fds were
 /// inherited and are closed here; the parent keeps its own.
 extern "C" fn after_fork_in_child() {
+    OWNER_PID.store(crate::sys::getpid(), SeqCst);
     // The lock may have been held by another parent thread at fork time:
     // in the child that thread does not exist, so the lock is reset.
     CHANGE_LOCK.store(false, SeqCst);

@@ -43,9 +43,12 @@ static GENERATION: AtomicU32 = AtomicU32::new(0);
 static SIGNAL_ONCE: Once = Once::new();
 static KICK_SIGNAL: AtomicU32 = AtomicU32::new(0);
 
-/// How long the updater lets a kicked thread leave KVM_RUN before it kicks
-/// it again.
+/// How long the updater first lets a kicked thread leave KVM_RUN before
+/// it kicks it again; the interval doubles up to [`KICK_INTERVAL_MAX_NS`],
+/// so that a vCPU that cannot be kicked (api.md section 6) does not fill
+/// the process's queue of real-time signals.
 const KICK_INTERVAL_NS: u64 = 100_000;
+const KICK_INTERVAL_MAX_NS: u64 = 50_000_000;
 
 /// The gate's generation (it moves at every closing): a wait that a signal
 /// interrupted while it moved may have been kicked, and goes on.
@@ -130,11 +133,15 @@ pub struct Closed(());
 impl Closed {
     /// Closes the gate and waits until no other thread is in KVM_RUN. The
     /// wait ends: every kick reaches KVM_RUN (see the module's text), and a
-    /// thread that no longer exists is not waited for.
+    /// thread that no longer exists is not waited for. The one exception is
+    /// a vCPU whose KVM signal mask the program set with the raw ioctl,
+    /// outside the library and the shim: it is waited for until it leaves
+    /// KVM_RUN by itself (api.md section 6).
     pub fn close() -> Closed {
         CLOSED.store(1, SeqCst);
         GENERATION.fetch_add(1, SeqCst);
         let me = sys::gettid();
+        let mut interval = KICK_INTERVAL_NS;
         loop {
             let mut waiting = false;
             for slot in THREADS.iter().take(super::binding::high_water()) {
@@ -151,7 +158,8 @@ impl Closed {
             if !waiting {
                 break;
             }
-            sys::sleep_ns(KICK_INTERVAL_NS);
+            sys::sleep_ns(interval);
+            interval = (interval * 2).min(KICK_INTERVAL_MAX_NS);
         }
         Closed(())
     }

@@ -543,6 +543,7 @@ fn remove(i: usize) {
 /// Drops every region: the VM binding of the mm changed (regions belong
 /// to the bound VM). vCPUs in the middle of a round trip finish it.
 pub fn forget_regions() {
+    forget_parked();
     if LIVE.load(SeqCst) == 0 {
         return;
     }
@@ -550,6 +551,20 @@ pub fn forget_regions() {
     for (i, e) in REGIONS.iter().enumerate() {
         if e.live.load(SeqCst) != 0 {
             remove(i);
+        }
+    }
+}
+
+/// Drops the parked vCPUs: their accesses were to regions of the VM that
+/// is no longer bound, which the emulation no longer serves, and their
+/// private fds must not keep that VM alive (api.md section 2). Such a
+/// vCPU's next run completes the access from `kvm_run`, as the KVM_RUN
+/// ioctl would.
+fn forget_parked() {
+    for p in PARKED.iter() {
+        let fd = p.fd.swap(-1, SeqCst);
+        if fd >= 0 {
+            let _ = close(fd);
         }
     }
 }
@@ -572,12 +587,7 @@ pub fn after_fork_in_child() {
         s.refs.store(0, SeqCst);
         s.reset();
     }
-    for p in PARKED.iter() {
-        let fd = p.fd.swap(-1, SeqCst);
-        if fd >= 0 {
-            let _ = close(fd);
-        }
-    }
+    forget_parked();
 }
 
 // --------------------------------------------------------------- run path

@@ -7,6 +7,7 @@ pub mod fdkind;
 pub mod gate;
 pub mod ioregion;
 pub mod memmap;
+pub mod sigmask;
 pub mod state;
 pub mod usermem;
 
@@ -85,42 +86,29 @@ fn note_slot_change(cmd: u64, arg: u64) {
     }
 }
 
-/// `struct kvm_signal_mask` with the one length KVM accepts on x86_64.
-#[derive(Clone, Copy, Default)]
-#[repr(C, packed)]
-struct SignalMask {
-    len: u32,
-    sigset: u64,
+/// A call on the bound VM failed: if the program has closed the binding's
+/// private fd, the binding is gone, and the answer is `EUNATCH`, as if it
+/// had never been (api.md section 6). Checked only on the errnos a closed
+/// or reused fd gives.
+fn vm_checked(r: SysResult) -> SysResult {
+    match r {
+        Err(Errno(libc::EBADF | libc::ENOTTY)) if binding::vm_binding_lost() => {
+            vm_binding_changed();
+            Err(Errno(libc::EUNATCH))
+        }
+        Err(Errno(libc::EIO)) if binding::forked_without_handlers() => Err(Errno(libc::EUNATCH)),
+        other => other,
+    }
 }
 
-/// `KVM_SET_SIGNAL_MASK` on the bound vCPU `fd`: KVM gets the program's
-/// mask with the kick signal let through, so that a multi-slot memory map
-/// can always hold the vCPU (see [`gate`]). An argument KVM would refuse
-/// (unreadable, a length other than 8) is passed on unchanged, so the
-/// errno is KVM's own.
-fn set_signal_mask(fd: i32, arg: u64, me: Option<&binding::ThreadBinding>) -> SysResult {
-    let program = (arg != 0)
-        .then(|| usermem::read_value::<SignalMask>(arg).ok())
-        .flatten()
-        .filter(|m| m.len == 8);
-    let result = match program {
-        Some(m) => {
-            let ours = SignalMask {
-                len: 8,
-                sigset: gate::kvm_mask_without_kick(m.sigset),
-            };
-            // SAFETY: the ioctl reads the mask from this frame.
-            unsafe { ioctl(fd, KVM_SET_SIGNAL_MASK, &ours as *const SignalMask as u64) }
+/// As [`vm_checked`] for the calling thread's vCPU binding: `ESRCH`.
+fn vcpu_checked(r: SysResult) -> SysResult {
+    match r {
+        Err(Errno(libc::EBADF | libc::ENOTTY)) if binding::vcpu_binding_lost() => {
+            Err(Errno(libc::ESRCH))
         }
-        // SAFETY: the program's argument, which KVM checks.
-        None => unsafe { ioctl(fd, KVM_SET_SIGNAL_MASK, arg) },
-    };
-    if let (Ok(_), Some(me)) = (result, me) {
-        // The mask KVM applies inside KVM_RUN applies to the I/O-region
-        // waits of the run loop too (api.md section 6): the program's own.
-        me.io.set_sigmask(program.map(|m| m.sigset));
+        other => other,
     }
-    result
 }
 
 /// The VM bound to the mm changed: what the emulation kept for the old one
@@ -146,8 +134,12 @@ impl Backend for Legacy {
         if open_flags as i32 & libc::O_ACCMODE != libc::O_RDWR {
             return Err(Errno(libc::EACCES));
         }
+        binding::forked_without_handlers();
         if binding::vm_fd().is_ok() {
-            return Err(Errno(libc::EEXIST));
+            if !binding::vm_binding_lost() {
+                return Err(Errno(libc::EEXIST));
+            }
+            vm_binding_changed();
         }
         // The private duplicate's fd first: with a full fd table nothing
         // is created (api.md section 6).
@@ -186,6 +178,10 @@ impl Backend for Legacy {
             return Ok(0);
         }
         check_bindable(vm_fd, true)?;
+        binding::forked_without_handlers();
+        if binding::vm_fd().is_ok() && binding::vm_binding_lost() {
+            vm_binding_changed();
+        }
         if let Ok(bound) = binding::vm_fd() {
             return if fdkind::same_file(bound, vm_fd) {
                 Ok(0)
@@ -213,13 +209,13 @@ impl Backend for Legacy {
         }
         if !bind {
             // SAFETY: KVM_CREATE_VCPU takes an integer argument.
-            return unsafe { ioctl(vm_fd, KVM_CREATE_VCPU, id) };
+            return vm_checked(unsafe { ioctl(vm_fd, KVM_CREATE_VCPU, id) });
         }
         // The private duplicate's fd first: KVM cannot destroy a vCPU, so
         // none may be created that the binding then fails to hold.
-        let reserved = binding::reserve_private(vm_fd)?;
+        let reserved = vm_checked(binding::reserve_private(vm_fd).map(i64::from))? as i32;
         // SAFETY: KVM_CREATE_VCPU takes an integer argument.
-        let vcpu_fd = match unsafe { ioctl(vm_fd, KVM_CREATE_VCPU, id) } {
+        let vcpu_fd = match vm_checked(unsafe { ioctl(vm_fd, KVM_CREATE_VCPU, id) }) {
             Ok(fd) => fd as i32,
             Err(e) => {
                 let _ = close(reserved);
@@ -267,7 +263,10 @@ impl Backend for Legacy {
             return Err(einval());
         }
         let me = binding::current()?;
-        gate::run(me, me.fd.load(core::sync::atomic::Ordering::SeqCst))
+        vcpu_checked(gate::run(
+            me,
+            me.fd.load(core::sync::atomic::Ordering::SeqCst),
+        ))
     }
 
     unsafe fn vcpu_state(
@@ -276,7 +275,7 @@ impl Backend for Legacy {
         count: u32,
         flags: u32,
     ) -> SysResult {
-        state::vcpu_state(entries as u64, count, flags)
+        vcpu_checked(state::vcpu_state(entries as u64, count, flags))
     }
 
     fn irq(&self, kind: u32, nr: u32, level: u32, flags: u32) -> SysResult {
@@ -291,7 +290,7 @@ impl Backend for Legacy {
                     level,
                 };
                 // SAFETY: the ioctl reads one kvm_irq_level from our stack.
-                unsafe { ioctl(vm_fd, KVM_IRQ_LINE, &line as *const _ as u64) }
+                vm_checked(unsafe { ioctl(vm_fd, KVM_IRQ_LINE, &line as *const _ as u64) })
             }
             KVMNG_IRQ_INTERRUPT => {
                 if level != 0 {
@@ -300,7 +299,7 @@ impl Backend for Legacy {
                 let fd = binding::current_vcpu_fd()?;
                 let interrupt = kvm_interrupt { irq: nr };
                 // SAFETY: the ioctl reads one kvm_interrupt from our stack.
-                unsafe { ioctl(fd, KVM_INTERRUPT, &interrupt as *const _ as u64) }
+                vcpu_checked(unsafe { ioctl(fd, KVM_INTERRUPT, &interrupt as *const _ as u64) })
             }
             KVMNG_IRQ_NMI | KVMNG_IRQ_SMI => {
                 if nr != 0 || level != 0 {
@@ -313,7 +312,7 @@ impl Backend for Legacy {
                     KVM_SMI
                 };
                 // SAFETY: KVM_NMI and KVM_SMI take no argument.
-                unsafe { ioctl(fd, cmd, 0) }
+                vcpu_checked(unsafe { ioctl(fd, cmd, 0) })
             }
             _ => Err(einval()),
         }
@@ -325,7 +324,7 @@ impl Backend for Legacy {
         count: u32,
         flags: u32,
     ) -> SysResult {
-        memmap::memory_map(regions as u64, count, flags)
+        vm_checked(memmap::memory_map(regions as u64, count, flags))
     }
 
     unsafe fn control(&self, scope: u32, cmd: u32, arg: u64, flags: u32) -> SysResult {
@@ -343,22 +342,27 @@ impl Backend for Legacy {
             KVMNG_SCOPE_VCPU => {
                 let me = binding::current()?;
                 if cmd == KVM_RUN {
-                    return gate::run(me, me.fd.load(core::sync::atomic::Ordering::SeqCst));
+                    let fd = me.fd.load(core::sync::atomic::Ordering::SeqCst);
+                    return vcpu_checked(gate::run(me, fd));
                 }
                 vcpu = Some(me);
                 me.fd.load(core::sync::atomic::Ordering::SeqCst)
             }
             _ => return Err(einval()),
         };
-        if vcpu.is_some() && cmd == KVM_SET_SIGNAL_MASK {
-            return set_signal_mask(fd, arg, vcpu);
+        if let (Some(me), KVM_SET_SIGNAL_MASK) = (vcpu, cmd) {
+            return vcpu_checked(sigmask::set(fd, arg, Some(me)));
         }
         // SAFETY: the caller vouches that `arg` is what `cmd` expects.
         let result = unsafe { ioctl(fd, cmd, arg) };
         if result.is_ok() && scope == KVMNG_SCOPE_VM {
             note_slot_change(cmd, arg);
         }
-        result
+        match scope {
+            KVMNG_SCOPE_VM => vm_checked(result),
+            KVMNG_SCOPE_VCPU => vcpu_checked(result),
+            _ => result,
+        }
     }
 
     unsafe fn ioregion(&self, op: u32, region: *const kvmng_ioregion, flags: u32) -> SysResult {
