@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * kvmng-smp's guest: 64-bit, one copy shared by every vCPU (layout.h has the
+ * memory layout; the host sets RSP to the vCPU's stack, RBX to its data
+ * area, the IDTR, the page tables and long mode).
+ *
+ * Start: TPR 0, LAPIC software-enabled (SVR 0x1FF), READY = 1.
+ * Loop:  cli; p = [SLOT_P]; q = [SLOT_Q]     (an unbacked read is an MMIO
+ *                                             exit the host answers with 0)
+ *        SEEN_P = p; SEEN_Q = q
+ *        each nonzero value below LAST (the largest seen) counts ORDER_ERR,
+ *        else becomes LAST: the host only ever shows growing generations,
+ *        so a smaller one is a stale mapping
+ *        LOOPS += 1; IDLE = 1; sti; hlt
+ * So between interrupts a vCPU sits in HLT inside KVM_RUN without exits,
+ * as idle SMP guests (and SeaBIOS's APs) do, and polls once after each
+ * interrupt (an interrupt that comes while it polls is taken at the
+ * sti; hlt, which then goes round again). IDLE = 1 with the state the
+ * host expects means the vCPU has nothing left to do but HLT: no exit
+ * comes between that store and the HLT.
+ * Interrupts: vectors 0x40 (KVM_IRQ_LINE through the IOAPIC), 0x41 (irqfd
+ * through the IOAPIC), 0x42 (KVM_SIGNAL_MSI), anything else from 0x20 up
+ * ("other"): IDLE = 0, count += 1 in the data area, OUT IRQ_PORT (8 bits) = the
+ * count's index (0, 1, 2, 8), EOI to the LAPIC, iretq. Vectors 0-31 (an
+ * exception) report OUT FAIL_PORT = 0xdead0000 and stop with interrupts
+ * off (the host reads RIP and the frame to say where).
+ *
+ * The code is position-independent with respect to its own labels (the
+ * host computes the handlers' addresses from their offsets) and uses
+ * absolute addresses only for the fixed areas of layout.h.
+ */
+#include "layout.h"
+
+	.section .rodata.smp_guest, "a"
+	.code64
+	.balign 16
+	.globl smp_guest_start, smp_guest_end
+	.globl smp_guest_irq_line, smp_guest_irqfd, smp_guest_msi
+	.globl smp_guest_other, smp_guest_fatal
+smp_guest_start:
+	cli
+	movl	$LAPIC_GPA, %edi
+	movl	$0, LAPIC_TPR(%rdi)
+	movl	$0x1ff, LAPIC_SVR(%rdi)
+	movq	$1, D_READY(%rbx)
+1:	cli
+	movq	SLOT_P_GPA, %rax
+	movq	SLOT_Q_GPA, %rcx
+	movq	%rax, D_SEEN_P(%rbx)
+	movq	%rcx, D_SEEN_Q(%rbx)
+	testq	%rax, %rax
+	jz	3f
+	cmpq	D_LAST(%rbx), %rax
+	jae	2f
+	incq	D_ORDER_ERR(%rbx)
+	jmp	3f
+2:	movq	%rax, D_LAST(%rbx)
+3:	testq	%rcx, %rcx
+	jz	5f
+	cmpq	D_LAST(%rbx), %rcx
+	jae	4f
+	incq	D_ORDER_ERR(%rbx)
+	jmp	5f
+4:	movq	%rcx, D_LAST(%rbx)
+5:	incq	D_LOOPS(%rbx)
+	movq	$1, D_IDLE(%rbx)
+	sti
+	hlt
+	jmp	1b
+
+smp_guest_irq_line:
+	pushq	%rax
+	movl	$D_IRQ_LINE, %eax
+	jmp	irq_common
+smp_guest_irqfd:
+	pushq	%rax
+	movl	$D_IRQFD, %eax
+	jmp	irq_common
+smp_guest_msi:
+	pushq	%rax
+	movl	$D_MSI, %eax
+	jmp	irq_common
+smp_guest_other:
+	pushq	%rax
+	movl	$D_OTHER, %eax
+irq_common:
+	pushq	%rdx
+	movq	$0, D_IDLE(%rbx)
+	incq	(%rbx,%rax)
+	shrl	$3, %eax
+	outb	%al, $IRQ_PORT
+	movl	$LAPIC_GPA, %edx
+	movl	$0, LAPIC_EOI(%rdx)
+	popq	%rdx
+	popq	%rax
+	iretq
+
+smp_guest_fatal:
+	movl	$0xdead0000, %eax
+	outl	%eax, $FAIL_PORT
+	cli
+7:	hlt
+	jmp	7b
+smp_guest_end:
+
+	.section .note.GNU-stack, "", @progbits
