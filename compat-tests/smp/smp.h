@@ -25,6 +25,12 @@
 #define GSI_LINE	16
 #define GSI_IRQFD	20
 
+/* A slot change taking STALL_S is a stall; a run allows STALLS_ALLOWED
+ * of them (load), and no change may take STALL_HARD_S (vm.c). */
+#define STALL_S		1.0
+#define STALLS_ALLOWED	2
+#define STALL_HARD_S	5.0
+
 /* How the vCPU threads let SIG_IPI reach KVM_RUN. */
 enum variant {
 	/* QEMU with KVM_CAP_IMMEDIATE_EXIT: the thread's own mask (all
@@ -72,6 +78,7 @@ struct vm {
 	int slot_ops;
 	uint64_t gen;
 	double slot_max_s, slot_sum_s;
+	int stalls;			/* changes that took STALL_S or more */
 	long irq_line_calls, irqfd_writes, msi_calls, msi_delivered;
 };
 
