@@ -29,8 +29,9 @@
  *   - every guest takes exactly R interrupts of each kind and no other
  *     vector, and reports each through port I/O (R exits per kind);
  *   - KVM_SIGNAL_MSI delivers every MSI to one vCPU;
- *   - every pause parks every vCPU (KVM_RUN answers EINTR), the state read
- *     while parked is sane, every resume runs it again;
+ *   - every pause parks every vCPU (KVM_RUN answers EINTR), the state its
+ *     thread reads while parked is sane, the main thread reads the same
+ *     registers on the vCPU's fd, every resume runs it again;
  *   - at most 2 slot changes take 1 s (load on this host makes one now
  *     and then: a third ends the run), none takes 5 s, no wait takes 10 s,
  *     the whole run ends within --timeout.
@@ -45,6 +46,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -115,7 +117,26 @@ static double pause_all(struct vm *v)
 		pthread_cond_timedwait(&v->cond, &v->lock, &ts);
 	}
 	pthread_mutex_unlock(&v->lock);
-	return now() - t0;
+	double dt = now() - t0;
+	/* A VMM's other threads look at parked vCPUs too (a monitor, a
+	 * migration): the same registers from here. */
+	for (int i = 0; i < v->nvcpus && !atomic_load(&aborted); i++) {
+		struct vcpu *c = &v->vcpu[i];
+		struct kvm_regs r;
+		if (ioctl(c->fd, KVM_GET_REGS, &r)) {
+			FAIL("vcpu %d parked: KVM_GET_REGS from the main thread: %s", i, strerror(errno));
+		} else if (r.rip != c->parked_regs.rip || r.rsp != c->parked_regs.rsp ||
+			   r.rbx != c->parked_regs.rbx || r.rflags != c->parked_regs.rflags) {
+			FAIL("vcpu %d parked: main thread reads rip %#llx rsp %#llx rflags %#llx, its thread read rip %#llx rsp %#llx rflags %#llx",
+			     i, (unsigned long long)r.rip, (unsigned long long)r.rsp,
+			     (unsigned long long)r.rflags, (unsigned long long)c->parked_regs.rip,
+			     (unsigned long long)c->parked_regs.rsp,
+			     (unsigned long long)c->parked_regs.rflags);
+		} else {
+			c->main_same++;
+		}
+	}
+	return dt;
 }
 
 static void resume_all(struct vm *v)
@@ -338,14 +359,15 @@ int main(int argc, char **argv)
 			     i, c->port_exits[0], c->port_exits[1], c->port_exits[2],
 			     c->port_exits[8], (unsigned long long)line, (unsigned long long)fd,
 			     (unsigned long long)msi, (unsigned long long)other);
-		if (c->paused != rounds || c->resumed != rounds || c->state_ok != rounds)
-			FAIL("vcpu %d: paused %ld resumed %ld state ok %ld bad %ld, want %d", i,
-			     c->paused, c->resumed, c->state_ok, c->state_bad, rounds);
+		if (c->paused != rounds || c->resumed != rounds || c->state_ok != rounds ||
+		    c->main_same != rounds)
+			FAIL("vcpu %d: paused %ld resumed %ld state ok %ld bad %ld, main thread agreed %ld, want %d",
+			     i, c->paused, c->resumed, c->state_ok, c->state_bad, c->main_same, rounds);
 		printf("vcpu %d: slot generations in order: %s; interrupts line %llu irqfd %llu msi %llu other %llu; "
-		       "port exits %ld; paused %ld resumed %ld, state sane %ld\n",
+		       "port exits %ld; paused %ld resumed %ld, state sane %ld, same from the main thread %ld\n",
 		       i, order ? "NO" : "yes", (unsigned long long)line, (unsigned long long)fd,
 		       (unsigned long long)msi, (unsigned long long)other, exits, c->paused,
-		       c->resumed, c->state_ok);
+		       c->resumed, c->state_ok, c->main_same);
 		mmio += c->mmio_exits;
 		eintr += c->eintr;
 		unasked += c->eintr_unasked;

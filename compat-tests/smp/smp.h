@@ -53,6 +53,8 @@ struct vcpu {
 	/* Counted by the vCPU thread (read by main after the join). */
 	long paused, resumed;
 	long state_ok, state_bad;
+	struct kvm_regs parked_regs;	/* read by the thread as it parks */
+	long main_same;			/* main thread's read agreed (main) */
 	long port_exits[9];		/* IRQ_PORT by the guest's index */
 	long mmio_exits, eintr, eintr_unasked;
 };

@@ -8,7 +8,10 @@
  * A pause request is a kick (immediate_exit = 1 and SIG_IPI, or SIG_IPI
  * alone): KVM_RUN answers EINTR, the thread reads its state as QEMU's
  * cpu_synchronize_state would, parks on the VM's condition variable and
- * goes on when the main thread resumes it.
+ * goes on when the main thread resumes it. While it is parked the main
+ * thread reads its registers too, on the same fd (under the shim a vCPU
+ * ioctl from a thread that does not hold the vCPU: a documented
+ * fallback), and must find what the vCPU's own thread read.
  */
 #include "smp.h"
 
@@ -117,6 +120,7 @@ static void check_state(struct vcpu *c)
 	if (ioctl(c->fd, KVM_GET_REGS, &r) || ioctl(c->fd, KVM_GET_SREGS, &s) ||
 	    ioctl(c->fd, KVM_GET_MP_STATE, &mp)) {
 		FAIL("vcpu %d: state while paused: %s", c->id, strerror(errno));
+		memset(&c->parked_regs, 0, sizeof(c->parked_regs));
 		c->state_bad++;
 		return;
 	}
@@ -127,9 +131,11 @@ static void check_state(struct vcpu *c)
 		FAIL("vcpu %d: paused with rip %#llx rsp %#llx rbx %#llx efer %#llx mp_state %u",
 		     c->id, (unsigned long long)r.rip, (unsigned long long)r.rsp,
 		     (unsigned long long)r.rbx, (unsigned long long)s.efer, mp.mp_state);
+		memset(&c->parked_regs, 0, sizeof(c->parked_regs));
 		c->state_bad++;
 		return;
 	}
+	c->parked_regs = r;
 	c->state_ok++;
 }
 
