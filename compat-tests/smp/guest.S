@@ -19,9 +19,11 @@
  * host expects means the vCPU has nothing left to do but HLT: no exit
  * comes between that store and the HLT.
  * Interrupts: vectors 0x40 (KVM_IRQ_LINE through the IOAPIC), 0x41 (irqfd
- * through the IOAPIC), 0x42 (KVM_SIGNAL_MSI), anything else from 0x20 up
- * ("other"): IDLE = 0, count += 1 in the data area, OUT IRQ_PORT (8 bits) = the
- * count's index (0, 1, 2, 8), EOI to the LAPIC, iretq. Vectors 0-31 (an
+ * through the IOAPIC), 0x42 (KVM_SIGNAL_MSI), 0x50-0x53 (irqfds on the MSI
+ * routes of KVM_SET_GSI_ROUTING, one vector per source), anything else
+ * from 0x20 up ("other"): IDLE = 0, count += 1 in the data area, OUT
+ * IRQ_PORT (8 bits) = the count's index (0, 1, 2, 12-15, 8), EOI to the
+ * LAPIC, iretq. Vectors 0-31 (an
  * exception) report OUT FAIL_PORT = 0xdead0000 and stop with interrupts
  * off (the host reads RIP and the frame to say where).
  *
@@ -35,7 +37,7 @@
 	.code64
 	.balign 16
 	.globl smp_guest_start, smp_guest_end
-	.globl smp_guest_irq_line, smp_guest_irqfd, smp_guest_msi
+	.globl smp_guest_irq_line, smp_guest_irqfd, smp_guest_msi, smp_guest_routed
 	.globl smp_guest_other, smp_guest_fatal
 smp_guest_start:
 	cli
@@ -80,6 +82,16 @@ smp_guest_msi:
 	pushq	%rax
 	movl	$D_MSI, %eax
 	jmp	irq_common
+	/* Four entry points 16 bytes apart: VEC_ROUTED + k at
+	 * smp_guest_routed + 16 * k. */
+	.balign 16
+smp_guest_routed:
+	.irp k, 0, 1, 2, 3
+	.balign 16
+	pushq	%rax
+	movl	$(D_ROUTED + 8 * \k), %eax
+	jmp	irq_common
+	.endr
 smp_guest_other:
 	pushq	%rax
 	movl	$D_OTHER, %eax

@@ -52,9 +52,11 @@
 #define D_OTHER		0x40	/* any other vector */
 #define D_READY		0x48	/* 1 once the LAPIC is enabled */
 #define D_IDLE		0x50	/* 1 from the end of a poll to the next interrupt */
+#define D_ROUTED	0x60	/* 4 qwords: vectors 0x50 + k taken (k < 4) */
 
 #define VEC_IRQ_LINE	0x40
 #define VEC_IRQFD	0x41
 #define VEC_MSI		0x42
+#define VEC_ROUTED	0x50	/* + k: the MSI route of vCPU k's irqfd */
 
 #endif

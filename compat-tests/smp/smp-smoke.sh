@@ -65,9 +65,10 @@ check_census() {
 		select(.mode == $m) | .commands[] |
 		select(.name == "KVM_RUN" or .name == "KVM_SET_USER_MEMORY_REGION" or
 		       .name == "KVM_IRQ_LINE" or .name == "KVM_SIGNAL_MSI" or
-		       .name == "KVM_IRQFD" or .name == "KVM_SET_IRQCHIP") |
+		       .name == "KVM_IRQFD" or .name == "KVM_SET_IRQCHIP" or
+		       .name == "KVM_SET_GSI_ROUTING") |
 		"\(.name) \(.count) \(.[$p])"' "$census" | sort)
-	for cmd in KVM_RUN KVM_SET_USER_MEMORY_REGION KVM_IRQ_LINE KVM_SIGNAL_MSI KVM_IRQFD KVM_SET_IRQCHIP; do
+	for cmd in KVM_RUN KVM_SET_USER_MEMORY_REGION KVM_IRQ_LINE KVM_SIGNAL_MSI KVM_IRQFD KVM_SET_IRQCHIP KVM_SET_GSI_ROUTING; do
 		local line count n
 		line=$(grep "^$cmd " <<<"$got")
 		count=$(cut -d' ' -f2 <<<"$line")

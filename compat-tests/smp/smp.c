@@ -18,7 +18,10 @@
  * interrupt (guest.S). Each round the main thread changes the slot,
  * pauses and resumes every vCPU the QEMU way, and injects one interrupt
  * of each kind into every vCPU (KVM_IRQ_LINE and an irqfd through the
- * IOAPIC, KVM_SIGNAL_MSI to the vCPU's LAPIC), in one of three orders, by
+ * IOAPIC, KVM_SIGNAL_MSI to the vCPU's LAPIC, and an irqfd on an MSI route
+ * of KVM_SET_GSI_ROUTING, the routes moved to the next vCPU each round as
+ * a guest changing its interrupts' affinity makes QEMU move them), in one
+ * of three orders, by
  * turns: the slot changed while the vCPUs are paused; changed while they
  * idle in KVM_RUN, then the pause; changed, then the interrupts and at
  * once the pause, which finds them busy with interrupts and exits. Then
@@ -27,7 +30,9 @@
  *   - every guest sees every slot state, and never an older generation
  *     after a newer one (the guest counts those);
  *   - every guest takes exactly R interrupts of each kind and no other
- *     vector, and reports each through port I/O (R exits per kind);
+ *     vector, and reports each through port I/O (R exits per kind); the
+ *     routed MSIs (one vector per source irqfd) come from each source in
+ *     its turn, so a route change that did not take is seen;
  *   - KVM_SIGNAL_MSI delivers every MSI to one vCPU;
  *   - every pause parks every vCPU (KVM_RUN answers EINTR), the state its
  *     thread reads while parked is sane, the main thread reads the same
@@ -147,6 +152,25 @@ static void resume_all(struct vm *v)
 	pthread_mutex_unlock(&v->lock);
 }
 
+/* The routed MSIs vCPU j has taken from vCPU k's irqfd after `rounds`
+ * rounds: in round r the route of source k points at vCPU (k + r) % n. */
+static uint64_t routed_want(int j, int k, int rounds, int n)
+{
+	uint64_t c = 0;
+
+	for (int r = 1; r <= rounds; r++)
+		c += (k + r) % n == j;
+	return c;
+}
+
+static int routed_ok(volatile uint64_t *d, int j, int rounds, int n)
+{
+	for (int k = 0; k < n; k++)
+		if (d[D_ROUTED / 8 + k] != routed_want(j, k, rounds, n))
+			return 0;
+	return 1;
+}
+
 /* Waits until every guest reads (p, q), has taken `n` interrupts of each
  * kind, and has polled since the last one: it then idles in HLT inside
  * KVM_RUN, where the next round's slot change finds it (in even rounds). */
@@ -160,7 +184,8 @@ static int wait_guests(struct vm *v, uint64_t p, uint64_t q, long n, int round)
 			volatile uint64_t *d = guest_data(v, i);
 			ok += d[D_SEEN_P / 8] == p && d[D_SEEN_Q / 8] == q &&
 			      d[D_IRQ_LINE / 8] == (uint64_t)n && d[D_IRQFD / 8] == (uint64_t)n &&
-			      d[D_MSI / 8] == (uint64_t)n && d[D_IDLE / 8] == 1;
+			      d[D_MSI / 8] == (uint64_t)n && routed_ok(d, i, n, v->nvcpus) &&
+			      d[D_IDLE / 8] == 1;
 		}
 		if (ok == v->nvcpus)
 			return 0;
@@ -170,12 +195,12 @@ static int wait_guests(struct vm *v, uint64_t p, uint64_t q, long n, int round)
 			for (int i = 0; i < v->nvcpus; i++) {
 				volatile uint64_t *d = guest_data(v, i);
 				FAIL("round %d, vcpu %d after %.0f s: reads P=%llu Q=%llu (want %llu %llu), "
-				     "interrupts line %llu irqfd %llu msi %llu (want %ld), polls %llu, idle %llu",
+				     "interrupts line %llu irqfd %llu msi %llu (want %ld), routed as they should %d, polls %llu, idle %llu",
 				     round, i, WAIT_LIMIT, (unsigned long long)d[D_SEEN_P / 8],
 				     (unsigned long long)d[D_SEEN_Q / 8], (unsigned long long)p,
 				     (unsigned long long)q, (unsigned long long)d[D_IRQ_LINE / 8],
 				     (unsigned long long)d[D_IRQFD / 8], (unsigned long long)d[D_MSI / 8],
-				     n, (unsigned long long)d[D_LOOPS / 8], (unsigned long long)d[D_IDLE / 8]);
+				     n, routed_ok(d, i, n, v->nvcpus), (unsigned long long)d[D_LOOPS / 8], (unsigned long long)d[D_IDLE / 8]);
 			}
 			atomic_store(&aborted, 1);
 			return -1;
@@ -292,6 +317,9 @@ int main(int argc, char **argv)
 		for (int r = 1; r <= rounds && !atomic_load(&aborted); r++) {
 			phase = "rounds";
 			double pt;
+			/* The MSI routes move to the next vCPU, while they run. */
+			if (set_routing(&v, r))
+				break;
 			/* The interrupts wake the guests: each polls the slot
 			 * after taking them. */
 			switch (r % 3) {
@@ -343,30 +371,45 @@ int main(int argc, char **argv)
 		struct vcpu *c = &v.vcpu[i];
 		volatile uint64_t *d = guest_data(&v, i);
 		uint64_t line = d[D_IRQ_LINE / 8], fd = d[D_IRQFD / 8], msi = d[D_MSI / 8];
+		uint64_t routed = 0;
+		char routes[64] = "";
+		for (int k = 0; k < v.nvcpus; k++) {
+			routed += d[D_ROUTED / 8 + k];
+			snprintf(routes + strlen(routes), sizeof(routes) - strlen(routes), "%s%llu",
+				 k ? "/" : "", (unsigned long long)d[D_ROUTED / 8 + k]);
+		}
 		uint64_t other = d[D_OTHER / 8], order = d[D_ORDER_ERR / 8];
 		long exits = c->port_exits[0] + c->port_exits[1] + c->port_exits[2] + c->port_exits[8];
+		long routed_exits = 0;
+		for (int k = 0; k < 4; k++)
+			routed_exits += c->port_exits[12 + k];
+		exits += routed_exits;
 
 		if (order)
 			FAIL("vcpu %d: %llu slot generations seen out of order", i,
 			     (unsigned long long)order);
-		if (line != (uint64_t)rounds || fd != (uint64_t)rounds || msi != (uint64_t)rounds || other)
-			FAIL("vcpu %d: interrupts line %llu irqfd %llu msi %llu other %llu, want %d each and 0 other",
+		if (line != (uint64_t)rounds || fd != (uint64_t)rounds || msi != (uint64_t)rounds ||
+		    !routed_ok(d, i, rounds, v.nvcpus) || other)
+			FAIL("vcpu %d: interrupts line %llu irqfd %llu msi %llu routed msi by source %s other %llu, want %d each, the routes' turns and 0 other",
 			     i, (unsigned long long)line, (unsigned long long)fd,
-			     (unsigned long long)msi, (unsigned long long)other, rounds);
+			     (unsigned long long)msi, routes, (unsigned long long)other, rounds);
 		if (c->port_exits[0] != (long)line || c->port_exits[1] != (long)fd ||
-		    c->port_exits[2] != (long)msi || c->port_exits[8] != (long)other)
-			FAIL("vcpu %d: port exits %ld/%ld/%ld/%ld, the guest counted %llu/%llu/%llu/%llu",
-			     i, c->port_exits[0], c->port_exits[1], c->port_exits[2],
+		    c->port_exits[2] != (long)msi || routed_exits != (long)routed ||
+		    c->port_exits[8] != (long)other)
+			FAIL("vcpu %d: port exits %ld/%ld/%ld/%ld/%ld, the guest counted %llu/%llu/%llu/%llu/%llu",
+			     i, c->port_exits[0], c->port_exits[1], c->port_exits[2], routed_exits,
 			     c->port_exits[8], (unsigned long long)line, (unsigned long long)fd,
-			     (unsigned long long)msi, (unsigned long long)other);
+			     (unsigned long long)msi, (unsigned long long)routed,
+			     (unsigned long long)other);
 		if (c->paused != rounds || c->resumed != rounds || c->state_ok != rounds ||
 		    c->main_same != rounds)
 			FAIL("vcpu %d: paused %ld resumed %ld state ok %ld bad %ld, main thread agreed %ld, want %d",
 			     i, c->paused, c->resumed, c->state_ok, c->state_bad, c->main_same, rounds);
-		printf("vcpu %d: slot generations in order: %s; interrupts line %llu irqfd %llu msi %llu other %llu; "
+		printf("vcpu %d: slot generations in order: %s; interrupts line %llu irqfd %llu msi %llu routed msi by source %s other %llu; "
 		       "port exits %ld; paused %ld resumed %ld, state sane %ld, same from the main thread %ld\n",
 		       i, order ? "NO" : "yes", (unsigned long long)line, (unsigned long long)fd,
-		       (unsigned long long)msi, (unsigned long long)other, exits, c->paused,
+		       (unsigned long long)msi, routes, (unsigned long long)other,
+		       exits, c->paused,
 		       c->resumed, c->state_ok, c->main_same);
 		mmio += c->mmio_exits;
 		eintr += c->eintr;
@@ -375,9 +418,10 @@ int main(int argc, char **argv)
 	if (v.msi_delivered != v.msi_calls)
 		FAIL("KVM_SIGNAL_MSI delivered %ld of %ld", v.msi_delivered, v.msi_calls);
 	printf("vm: %d slot changes (the first %d as the vCPU threads start); "
-	       "KVM_IRQ_LINE %ld, irqfd writes %ld, KVM_SIGNAL_MSI %ld delivered %ld\n",
+	       "KVM_IRQ_LINE %ld, irqfd writes %ld, KVM_SIGNAL_MSI %ld delivered %ld, "
+	       "KVM_SET_GSI_ROUTING %ld\n",
 	       v.slot_ops, WARMUP_OPS, v.irq_line_calls, v.irqfd_writes, v.msi_calls,
-	       v.msi_delivered);
+	       v.msi_delivered, v.routings);
 	vm_teardown(&v);
 
 	double wall = now() - t_start;

@@ -24,6 +24,8 @@
  * sees them): KVM_IRQ_LINE drives GSI_LINE + i, irqfd i is GSI_IRQFD + i. */
 #define GSI_LINE	16
 #define GSI_IRQFD	20
+/* MSI routes (KVM_SET_GSI_ROUTING), one irqfd each: GSI_MSI + i. */
+#define GSI_MSI		24
 
 /* A slot change taking STALL_S is a stall; a run allows STALLS_ALLOWED
  * of them (load), and no change may take STALL_HARD_S (vm.c). */
@@ -55,7 +57,7 @@ struct vcpu {
 	long state_ok, state_bad;
 	struct kvm_regs parked_regs;	/* read by the thread as it parks */
 	long main_same;			/* main thread's read agreed (main) */
-	long port_exits[9];		/* IRQ_PORT by the guest's index */
+	long port_exits[16];		/* IRQ_PORT by the guest's index */
 	long mmio_exits, eintr, eintr_unasked;
 };
 
@@ -67,6 +69,7 @@ struct vm {
 	uint8_t *low;			/* slot 0, [0, LOW_MEM) */
 	uint8_t *buf[2];		/* the data slot's two backings */
 	int irqfd[MAX_VCPUS];
+	int msi_irqfd[MAX_VCPUS];	/* on GSI_MSI + i, an MSI route */
 	struct vcpu vcpu[MAX_VCPUS];
 	uint64_t guest_size;
 	/* Pause protocol: main raises pause_gen and kicks; each vCPU thread
@@ -82,6 +85,7 @@ struct vm {
 	double slot_max_s, slot_sum_s;
 	int stalls;			/* changes that took STALL_S or more */
 	long irq_line_calls, irqfd_writes, msi_calls, msi_delivered;
+	long routings;			/* KVM_SET_GSI_ROUTING calls */
 };
 
 extern atomic_long failures;
@@ -104,6 +108,10 @@ void vm_teardown(struct vm *v);
 /* The next operation on the data slot; *p and *q are what the guest must
  * then read at SLOT_P_GPA and SLOT_Q_GPA. 0 or -1. */
 int slot_op(struct vm *v, uint64_t *p, uint64_t *q);
+/* Points MSI route GSI_MSI + i (vector VEC_ROUTED + i) at vCPU
+ * (i + shift) % nvcpus, as a guest moving its interrupts' affinity makes
+ * QEMU do. 0 or -1. */
+int set_routing(struct vm *v, int shift);
 /* One interrupt of each kind to every vCPU. */
 void inject(struct vm *v);
 volatile uint64_t *guest_data(struct vm *v, int i);
@@ -115,6 +123,7 @@ void vcpu_kick(struct vcpu *c);
 /* The guest (guest.S). */
 extern const uint8_t smp_guest_start[], smp_guest_end[];
 extern const uint8_t smp_guest_irq_line[], smp_guest_irqfd[], smp_guest_msi[];
+extern const uint8_t smp_guest_routed[];	/* + 16 * k: VEC_ROUTED + k */
 extern const uint8_t smp_guest_other[], smp_guest_fatal[];
 
 #endif

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * kvmng-smp, the VM side: the VM with its in-kernel irqchip and memory,
- * the IOAPIC and irqfd routes, the data slot's create/move/delete
- * sequence, and the interrupts the main thread injects. Every KVM call is
+ * the IOAPIC, the GSI routing and the irqfds, the data slot's
+ * create/move/delete sequence, and the interrupts the main thread
+ * injects. Every KVM call is
  * a plain ioctl(), as a VMM makes it.
  */
 #include "smp.h"
@@ -39,6 +40,8 @@ static void write_guest(struct vm *v)
 			h = smp_guest_irqfd;
 		else if (vec == VEC_MSI)
 			h = smp_guest_msi;
+		else if (vec >= VEC_ROUTED && vec < VEC_ROUTED + 4)
+			h = smp_guest_routed + 16 * (vec - VEC_ROUTED);
 		uint64_t off = LOAD_GPA + (uint64_t)(h - smp_guest_start);
 		uint64_t lo = (off & 0xffff) | (0x08ull << 16) | (0x8eull << 40) |
 			      ((off >> 16) & 0xffff) << 48;
@@ -125,13 +128,19 @@ int vm_setup(struct vm *v)
 		FAIL("slot 0: %s", strerror(errno));
 		return -1;
 	}
-	if (program_ioapic(v))
+	if (program_ioapic(v) || set_routing(v, 0))
 		return -1;
 	for (int i = 0; i < v->nvcpus; i++) {
 		v->irqfd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		struct kvm_irqfd irqfd = { .fd = v->irqfd[i], .gsi = GSI_IRQFD + i };
 		if (v->irqfd[i] < 0 || ioctl(v->fd, KVM_IRQFD, &irqfd)) {
 			FAIL("KVM_IRQFD gsi %d: %s", GSI_IRQFD + i, strerror(errno));
+			return -1;
+		}
+		v->msi_irqfd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		irqfd = (struct kvm_irqfd){ .fd = v->msi_irqfd[i], .gsi = GSI_MSI + i };
+		if (v->msi_irqfd[i] < 0 || ioctl(v->fd, KVM_IRQFD, &irqfd)) {
+			FAIL("KVM_IRQFD gsi %d (MSI route): %s", GSI_MSI + i, strerror(errno));
 			return -1;
 		}
 	}
@@ -147,6 +156,12 @@ void vm_teardown(struct vm *v)
 		if (ioctl(v->fd, KVM_IRQFD, &irqfd))
 			FAIL("KVM_IRQFD deassign gsi %d: %s", GSI_IRQFD + i, strerror(errno));
 		close(v->irqfd[i]);
+		irqfd = (struct kvm_irqfd){
+			.fd = v->msi_irqfd[i], .gsi = GSI_MSI + i, .flags = KVM_IRQFD_FLAG_DEASSIGN,
+		};
+		if (ioctl(v->fd, KVM_IRQFD, &irqfd))
+			FAIL("KVM_IRQFD deassign gsi %d: %s", GSI_MSI + i, strerror(errno));
+		close(v->msi_irqfd[i]);
 	}
 	for (int i = 0; i < v->nvcpus; i++) {
 		struct kvm_run *run = atomic_load(&v->vcpu[i].run);
@@ -223,6 +238,46 @@ int slot_op(struct vm *v, uint64_t *p, uint64_t *q)
 	return 0;
 }
 
+/*
+ * The whole table, as QEMU commits it: KVM's default routes of GSIs 0-23
+ * (the PIC for 0-15, the IOAPIC for 0-23), then the MSI routes.
+ */
+int set_routing(struct vm *v, int shift)
+{
+	struct {
+		struct kvm_irq_routing hdr;
+		struct kvm_irq_routing_entry e[16 + 24 + MAX_VCPUS];
+	} t;
+	unsigned n = 0;
+
+	memset(&t, 0, sizeof(t));
+	for (unsigned gsi = 0; gsi < 16; gsi++) {
+		t.e[n].gsi = gsi;
+		t.e[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+		t.e[n].u.irqchip.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE;
+		t.e[n++].u.irqchip.pin = gsi % 8;
+	}
+	for (unsigned gsi = 0; gsi < 24; gsi++) {
+		t.e[n].gsi = gsi;
+		t.e[n].type = KVM_IRQ_ROUTING_IRQCHIP;
+		t.e[n].u.irqchip.irqchip = KVM_IRQCHIP_IOAPIC;
+		t.e[n++].u.irqchip.pin = gsi;
+	}
+	for (int i = 0; i < v->nvcpus; i++) {
+		t.e[n].gsi = GSI_MSI + i;
+		t.e[n].type = KVM_IRQ_ROUTING_MSI;
+		t.e[n].u.msi.address_lo = LAPIC_GPA | ((uint32_t)((i + shift) % v->nvcpus) << 12);
+		t.e[n++].u.msi.data = VEC_ROUTED + i;
+	}
+	t.hdr.nr = n;
+	v->routings++;
+	if (ioctl(v->fd, KVM_SET_GSI_ROUTING, &t)) {
+		FAIL("KVM_SET_GSI_ROUTING (%u routes): %s", n, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 void inject(struct vm *v)
 {
 	for (int i = 0; i < v->nvcpus; i++) {
@@ -237,7 +292,9 @@ void inject(struct vm *v)
 		uint64_t one = 1;
 		if (write(v->irqfd[i], &one, 8) != 8)
 			FAIL("irqfd %d write: %s", i, strerror(errno));
-		v->irqfd_writes++;
+		if (write(v->msi_irqfd[i], &one, 8) != 8)
+			FAIL("MSI irqfd %d write: %s", i, strerror(errno));
+		v->irqfd_writes += 2;
 
 		struct kvm_msi msi = {
 			.address_lo = LAPIC_GPA | ((uint32_t)i << 12), .data = VEC_MSI,
