@@ -4,7 +4,13 @@
  * memory layout; the host sets RSP to the vCPU's stack, RBX to its data
  * area, the IDTR, the page tables and long mode).
  *
- * Start: TPR 0, LAPIC software-enabled (SVR 0x1FF), READY = 1.
+ * Start: TPR 0, LAPIC software-enabled (SVR 0x1FF); the BSP (vCPU 0, put
+ *        in long mode by the host) waits for GO (its POST, while the APs
+ *        sit in KVM_RUN waiting for their SIPI and the host remaps
+ *        memory), then starts the APs as SeaBIOS does: INIT, SIPI, SIPI
+ *        to all but itself; the APs come through the
+ *        trampoline below, which finds their stack and data area from
+ *        their APIC ID; READY = 1.
  * Loop:  cli; p = [SLOT_P]; q = [SLOT_Q]     (an unbacked read is an MMIO
  *                                             exit the host answers with 0)
  *        SEEN_P = p; SEEN_Q = q
@@ -44,7 +50,16 @@ smp_guest_start:
 	movl	$LAPIC_GPA, %edi
 	movl	$0, LAPIC_TPR(%rdi)
 	movl	$0x1ff, LAPIC_SVR(%rdi)
-	movq	$1, D_READY(%rbx)
+	cmpq	$DATA_GPA, %rbx
+	jne	0f
+8:	pause
+	cmpq	$0, GO_GPA
+	je	8b
+	movl	$0, LAPIC_ICR_HI(%rdi)
+	movl	$0x000C4500, LAPIC_ICR_LO(%rdi)			/* INIT, all but self */
+	movl	$(0x000C4600 | SIPI_VECTOR), LAPIC_ICR_LO(%rdi)	/* SIPI */
+	movl	$(0x000C4600 | SIPI_VECTOR), LAPIC_ICR_LO(%rdi)	/* SIPI again */
+0:	movq	$1, D_READY(%rbx)
 1:	cli
 	movq	SLOT_P_GPA, %rax
 	movq	SLOT_Q_GPA, %rcx
@@ -114,5 +129,59 @@ smp_guest_fatal:
 7:	hlt
 	jmp	7b
 smp_guest_end:
+
+/*
+ * The APs' trampoline, copied to TRAMP_GPA: the SIPI starts an AP in real
+ * mode at CS = TRAMP_GPA >> 4, IP = 0. Protected mode with the GDT of
+ * layout.h, then PAE, the host's page tables, EFER.LME and paging; in
+ * 64-bit mode RSP and RBX from the APIC ID, the IDT, and the guest code.
+ */
+	.balign 16
+	.globl smp_tramp_start, smp_tramp_end
+smp_tramp_start:
+	.code16
+	cli
+	xorw	%ax, %ax
+	movw	%ax, %ds
+	lgdtl	GDTR_GPA
+	movl	%cr0, %eax
+	orl	$1, %eax
+	movl	%eax, %cr0
+	ljmpl	$0x18, $(TRAMP_GPA + tramp32 - smp_tramp_start)
+	.code32
+tramp32:
+	movw	$0x10, %ax
+	movw	%ax, %ds
+	movw	%ax, %es
+	movw	%ax, %ss
+	movl	%cr4, %eax
+	orl	$0x20, %eax
+	movl	%eax, %cr4
+	movl	$PML4_GPA, %eax
+	movl	%eax, %cr3
+	movl	$0xC0000080, %ecx
+	rdmsr
+	orl	$0x100, %eax
+	wrmsr
+	movl	%cr0, %eax
+	orl	$0x80000000, %eax
+	movl	%eax, %cr0
+	ljmpl	$0x08, $(TRAMP_GPA + tramp64 - smp_tramp_start)
+	.code64
+tramp64:
+	movl	$LAPIC_GPA, %edi
+	movl	LAPIC_ID(%rdi), %eax
+	shrl	$24, %eax
+	movl	%eax, %ebx
+	shll	$8, %ebx
+	addl	$DATA_GPA, %ebx
+	incl	%eax
+	shll	$12, %eax
+	addl	$STACKS_GPA, %eax
+	movl	%eax, %esp
+	lidt	IDTR_GPA
+	movl	$LOAD_GPA, %eax
+	jmp	*%rax
+smp_tramp_end:
 
 	.section .note.GNU-stack, "", @progbits

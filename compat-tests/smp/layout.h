@@ -3,11 +3,16 @@
  * kvmng-smp: guest physical memory layout and guest data offsets, shared
  * by the guest (guest.S) and the host (C).
  *
- *   0x0000_1000  guest code (guest.S), at most 0x7000 bytes
+ *   0x0000_1000  guest code (guest.S), at most 0x6000 bytes
+ *   0x0000_7000  the APs' trampoline (SIPI vector 0x07): real mode to long
+ *                mode, then the guest code
  *   0x0000_8000  IDT, 256 x 16 bytes
  *   0x0000_9000  PML4; 0xA000 PDPT; 0xB000..0xF000 four PDs: the first
  *                4 GiB identity-mapped with 2 MiB pages (the LAPIC too)
- *   0x0000_F000  GDT: null, 0x08 64-bit code, 0x10 flat data
+ *   0x0000_F000  GDT: null, 0x08 64-bit code, 0x10 flat data, 0x18 32-bit
+ *                code; 0xF100 its GDTR image (lgdtl), 0xF110 the IDTR
+ *                image (lidt in 64-bit mode); 0xF200 GO: the host sets it
+ *                to 1 to let the BSP start the APs
  *   0x0001_0000  stacks, one 4 KiB page per vCPU (RSP = top of page i)
  *   0x0002_0000  data areas, 0x100 bytes per vCPU (D_* offsets)
  *   slot 0 ends at LOW_MEM (1 MiB)
@@ -25,6 +30,11 @@
 #define PDPT_GPA	0xA000
 #define PD_GPA		0xB000
 #define GDT_GPA		0xF000
+#define GDTR_GPA	0xF100
+#define IDTR_GPA	0xF110
+#define GO_GPA		0xF200
+#define TRAMP_GPA	0x7000
+#define SIPI_VECTOR	0x07
 #define STACKS_GPA	0x10000
 #define DATA_GPA	0x20000
 #define DATA_STRIDE	0x100
@@ -36,6 +46,9 @@
 #define LAPIC_TPR	0x80
 #define LAPIC_EOI	0xB0
 #define LAPIC_SVR	0xF0
+#define LAPIC_ID	0x20
+#define LAPIC_ICR_LO	0x300
+#define LAPIC_ICR_HI	0x310
 
 #define IRQ_PORT	0x13
 #define FAIL_PORT	0x11

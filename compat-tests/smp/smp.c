@@ -59,6 +59,7 @@ atomic_long failures;
 atomic_int aborted;
 
 #define WARMUP_OPS	8	/* slot operations while the vCPU threads start */
+#define BOOT_OPS	8	/* ... and while the BSP starts the APs */
 #define WAIT_LIMIT	10.0	/* seconds for any one wait on the guests */
 
 static const char *phase = "setup";
@@ -310,6 +311,37 @@ int main(int argc, char **argv)
 		usleep(1000);
 	}
 
+	/* QEMU's vm_start once every vCPU thread has made its vCPU. */
+	phase = "starting the VM";
+	for (double t0 = now(); !atomic_load(&aborted);) {
+		int up = 0;
+		for (int i = 0; i < v.nvcpus; i++)
+			up += atomic_load(&v.vcpu[i].up);
+		if (up == v.nvcpus)
+			break;
+		if (now() - t0 > WAIT_LIMIT) {
+			FAIL("%d of %d vCPU threads up after %.0f s", up, v.nvcpus, WAIT_LIMIT);
+			atomic_store(&aborted, 1);
+		}
+		usleep(200);
+	}
+	pthread_mutex_lock(&v.lock);
+	v.started = 1;
+	pthread_cond_broadcast(&v.cond);
+	pthread_mutex_unlock(&v.lock);
+	/* SeaBIOS remaps memory while its APs sit in KVM_RUN waiting for
+	 * their SIPI: the BSP sends it once GO is set. */
+	int during_boot = 0;
+	for (int k = 0; k < BOOT_OPS && !atomic_load(&aborted); k++) {
+		slot_op(&v, &p, &q);
+		int ready = 0;
+		for (int i = 0; i < v.nvcpus; i++)
+			ready += guest_data(&v, i)[D_READY / 8] == 1;
+		during_boot += ready < v.nvcpus;
+		usleep(1000);
+	}
+	__atomic_store_n((uint64_t *)(v.low + GO_GPA), 1, __ATOMIC_SEQ_CST);
+
 	phase = "waiting for the guests";
 	double pause_max = 0, pause_sum = 0;
 	double t_rounds = now();
@@ -366,7 +398,7 @@ int main(int argc, char **argv)
 	}
 
 	/* The summary: only what must be the same in every mode. */
-	long mmio = 0, eintr = 0, unasked = 0;
+	long mmio = 0, eintr = 0, unasked = 0, eagain = 0;
 	for (int i = 0; i < v.nvcpus; i++) {
 		struct vcpu *c = &v.vcpu[i];
 		volatile uint64_t *d = guest_data(&v, i);
@@ -405,22 +437,24 @@ int main(int argc, char **argv)
 		    c->main_same != rounds)
 			FAIL("vcpu %d: paused %ld resumed %ld state ok %ld bad %ld, main thread agreed %ld, want %d",
 			     i, c->paused, c->resumed, c->state_ok, c->state_bad, c->main_same, rounds);
-		printf("vcpu %d: slot generations in order: %s; interrupts line %llu irqfd %llu msi %llu routed msi by source %s other %llu; "
+		printf("vcpu %d (%s): slot generations in order: %s; interrupts line %llu irqfd %llu msi %llu routed msi by source %s other %llu; "
 		       "port exits %ld; paused %ld resumed %ld, state sane %ld, same from the main thread %ld\n",
-		       i, order ? "NO" : "yes", (unsigned long long)line, (unsigned long long)fd,
+		       i, i ? "AP, started by INIT-SIPI-SIPI" : "BSP", order ? "NO" : "yes",
+		       (unsigned long long)line, (unsigned long long)fd,
 		       (unsigned long long)msi, routes, (unsigned long long)other,
 		       exits, c->paused,
 		       c->resumed, c->state_ok, c->main_same);
 		mmio += c->mmio_exits;
 		eintr += c->eintr;
 		unasked += c->eintr_unasked;
+		eagain += c->eagain;
 	}
 	if (v.msi_delivered != v.msi_calls)
 		FAIL("KVM_SIGNAL_MSI delivered %ld of %ld", v.msi_delivered, v.msi_calls);
-	printf("vm: %d slot changes (the first %d as the vCPU threads start); "
+	printf("vm: %d slot changes (the first %d as the vCPU threads start, %d more while the APs wait for their SIPI); "
 	       "KVM_IRQ_LINE %ld, irqfd writes %ld, KVM_SIGNAL_MSI %ld delivered %ld, "
 	       "KVM_SET_GSI_ROUTING %ld\n",
-	       v.slot_ops, WARMUP_OPS, v.irq_line_calls, v.irqfd_writes, v.msi_calls,
+	       v.slot_ops, WARMUP_OPS, BOOT_OPS, v.irq_line_calls, v.irqfd_writes, v.msi_calls,
 	       v.msi_delivered, v.routings);
 	vm_teardown(&v);
 
@@ -428,10 +462,11 @@ int main(int argc, char **argv)
 	fprintf(stderr,
 		"kvmng-smp: wall %.2f s (rounds %.2f s); slot change max %.1f ms mean %.2f ms; "
 		"pause max %.1f ms mean %.2f ms; MMIO exits %ld; EINTR %ld (%ld without a pause asked); "
-		"%d of %d start-up slot changes before every vCPU thread was up; %d slot changes took %.1f s or more\n",
+		"%d of %d start-up slot changes before every vCPU thread was up, %d of %d before every guest was ready; "
+		"%d slot changes took %.1f s or more; KVM_RUN EAGAIN (APs woken by INIT/SIPI) %ld\n",
 		wall, t_rounds, v.slot_max_s * 1e3, v.slot_ops ? v.slot_sum_s * 1e3 / v.slot_ops : 0,
 		pause_max * 1e3, rounds ? pause_sum * 1e3 / rounds : 0, mmio, eintr, unasked,
-		started_while, WARMUP_OPS, v.stalls, STALL_S);
+		started_while, WARMUP_OPS, during_boot, BOOT_OPS, v.stalls, STALL_S, eagain);
 	long f = atomic_load(&failures);
 	if (f) {
 		printf("kvmng-smp: FAIL (%ld failures, on stderr)\n", f);

@@ -58,7 +58,7 @@ struct vcpu {
 	struct kvm_regs parked_regs;	/* read by the thread as it parks */
 	long main_same;			/* main thread's read agreed (main) */
 	long port_exits[16];		/* IRQ_PORT by the guest's index */
-	long mmio_exits, eintr, eintr_unasked;
+	long mmio_exits, eintr, eintr_unasked, eagain;
 };
 
 struct vm {
@@ -72,6 +72,9 @@ struct vm {
 	int msi_irqfd[MAX_VCPUS];	/* on GSI_MSI + i, an MSI route */
 	struct vcpu vcpu[MAX_VCPUS];
 	uint64_t guest_size;
+	struct kvm_cpuid2 *cpuid;	/* KVM_GET_SUPPORTED_CPUID, for every vCPU */
+	/* QEMU's vm_start: the vCPU threads run once every vCPU exists. */
+	int started;			/* under lock */
 	/* Pause protocol: main raises pause_gen and kicks; each vCPU thread
 	 * parks with parked_gen = pause_gen until resume_gen reaches it. */
 	pthread_mutex_t lock;
@@ -122,6 +125,7 @@ void vcpu_kick(struct vcpu *c);
 
 /* The guest (guest.S). */
 extern const uint8_t smp_guest_start[], smp_guest_end[];
+extern const uint8_t smp_tramp_start[], smp_tramp_end[];
 extern const uint8_t smp_guest_irq_line[], smp_guest_irqfd[], smp_guest_msi[];
 extern const uint8_t smp_guest_routed[];	/* + 16 * k: VEC_ROUTED + k */
 extern const uint8_t smp_guest_other[], smp_guest_fatal[];

@@ -98,12 +98,6 @@ static int init_regs(struct vcpu *c)
 		FAIL("vcpu %d: KVM_SET_REGS: %s", c->id, strerror(errno));
 		return -1;
 	}
-	/* With the in-kernel LAPIC, APs wait for INIT/SIPI: start them. */
-	struct kvm_mp_state mp = { .mp_state = KVM_MP_STATE_RUNNABLE };
-	if (ioctl(c->fd, KVM_SET_MP_STATE, &mp)) {
-		FAIL("vcpu %d: KVM_SET_MP_STATE: %s", c->id, strerror(errno));
-		return -1;
-	}
 	return 0;
 }
 
@@ -219,10 +213,21 @@ void *vcpu_thread(void *arg)
 		FAIL("vcpu %d: mmap kvm_run: %s", c->id, strerror(errno));
 		goto out;
 	}
-	if (init_signals(c) || init_regs(c))
+	if (ioctl(c->fd, KVM_SET_CPUID2, v->cpuid)) {
+		FAIL("vcpu %d: KVM_SET_CPUID2: %s", c->id, strerror(errno));
+		goto out;
+	}
+	/* The BSP is put in long mode; the APs stay in KVM_RUN waiting
+	 * for the BSP's INIT and SIPI (KVM_MP_STATE_UNINITIALIZED). */
+	if (init_signals(c) || (c->id == 0 && init_regs(c)))
 		goto out;
 	atomic_store(&c->run, run);
 	atomic_store(&c->up, 1);
+	pthread_mutex_lock(&v->lock);
+	pthread_cond_broadcast(&v->cond);
+	while (!v->started && !atomic_load(&v->stop) && !atomic_load(&aborted))
+		pthread_cond_wait(&v->cond, &v->lock);
+	pthread_mutex_unlock(&v->lock);
 	for (;;) {
 		if (atomic_load(&v->stop) || atomic_load(&aborted))
 			break;
@@ -234,6 +239,12 @@ void *vcpu_thread(void *arg)
 		int err = errno;
 		if (v->variant == V_KVM_SIGMASK)
 			eat_signals();
+		if (r < 0 && err == EAGAIN) {
+			/* An AP woken in KVM_RUN by INIT or SIPI; QEMU
+			 * enters again. */
+			c->eagain++;
+			continue;
+		}
 		if (r < 0 && err == EINTR) {
 			if (v->variant == V_SIGMASK)
 				__atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);

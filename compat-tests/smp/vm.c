@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -57,6 +58,14 @@ static void write_guest(struct vm *v)
 	}
 	put64(v, GDT_GPA + 8, 0x00AF9B000000FFFFull);
 	put64(v, GDT_GPA + 16, 0x00CF93000000FFFFull);
+	put64(v, GDT_GPA + 24, 0x00CF9B000000FFFFull);
+	uint16_t gdt_limit = 31, idt_limit = 256 * 16 - 1;
+	uint64_t gdt_base = GDT_GPA, idt_base = IDT_GPA;
+	memcpy(v->low + GDTR_GPA, &gdt_limit, 2);
+	memcpy(v->low + GDTR_GPA + 2, &gdt_base, 8);
+	memcpy(v->low + IDTR_GPA, &idt_limit, 2);
+	memcpy(v->low + IDTR_GPA + 2, &idt_base, 8);
+	memcpy(v->low + TRAMP_GPA, smp_tramp_start, (size_t)(smp_tramp_end - smp_tramp_start));
 }
 
 /* IOAPIC pins GSI_LINE + i and GSI_IRQFD + i: edge, fixed, physical
@@ -106,6 +115,15 @@ int vm_setup(struct vm *v)
 	/* QEMU asks /dev/kvm, after KVM_CREATE_VM. */
 	if (v->variant == V_SIGMASK && ioctl(v->kvm, KVM_CHECK_EXTENSION, KVM_CAP_IMMEDIATE_EXIT) <= 0) {
 		FAIL("KVM_CAP_IMMEDIATE_EXIT missing");
+		return -1;
+	}
+	/* The APs switch to long mode themselves: KVM lets a guest set
+	 * EFER.LME only with long mode in its CPUID. */
+	int nent = 256;
+	v->cpuid = calloc(1, sizeof(*v->cpuid) + nent * sizeof(struct kvm_cpuid_entry2));
+	v->cpuid->nent = nent;
+	if (ioctl(v->kvm, KVM_GET_SUPPORTED_CPUID, v->cpuid)) {
+		FAIL("KVM_GET_SUPPORTED_CPUID: %s", strerror(errno));
 		return -1;
 	}
 	if (ioctl(v->fd, KVM_CREATE_IRQCHIP, 0)) {
@@ -172,6 +190,7 @@ void vm_teardown(struct vm *v)
 	}
 	close(v->fd);
 	close(v->kvm);
+	free(v->cpuid);
 	munmap(v->low, LOW_MEM);
 	munmap(v->buf[0], DATA_SLOT_SIZE);
 	munmap(v->buf[1], DATA_SLOT_SIZE);
