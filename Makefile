@@ -357,9 +357,10 @@ vm-stress: deps linux-source $(STRESS) conformance
 # `make smp-smoke` (< 60 s): kvmng-smp, an SMP VMM in miniature through
 # plain ioctl(): an in-kernel irqchip, 2 and 4 vCPU threads masked as QEMU
 # masks them (pthread_sigmask + immediate_exit, or KVM_SET_SIGNAL_MASK),
-# the data slot created, moved and deleted while they run or are paused,
-# KVM_IRQ_LINE, irqfd and KVM_SIGNAL_MSI into the guests, pauses and
-# resumes the QEMU way. Natively, under libkvmshim.so (auto) and in
+# APs started by the BSP with INIT-SIPI-SIPI, the data slot created, moved
+# and deleted while they wait for it, run or are paused, KVM_IRQ_LINE,
+# irqfds (IOAPIC and moving MSI routes) and KVM_SIGNAL_MSI into the
+# guests, pauses and resumes the QEMU way. Natively, under libkvmshim.so (auto) and in
 # passthrough; every mode must print the native run's summary and exit
 # status (compat-tests/smp/smp-smoke.sh). Outputs and wall times:
 # target/smp-smoke/.
