@@ -10,23 +10,25 @@
  *
  * An in-kernel irqchip and N vCPU threads made the QEMU way (vcpu.c: all
  * signals blocked but SIG_IPI = SIGUSR1, by pthread_sigmask with
- * immediate_exit, or by KVM_SET_SIGNAL_MASK). While the threads start and
- * run, the main thread moves the data slot the guests poll (create at P,
- * move to Q, move to P, delete: single KVM_SET_USER_MEMORY_REGION calls,
- * as QEMU remaps PAM and SMRAM while SeaBIOS's APs sit in KVM_RUN). The
- * guests idle in HLT inside KVM_RUN and poll the slot after each
- * interrupt (guest.S). Each round the main thread changes the slot,
+ * immediate_exit, or by KVM_SET_SIGNAL_MASK). While the threads start,
+ * while the APs sit in KVM_RUN waiting for the SIPI the BSP sends them
+ * (INIT-SIPI-SIPI, as SeaBIOS does), and while they run, the main thread
+ * moves the data slot the guests poll (create at P, move to Q, move to
+ * P, delete: single KVM_SET_USER_MEMORY_REGION calls, as QEMU remaps PAM
+ * and SMRAM). The guests idle in HLT inside KVM_RUN and poll the slot
+ * after each interrupt (guest.S). Each round the main thread changes the
+ * slot,
  * pauses and resumes every vCPU the QEMU way, and injects one interrupt
  * of each kind into every vCPU (KVM_IRQ_LINE and an irqfd through the
  * IOAPIC, KVM_SIGNAL_MSI to the vCPU's LAPIC, and an irqfd on an MSI route
  * of KVM_SET_GSI_ROUTING, the routes moved to the next vCPU each round as
  * a guest changing its interrupts' affinity makes QEMU move them), in one
- * of three orders, by
- * turns: the slot changed while the vCPUs are paused; changed while they
+ * of three orders, by turns: the slot changed while the vCPUs are paused; changed while they
  * idle in KVM_RUN, then the pause; changed, then the interrupts and at
  * once the pause, which finds them busy with interrupts and exits. Then
  * it waits until every guest has seen the new slot state, taken exactly
  * the round's interrupts and gone back to HLT. Checked:
+ *   - every AP starts through its SIPI and the trampoline;
  *   - every guest sees every slot state, and never an older generation
  *     after a newer one (the guest counts those);
  *   - every guest takes exactly R interrupts of each kind and no other

@@ -27,9 +27,15 @@ static void put64(struct vm *v, uint64_t gpa, uint64_t val)
 	memcpy(v->low + gpa, &val, 8);
 }
 
-static void write_guest(struct vm *v)
+static int write_guest(struct vm *v)
 {
 	v->guest_size = (uint64_t)(smp_guest_end - smp_guest_start);
+	size_t tramp_size = (size_t)(smp_tramp_end - smp_tramp_start);
+	if (v->guest_size > TRAMP_GPA - LOAD_GPA || tramp_size > IDT_GPA - TRAMP_GPA) {
+		FAIL("guest code %#llx bytes, trampoline %#zx: past their areas (layout.h)",
+		     (unsigned long long)v->guest_size, tramp_size);
+		return -1;
+	}
 	memcpy(v->low + LOAD_GPA, smp_guest_start, v->guest_size);
 
 	/* IDT: 64-bit interrupt gates, selector 0x08. */
@@ -65,7 +71,8 @@ static void write_guest(struct vm *v)
 	memcpy(v->low + GDTR_GPA + 2, &gdt_base, 8);
 	memcpy(v->low + IDTR_GPA, &idt_limit, 2);
 	memcpy(v->low + IDTR_GPA + 2, &idt_base, 8);
-	memcpy(v->low + TRAMP_GPA, smp_tramp_start, (size_t)(smp_tramp_end - smp_tramp_start));
+	memcpy(v->low + TRAMP_GPA, smp_tramp_start, tramp_size);
+	return 0;
 }
 
 /* IOAPIC pins GSI_LINE + i and GSI_IRQFD + i: edge, fixed, physical
@@ -138,7 +145,8 @@ int vm_setup(struct vm *v)
 		FAIL("mmap guest memory: %s", strerror(errno));
 		return -1;
 	}
-	write_guest(v);
+	if (write_guest(v))
+		return -1;
 	struct kvm_userspace_memory_region r = {
 		.slot = 0, .memory_size = LOW_MEM, .userspace_addr = (uintptr_t)v->low,
 	};
