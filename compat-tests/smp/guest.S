@@ -25,11 +25,12 @@
  * host expects means the vCPU has nothing left to do but HLT: no exit
  * comes between that store and the HLT.
  * Interrupts: vectors 0x40 (KVM_IRQ_LINE through the IOAPIC), 0x41 (irqfd
- * through the IOAPIC), 0x42 (KVM_SIGNAL_MSI), 0x50-0x53 (irqfds on the MSI
- * routes of KVM_SET_GSI_ROUTING, one vector per source), anything else
- * from 0x20 up ("other"): IDLE = 0, count += 1 in the data area, OUT
- * IRQ_PORT (8 bits) = the count's index (0, 1, 2, 12-15, 8), EOI to the
- * LAPIC, iretq. Vectors 0-31 (an
+ * through the IOAPIC), 0x42 (KVM_SIGNAL_MSI; its handler first sends an
+ * IPI, vector 0x44, to the next vCPU), 0x44 (that IPI), 0x50-0x53 (irqfds
+ * on the MSI routes of KVM_SET_GSI_ROUTING, one vector per source),
+ * anything else from 0x20 up ("other"): IDLE = 0, count += 1 in the data
+ * area, OUT IRQ_PORT (8 bits) = the count's index (0, 1, 2, 16, 12-15,
+ * 8), EOI to the LAPIC, iretq. Vectors 0-31 (an
  * exception) report OUT FAIL_PORT = 0xdead0000 and stop with interrupts
  * off (the host reads RIP and the frame to say where).
  *
@@ -44,6 +45,7 @@
 	.balign 16
 	.globl smp_guest_start, smp_guest_end
 	.globl smp_guest_irq_line, smp_guest_irqfd, smp_guest_msi, smp_guest_routed
+	.globl smp_guest_ipi
 	.globl smp_guest_other, smp_guest_fatal
 smp_guest_start:
 	cli
@@ -94,8 +96,26 @@ smp_guest_irqfd:
 	movl	$D_IRQFD, %eax
 	jmp	irq_common
 smp_guest_msi:
+	/* Passes it on: an IPI to the next vCPU (APIC ID + 1, modulo the
+	 * number of vCPUs), before the count and the EOI. */
 	pushq	%rax
+	pushq	%rdi
+	movl	$LAPIC_GPA, %edi
+	movl	LAPIC_ID(%rdi), %eax
+	shrl	$24, %eax
+	incl	%eax
+	cmpl	NCPUS_GPA, %eax
+	jb	9f
+	xorl	%eax, %eax
+9:	shll	$24, %eax
+	movl	%eax, LAPIC_ICR_HI(%rdi)
+	movl	$VEC_IPI, LAPIC_ICR_LO(%rdi)
+	popq	%rdi
 	movl	$D_MSI, %eax
+	jmp	irq_common
+smp_guest_ipi:
+	pushq	%rax
+	movl	$D_IPI, %eax
 	jmp	irq_common
 	/* Four entry points 16 bytes apart: VEC_ROUTED + k at
 	 * smp_guest_routed + 16 * k. */

@@ -12,7 +12,8 @@
  *   0x0000_F000  GDT: null, 0x08 64-bit code, 0x10 flat data, 0x18 32-bit
  *                code; 0xF100 its GDTR image (lgdtl), 0xF110 the IDTR
  *                image (lidt in 64-bit mode); 0xF200 GO: the host sets it
- *                to 1 to let the BSP start the APs
+ *                to 1 to let the BSP start the APs; 0xF208 the number of
+ *                vCPUs
  *   0x0001_0000  stacks, one 4 KiB page per vCPU (RSP = top of page i)
  *   0x0002_0000  data areas, 0x100 bytes per vCPU (D_* offsets)
  *   slot 0 ends at LOW_MEM (1 MiB)
@@ -33,6 +34,7 @@
 #define GDTR_GPA	0xF100
 #define IDTR_GPA	0xF110
 #define GO_GPA		0xF200
+#define NCPUS_GPA	0xF208	/* dword: the number of vCPUs */
 #define TRAMP_GPA	0x7000
 #define SIPI_VECTOR	0x07
 #define STACKS_GPA	0x10000
@@ -66,10 +68,12 @@
 #define D_READY		0x48	/* 1 once the LAPIC is enabled */
 #define D_IDLE		0x50	/* 1 from the end of a poll to the next interrupt */
 #define D_ROUTED	0x60	/* 4 qwords: vectors 0x50 + k taken (k < 4) */
+#define D_IPI		0x80	/* vector 0x44 taken (from the previous vCPU) */
 
 #define VEC_IRQ_LINE	0x40
 #define VEC_IRQFD	0x41
 #define VEC_MSI		0x42
+#define VEC_IPI		0x44
 #define VEC_ROUTED	0x50	/* + k: the MSI route of vCPU k's irqfd */
 
 #endif

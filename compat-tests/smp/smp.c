@@ -31,8 +31,9 @@
  *   - every AP starts through its SIPI and the trampoline;
  *   - every guest sees every slot state, and never an older generation
  *     after a newer one (the guest counts those);
- *   - every guest takes exactly R interrupts of each kind and no other
- *     vector, and reports each through port I/O (R exits per kind); the
+ *   - every guest takes exactly R interrupts of each kind, the IPI that
+ *     the previous vCPU sends when it takes its KVM_SIGNAL_MSI included,
+ *     and no other vector, and reports each through port I/O (R exits per kind); the
  *     routed MSIs (one vector per source irqfd) come from each source in
  *     its turn, so a route change that did not take is seen;
  *   - KVM_SIGNAL_MSI delivers every MSI to one vCPU;
@@ -187,7 +188,8 @@ static int wait_guests(struct vm *v, uint64_t p, uint64_t q, long n, int round)
 			volatile uint64_t *d = guest_data(v, i);
 			ok += d[D_SEEN_P / 8] == p && d[D_SEEN_Q / 8] == q &&
 			      d[D_IRQ_LINE / 8] == (uint64_t)n && d[D_IRQFD / 8] == (uint64_t)n &&
-			      d[D_MSI / 8] == (uint64_t)n && routed_ok(d, i, n, v->nvcpus) &&
+			      d[D_MSI / 8] == (uint64_t)n && d[D_IPI / 8] == (uint64_t)n &&
+			      routed_ok(d, i, n, v->nvcpus) &&
 			      d[D_IDLE / 8] == 1;
 		}
 		if (ok == v->nvcpus)
@@ -198,12 +200,12 @@ static int wait_guests(struct vm *v, uint64_t p, uint64_t q, long n, int round)
 			for (int i = 0; i < v->nvcpus; i++) {
 				volatile uint64_t *d = guest_data(v, i);
 				FAIL("round %d, vcpu %d after %.0f s: reads P=%llu Q=%llu (want %llu %llu), "
-				     "interrupts line %llu irqfd %llu msi %llu (want %ld), routed as they should %d, polls %llu, idle %llu",
+				     "interrupts line %llu irqfd %llu msi %llu ipi %llu (want %ld), routed as they should %d, polls %llu, idle %llu",
 				     round, i, WAIT_LIMIT, (unsigned long long)d[D_SEEN_P / 8],
 				     (unsigned long long)d[D_SEEN_Q / 8], (unsigned long long)p,
 				     (unsigned long long)q, (unsigned long long)d[D_IRQ_LINE / 8],
 				     (unsigned long long)d[D_IRQFD / 8], (unsigned long long)d[D_MSI / 8],
-				     n, routed_ok(d, i, n, v->nvcpus), (unsigned long long)d[D_LOOPS / 8], (unsigned long long)d[D_IDLE / 8]);
+				     (unsigned long long)d[D_IPI / 8], n, routed_ok(d, i, n, v->nvcpus), (unsigned long long)d[D_LOOPS / 8], (unsigned long long)d[D_IDLE / 8]);
 			}
 			atomic_store(&aborted, 1);
 			return -1;
@@ -405,7 +407,7 @@ int main(int argc, char **argv)
 		struct vcpu *c = &v.vcpu[i];
 		volatile uint64_t *d = guest_data(&v, i);
 		uint64_t line = d[D_IRQ_LINE / 8], fd = d[D_IRQFD / 8], msi = d[D_MSI / 8];
-		uint64_t routed = 0;
+		uint64_t ipi = d[D_IPI / 8], routed = 0;
 		char routes[64] = "";
 		for (int k = 0; k < v.nvcpus; k++) {
 			routed += d[D_ROUTED / 8 + k];
@@ -413,7 +415,8 @@ int main(int argc, char **argv)
 				 k ? "/" : "", (unsigned long long)d[D_ROUTED / 8 + k]);
 		}
 		uint64_t other = d[D_OTHER / 8], order = d[D_ORDER_ERR / 8];
-		long exits = c->port_exits[0] + c->port_exits[1] + c->port_exits[2] + c->port_exits[8];
+		long exits = c->port_exits[0] + c->port_exits[1] + c->port_exits[2] +
+			     c->port_exits[16] + c->port_exits[8];
 		long routed_exits = 0;
 		for (int k = 0; k < 4; k++)
 			routed_exits += c->port_exits[12 + k];
@@ -423,27 +426,30 @@ int main(int argc, char **argv)
 			FAIL("vcpu %d: %llu slot generations seen out of order", i,
 			     (unsigned long long)order);
 		if (line != (uint64_t)rounds || fd != (uint64_t)rounds || msi != (uint64_t)rounds ||
-		    !routed_ok(d, i, rounds, v.nvcpus) || other)
-			FAIL("vcpu %d: interrupts line %llu irqfd %llu msi %llu routed msi by source %s other %llu, want %d each, the routes' turns and 0 other",
+		    ipi != (uint64_t)rounds || !routed_ok(d, i, rounds, v.nvcpus) || other)
+			FAIL("vcpu %d: interrupts line %llu irqfd %llu msi %llu ipi %llu routed msi by source %s other %llu, want %d each, the routes' turns and 0 other",
 			     i, (unsigned long long)line, (unsigned long long)fd,
-			     (unsigned long long)msi, routes, (unsigned long long)other, rounds);
+			     (unsigned long long)msi, (unsigned long long)ipi, routes,
+			     (unsigned long long)other, rounds);
 		if (c->port_exits[0] != (long)line || c->port_exits[1] != (long)fd ||
-		    c->port_exits[2] != (long)msi || routed_exits != (long)routed ||
-		    c->port_exits[8] != (long)other)
-			FAIL("vcpu %d: port exits %ld/%ld/%ld/%ld/%ld, the guest counted %llu/%llu/%llu/%llu/%llu",
-			     i, c->port_exits[0], c->port_exits[1], c->port_exits[2], routed_exits,
-			     c->port_exits[8], (unsigned long long)line, (unsigned long long)fd,
-			     (unsigned long long)msi, (unsigned long long)routed,
-			     (unsigned long long)other);
+		    c->port_exits[2] != (long)msi || c->port_exits[16] != (long)ipi ||
+		    routed_exits != (long)routed || c->port_exits[8] != (long)other)
+			FAIL("vcpu %d: port exits %ld/%ld/%ld/%ld/%ld/%ld, the guest counted %llu/%llu/%llu/%llu/%llu/%llu",
+			     i, c->port_exits[0], c->port_exits[1], c->port_exits[2],
+			     c->port_exits[16], routed_exits, c->port_exits[8],
+			     (unsigned long long)line, (unsigned long long)fd,
+			     (unsigned long long)msi, (unsigned long long)ipi,
+			     (unsigned long long)routed, (unsigned long long)other);
 		if (c->paused != rounds || c->resumed != rounds || c->state_ok != rounds ||
 		    c->main_same != rounds)
 			FAIL("vcpu %d: paused %ld resumed %ld state ok %ld bad %ld, main thread agreed %ld, want %d",
 			     i, c->paused, c->resumed, c->state_ok, c->state_bad, c->main_same, rounds);
-		printf("vcpu %d (%s): slot generations in order: %s; interrupts line %llu irqfd %llu msi %llu routed msi by source %s other %llu; "
+		printf("vcpu %d (%s): slot generations in order: %s; interrupts line %llu irqfd %llu msi %llu ipi %llu routed msi by source %s other %llu; "
 		       "port exits %ld; paused %ld resumed %ld, state sane %ld, same from the main thread %ld\n",
 		       i, i ? "AP, started by INIT-SIPI-SIPI" : "BSP", order ? "NO" : "yes",
 		       (unsigned long long)line, (unsigned long long)fd,
-		       (unsigned long long)msi, routes, (unsigned long long)other,
+		       (unsigned long long)msi, (unsigned long long)ipi, routes,
+		       (unsigned long long)other,
 		       exits, c->paused,
 		       c->resumed, c->state_ok, c->main_same);
 		mmio += c->mmio_exits;

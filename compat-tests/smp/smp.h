@@ -57,7 +57,7 @@ struct vcpu {
 	long state_ok, state_bad;
 	struct kvm_regs parked_regs;	/* read by the thread as it parks */
 	long main_same;			/* main thread's read agreed (main) */
-	long port_exits[16];		/* IRQ_PORT by the guest's index */
+	long port_exits[24];		/* IRQ_PORT by the guest's index */
 	long mmio_exits, eintr, eintr_unasked, eagain;
 };
 
@@ -128,6 +128,7 @@ extern const uint8_t smp_guest_start[], smp_guest_end[];
 extern const uint8_t smp_tramp_start[], smp_tramp_end[];
 extern const uint8_t smp_guest_irq_line[], smp_guest_irqfd[], smp_guest_msi[];
 extern const uint8_t smp_guest_routed[];	/* + 16 * k: VEC_ROUTED + k */
+extern const uint8_t smp_guest_ipi[];
 extern const uint8_t smp_guest_other[], smp_guest_fatal[];
 
 #endif

@@ -168,7 +168,7 @@ static int handle_exit(struct vcpu *c, struct kvm_run *run)
 	case KVM_EXIT_IO: {
 		uint8_t *data = (uint8_t *)run + run->io.data_offset;
 		if (run->io.direction == KVM_EXIT_IO_OUT && run->io.port == IRQ_PORT &&
-		    run->io.size == 1 && run->io.count == 1 && data[0] < 16) {
+		    run->io.size == 1 && run->io.count == 1 && data[0] < 24) {
 			c->port_exits[data[0]]++;
 			return 0;
 		}

@@ -47,6 +47,8 @@ static int write_guest(struct vm *v)
 			h = smp_guest_irqfd;
 		else if (vec == VEC_MSI)
 			h = smp_guest_msi;
+		else if (vec == VEC_IPI)
+			h = smp_guest_ipi;
 		else if (vec >= VEC_ROUTED && vec < VEC_ROUTED + 4)
 			h = smp_guest_routed + 16 * (vec - VEC_ROUTED);
 		uint64_t off = LOAD_GPA + (uint64_t)(h - smp_guest_start);
@@ -72,6 +74,8 @@ static int write_guest(struct vm *v)
 	memcpy(v->low + IDTR_GPA, &idt_limit, 2);
 	memcpy(v->low + IDTR_GPA + 2, &idt_base, 8);
 	memcpy(v->low + TRAMP_GPA, smp_tramp_start, tramp_size);
+	uint32_t ncpus = (uint32_t)v->nvcpus;
+	memcpy(v->low + NCPUS_GPA, &ncpus, 4);
 	return 0;
 }
 
