@@ -25,9 +25,11 @@ out=$3
 rounds=${4:-200}
 modes="native auto passthrough"
 variants="2:sigmask 2:kvm-sigmask 4:sigmask 4:kvm-sigmask"
-# Each run checks its own time (--timeout); the outer limit only catches a
-# run that cannot even reach its watchdog.
-run_timeout=30
+# Each run checks its own time (--timeout: 200 rounds take 0.2-2 s here,
+# 2000 rounds up to 19 s at load average 11); the outer limit only catches
+# a run that cannot even reach its watchdog.
+smp_timeout=$((20 + rounds / 50))
+run_timeout=$((smp_timeout + 10))
 
 if [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
 	echo "!!! smp-smoke: /dev/kvm is missing or not read-write: SKIPPED (0 runs)"
@@ -93,7 +95,7 @@ for v in $variants; do
 		fi
 		t0=$(date +%s%N)
 		env "${env[@]}" timeout -k 5 $run_timeout "$bin" --vcpus "$n" --signals "$sig" \
-			--rounds "$rounds" --timeout 20 >"$base.out" 2>"$base.err"
+			--rounds "$rounds" --timeout "$smp_timeout" >"$base.out" 2>"$base.err"
 		echo $? >"$base.rc"
 		times="$times $(awk -v a="$t0" -v b="$(date +%s%N)" 'BEGIN { printf "%.2f", (b - a) / 1e9 }')"
 	done
