@@ -53,7 +53,7 @@ fail() {
 
 # The census of one run: every KVM ioctl of the VMM went the mode's way.
 check_census() {
-	local mode=$1 census=$2 want_mode want_path
+	local mode=$1 census=$2 vcpus=$3 want_mode want_path
 	if [ ! -s "$census" ]; then
 		fail "$name $mode: no census in $census (was the shim loaded?)"
 		return
@@ -71,14 +71,35 @@ check_census() {
 		       .name == "KVM_SET_GSI_ROUTING") |
 		"\(.name) \(.count) \(.[$p])"' "$census" | sort)
 	for cmd in KVM_RUN KVM_SET_USER_MEMORY_REGION KVM_IRQ_LINE KVM_SIGNAL_MSI KVM_IRQFD KVM_SET_IRQCHIP KVM_SET_GSI_ROUTING; do
-		local line count n
+		local line count went
 		line=$(grep "^$cmd " <<<"$got")
 		count=$(cut -d' ' -f2 <<<"$line")
-		n=$(cut -d' ' -f3 <<<"$line")
-		if [ -z "$line" ] || [ "$count" = 0 ] || [ "$n" != "$count" ]; then
+		went=$(cut -d' ' -f3 <<<"$line")
+		if [ -z "$line" ] || [ "$count" = 0 ] || [ "$went" != "$count" ]; then
 			fail "$name $mode: census: $cmd ${line:-absent} (count, $want_path): want all $want_path"
 		fi
 	done
+	# A census with a row per thread (the shim since b39c24e): each vCPU
+	# thread's hot calls, KVM_RUN and its vCPU ioctls after the first one,
+	# went the mode's way (setup ioctls before the first KVM_RUN fall back
+	# by design).
+	if jq -e 'select(.threads != null)' "$census" >/dev/null 2>&1; then
+		local rows threads
+		rows=$(jq -r --arg p "$want_path" '
+			.threads[]? | select(.vcpu != null) |
+			"\(.vcpu) \(.run.translated + .run.fallback + .run.passthrough) \(.run[$p]) \(.other.translated + .other.fallback + .other.passthrough) \(.other[$p])"' "$census")
+		threads=$(grep -c . <<<"$rows")
+		if [ "$threads" != "$vcpus" ]; then
+			fail "$name $mode: census: $threads vCPU threads, want $vcpus"
+		fi
+		local vcpu runs run_went others other_went
+		while read -r vcpu runs run_went others other_went; do
+			[ -n "$vcpu" ] || continue
+			if [ "$runs" = 0 ] || [ "$runs" != "$run_went" ] || [ "$others" != "$other_went" ]; then
+				fail "$name $mode: census: vCPU $vcpu's thread: KVM_RUN $run_went of $runs $want_path, vCPU ioctls after it $other_went of $others"
+			fi
+		done <<<"$rows"
+	fi
 }
 
 printf "%-30s %10s %10s %12s  %s\n" "variant ($rounds rounds)" native auto passthrough "same summary and status" >"$report"
@@ -115,7 +136,7 @@ for v in $variants; do
 			same=no
 		else
 			# The same result: was it the shim's doing?
-			check_census "$mode" "$base.census"
+			check_census "$mode" "$base.census" "$n"
 		fi
 	done
 	read -r tn ta tp <<<"$times"
