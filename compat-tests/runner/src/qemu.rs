@@ -1,15 +1,25 @@
-//! Unmodified QEMU (Debian's qemu-system-x86_64, -accel kvm), natively and
-//! preloaded with the shim, on scenarios whose output must be identical:
+//! Unmodified QEMU (Debian 12's qemu-system-x86_64 7.2, and 10.0 from its
+//! backports; -accel kvm), natively and preloaded with the shim, on
+//! scenarios whose output must be identical:
 //!
-//! * `seabios`: the firmware alone, through to "No bootable device." (its
-//!   full log on the debug console, port 0x402); QEMU then idles, so the run
-//!   is ended with SIGTERM (QEMU exits cleanly, so the shim writes its stats);
+//! * `seabios`, `seabios-q35`: the firmware alone with -smp 2, through to
+//!   "No bootable device." (its full log on the debug console, port 0x402);
+//!   QEMU then idles, so the run is ended with SIGTERM (QEMU exits cleanly,
+//!   so the shim writes its stats);
 //! * `devices`: our multiboot guest (compat-tests/qemu/devices.S): serial,
 //!   CMOS, PIT and RTC interrupts through the 8259s, HPET and VGA MMIO; it
 //!   exits through isa-debug-exit with status 33;
 //! * `devices-userspace-irqchip`: the same guest with kernel-irqchip=off, so
 //!   the PIC, PIT and local APIC are QEMU's and interrupts are injected from
-//!   userspace (KVM_INTERRUPT, interrupt windows).
+//!   userspace (KVM_INTERRUPT, interrupt windows); QEMU 7.2 only;
+//! * `smp1`, `smp2`, `smp4`, `smp2-q35`, `smp2-microvm`, `smp4-microvm`: our
+//!   SMP guest (compat-tests/qemu/smp.S): APs up with INIT/SIPI, a ring of
+//!   IPIs, PIT and local APIC timer interrupts, every CPU printing.
+//!
+//! In the shim modes the runs also write the shim's trace (one line per KVM
+//! ioctl, with its thread), from which every thread's hot calls are checked:
+//! translated in auto mode, passed through in passthrough mode, and one
+//! thread running KVM_RUN per vCPU.
 
 use crate::exec;
 use crate::outcome::Termination;
@@ -22,8 +32,8 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// The exit status of the devices guest on success: isa-debug-exit turns a
-/// write of 0x10 into exit((0x10 << 1) | 1).
+/// The exit status of our guests on success: isa-debug-exit turns a write
+/// of 0x10 into exit((0x10 << 1) | 1).
 pub const GUEST_EXIT_OK: i32 = 33;
 /// The line SeaBIOS prints last when nothing boots.
 pub const SEABIOS_LAST: &str = "No bootable device.";
@@ -38,6 +48,28 @@ pub enum Channel {
     Serial,
 }
 
+/// The guest a scenario boots with -kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Guest {
+    /// compat-tests/qemu/devices.S.
+    Devices,
+    /// compat-tests/qemu/smp.S.
+    Smp,
+}
+
+impl Guest {
+    pub const ALL: [Guest; 2] = [Guest::Devices, Guest::Smp];
+
+    /// The source's base name in compat-tests/qemu.
+    pub fn name(self) -> &'static str {
+        match self {
+            Guest::Devices => "devices",
+            Guest::Smp => "smp",
+        }
+    }
+}
+
 /// One QEMU scenario.
 #[derive(Clone, Debug, Serialize)]
 pub struct Scenario {
@@ -45,8 +77,10 @@ pub struct Scenario {
     pub what: &'static str,
     /// -machine value.
     pub machine: &'static str,
-    /// Boot our devices guest with -kernel.
-    pub guest: bool,
+    /// -smp value (vCPUs).
+    pub smp: u32,
+    /// The guest booted with -kernel (none: the firmware alone).
+    pub guest: Option<Guest>,
     /// End the run with SIGTERM when this appears on `channel`.
     pub stop_marker: Option<&'static str>,
     /// Required QEMU exit status.
@@ -58,53 +92,148 @@ pub struct Scenario {
     /// device probes as cooperative threads, so the order of their messages
     /// depends on timing; its log is compared as a multiset of lines.
     pub ordered: bool,
+    /// The newest QEMU major version the scenario applies to, and why not
+    /// to newer ones.
+    pub max_qemu: Option<(u32, &'static str)>,
 }
 
-/// The scenarios, with the guest's expected lines from `devices.expected`.
+impl Scenario {
+    /// Why this scenario does not run with QEMU `major`, if it does not.
+    pub fn skip_reason(&self, major: Option<u32>) -> Option<String> {
+        match (self.max_qemu, major) {
+            (Some((max, why)), Some(m)) if m > max => Some(format!("not run with QEMU {m}: {why}")),
+            _ => None,
+        }
+    }
+}
+
+/// The lines the SMP guest prints with `n` CPUs, all of them, in order.
+pub fn smp_expected(n: u32) -> Vec<String> {
+    let mut v = vec![
+        "kvmng smp guest: start".to_string(),
+        format!("fw_cfg: {n} cpus"),
+        "cpu 0: bootstrap processor, apic id 0".to_string(),
+    ];
+    v.extend((1..n).map(|i| format!("cpu {i}: up after INIT/SIPI, apic id {i}")));
+    v.push(format!("all {n} cpus up"));
+    // The IPI ring: 0 -> 1 -> ... -> n-1 -> 0 (a self-IPI with one CPU).
+    v.extend((1..=n).map(|i| format!("cpu {}: ipi 0x41 from cpu {}", i % n, i - 1)));
+    v.push("cpu 0: pit irq0 via 8259: at least 10 interrupts".to_string());
+    v.extend((0..n).map(|i| format!("cpu {i}: lapic timer: at least 5 interrupts")));
+    v.push("kvmng smp guest: done".to_string());
+    v
+}
+
+fn smp_scenario(name: &'static str, what: &'static str, machine: &'static str, n: u32) -> Scenario {
+    Scenario {
+        name,
+        what,
+        machine,
+        smp: n,
+        guest: Some(Guest::Smp),
+        stop_marker: None,
+        expect_exit: Some(GUEST_EXIT_OK),
+        channel: Channel::Serial,
+        expected: smp_expected(n),
+        ordered: true,
+        max_qemu: None,
+    }
+}
+
+fn seabios_scenario(name: &'static str, what: &'static str, machine: &'static str) -> Scenario {
+    Scenario {
+        name,
+        what,
+        machine,
+        smp: 2,
+        guest: None,
+        stop_marker: Some(SEABIOS_LAST),
+        expect_exit: None,
+        channel: Channel::Debugcon,
+        expected: vec![SEABIOS_LAST.to_string()],
+        ordered: false,
+        max_qemu: None,
+    }
+}
+
+/// The names of every scenario, in order.
+pub fn scenario_names() -> Vec<&'static str> {
+    scenarios(&[]).iter().map(|s| s.name).collect()
+}
+
+/// The scenarios, with the devices guest's expected lines from
+/// `devices.expected` (the SMP guest's are made by [`smp_expected`]).
 pub fn scenarios(devices_expected: &[String]) -> Vec<Scenario> {
     vec![
-        Scenario {
-            name: "seabios",
-            what: "SeaBIOS alone, through to \"No bootable device.\" (its debug-console log compared line by line, in any order)",
-            machine: "pc",
-            guest: false,
-            stop_marker: Some(SEABIOS_LAST),
-            expect_exit: None,
-            channel: Channel::Debugcon,
-            expected: vec![SEABIOS_LAST.to_string()],
-            ordered: false,
-        },
+        seabios_scenario(
+            "seabios",
+            "SeaBIOS alone with -smp 2 (pc), through to \"No bootable device.\" (its debug-console log compared line by line, in any order)",
+            "pc",
+        ),
         Scenario {
             name: "devices",
             what: "our multiboot guest: serial, CMOS, PIT/RTC interrupts via the 8259s, HPET and VGA MMIO (in-kernel irqchip)",
             machine: "pc",
-            guest: true,
+            smp: 1,
+            guest: Some(Guest::Devices),
             stop_marker: None,
             expect_exit: Some(GUEST_EXIT_OK),
             channel: Channel::Serial,
             expected: devices_expected.to_vec(),
             ordered: true,
+            max_qemu: None,
         },
         Scenario {
             name: "devices-userspace-irqchip",
             what: "the same guest with kernel-irqchip=off: QEMU's PIC, PIT and APIC, interrupts injected from userspace",
             machine: "pc,kernel-irqchip=off",
-            guest: true,
+            smp: 1,
+            guest: Some(Guest::Devices),
             stop_marker: None,
             expect_exit: Some(GUEST_EXIT_OK),
             channel: Channel::Serial,
             expected: devices_expected.to_vec(),
             ordered: true,
+            max_qemu: Some((
+                9,
+                "QEMU 10 has no userspace local APIC with KVM (\"KVM does not support userspace APIC\")",
+            )),
         },
+        seabios_scenario(
+            "seabios-q35",
+            "SeaBIOS alone with -smp 2 on q35 (ICH9, PCIe, AHCI), through to \"No bootable device.\" (compared in any order)",
+            "q35",
+        ),
+        smp_scenario(
+            "smp1",
+            "our SMP guest (smp.S) with -smp 1 on pc: a self-IPI, PIT via the 8259, the local APIC timer",
+            "pc",
+            1,
+        ),
+        smp_scenario(
+            "smp2",
+            "our SMP guest with -smp 2 on pc: the AP up with INIT/SIPI, the IPI ring, PIT and every CPU's local APIC timer",
+            "pc",
+            2,
+        ),
+        smp_scenario("smp4", "the same with -smp 4 on pc", "pc", 4),
+        smp_scenario("smp2-q35", "the same with -smp 2 on q35", "q35", 2),
+        smp_scenario(
+            "smp2-microvm",
+            "the same with -smp 2 on microvm (qboot, then the guest as a multiboot -kernel; no PCI, no SeaBIOS)",
+            "microvm",
+            2,
+        ),
+        smp_scenario("smp4-microvm", "the same with -smp 4 on microvm", "microvm", 4),
     ]
 }
 
-/// Assembles and links compat-tests/qemu/devices.S into `out_dir`.
-pub fn build_guest(src_dir: &Path, out_dir: &Path) -> Result<PathBuf> {
+/// Assembles and links compat-tests/qemu/NAME.S into `out_dir`/NAME.elf.
+pub fn build_guest(src_dir: &Path, out_dir: &Path, name: &str) -> Result<PathBuf> {
     std::fs::create_dir_all(out_dir)?;
-    let src = src_dir.join("devices.S");
-    let obj = out_dir.join("devices.o");
-    let elf = out_dir.join("devices.elf");
+    let src = src_dir.join(format!("{name}.S"));
+    let obj = out_dir.join(format!("{name}.o"));
+    let elf = out_dir.join(format!("{name}.elf"));
     let steps: [(&str, Vec<String>); 2] = [
         (
             "gcc",
@@ -254,6 +383,129 @@ pub fn unordered_difference(native: &str, shim: &str) -> Option<String> {
     ))
 }
 
+/// The calls whose path is checked thread by thread: running the vCPU,
+/// memory-map updates and interrupts.
+pub const HOT_CALLS: &[&str] = &[
+    "KVM_RUN",
+    "KVM_SET_USER_MEMORY_REGION",
+    "KVM_SET_USER_MEMORY_REGION2",
+    "KVM_IRQ_LINE",
+    "KVM_IRQ_LINE_STATUS",
+    "KVM_SIGNAL_MSI",
+    "KVM_IRQFD",
+    "KVM_INTERRUPT",
+    "KVM_NMI",
+];
+
+/// One thread's KVM ioctls, from the shim's trace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ThreadCalls {
+    pub pid: u64,
+    pub tid: u64,
+    /// Command -> path (`translated`, `fallback`, `passthrough`) -> calls.
+    pub calls: BTreeMap<String, BTreeMap<String, u64>>,
+}
+
+impl ThreadCalls {
+    /// A vCPU thread: one that ran KVM_RUN.
+    pub fn is_vcpu(&self) -> bool {
+        self.calls.contains_key("KVM_RUN")
+    }
+}
+
+/// Every thread's KVM ioctls, from the shim's trace (`KVMNG_TRACE`, whose
+/// lines carry the thread id; the census of `KVMNG_STATS` is per process).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ThreadCensus {
+    pub threads: Vec<ThreadCalls>,
+    pub lines: u64,
+    /// Lines without pid, tid, cmd and path.
+    pub bad_lines: u64,
+}
+
+/// Reads trace lines (`pid=812 tid=815 cmd=KVM_RUN fd=12 class=vcpu ret=0
+/// ns=2210 path=translated`, docs/shim.md).
+pub fn parse_trace(text: &str) -> ThreadCensus {
+    let mut by_thread: BTreeMap<(u64, u64), ThreadCalls> = BTreeMap::new();
+    let mut census = ThreadCensus::default();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        census.lines += 1;
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|t| t.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+        };
+        let (Some(pid), Some(tid), Some(cmd), Some(path)) = (
+            field("pid").and_then(|v| v.parse::<u64>().ok()),
+            field("tid").and_then(|v| v.parse::<u64>().ok()),
+            field("cmd"),
+            field("path"),
+        ) else {
+            census.bad_lines += 1;
+            continue;
+        };
+        let t = by_thread.entry((pid, tid)).or_insert_with(|| ThreadCalls {
+            pid,
+            tid,
+            ..Default::default()
+        });
+        *t.calls
+            .entry(cmd.to_string())
+            .or_default()
+            .entry(path.to_string())
+            .or_default() += 1;
+    }
+    census.threads = by_thread.into_values().collect();
+    census
+}
+
+/// The path every hot call must take in `mode`.
+pub fn hot_path(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Passthrough => "passthrough",
+        _ => "translated",
+    }
+}
+
+/// Checks one shim run's threads: as many vCPU threads as vCPUs, and every
+/// hot call of every thread on the mode's path.
+pub fn check_threads(smp: u32, mode: Mode, census: Option<&ThreadCensus>) -> Vec<String> {
+    let Some(c) = census else {
+        return vec![format!("{mode}: the shim wrote no trace")];
+    };
+    let mut problems = Vec::new();
+    if c.bad_lines > 0 {
+        problems.push(format!("{mode}: {} trace lines unreadable", c.bad_lines));
+    }
+    let vcpus = c.threads.iter().filter(|t| t.is_vcpu()).count();
+    if vcpus != smp as usize {
+        problems.push(format!(
+            "{mode}: {vcpus} threads ran KVM_RUN, expected one per vCPU ({smp})"
+        ));
+    }
+    let want = hot_path(mode);
+    for t in &c.threads {
+        for cmd in HOT_CALLS {
+            let Some(paths) = t.calls.get(*cmd) else {
+                continue;
+            };
+            let off: Vec<String> = paths
+                .iter()
+                .filter(|(p, _)| p.as_str() != want)
+                .map(|(p, n)| format!("{n} {p}"))
+                .collect();
+            if !off.is_empty() {
+                problems.push(format!(
+                    "{mode}: thread {}{}: {cmd} not {want}: {}",
+                    t.tid,
+                    if t.is_vcpu() { " (vCPU)" } else { "" },
+                    off.join(", ")
+                ));
+            }
+        }
+    }
+    problems
+}
+
 /// One QEMU run.
 #[derive(Clone, Debug, Serialize)]
 pub struct QemuRun {
@@ -264,6 +516,8 @@ pub struct QemuRun {
     pub output: String,
     pub log: PathBuf,
     pub stats: Option<FileStats>,
+    /// Per thread, from the trace (shim modes).
+    pub threads: Option<ThreadCensus>,
 }
 
 impl QemuRun {
@@ -282,6 +536,8 @@ impl QemuRun {
 /// A scenario's runs and what went wrong.
 #[derive(Clone, Debug, Serialize)]
 pub struct ScenarioResult {
+    /// `qemu-system-x86_64 --version`'s first line.
+    pub qemu: String,
     pub scenario: Scenario,
     /// The runs the verdict rests on (the re-runs, when there were any).
     pub runs: Vec<QemuRun>,
@@ -307,6 +563,7 @@ pub fn run_scenario(
     let problems = check(sc, &first);
     if problems.is_empty() {
         return Ok(ScenarioResult {
+            qemu: String::new(),
             scenario: sc.clone(),
             runs: first,
             problems,
@@ -317,6 +574,7 @@ pub fn run_scenario(
     let again_problems = check(sc, &again);
     if again_problems.is_empty() {
         return Ok(ScenarioResult {
+            qemu: String::new(),
             scenario: sc.clone(),
             runs: again,
             problems: Vec::new(),
@@ -329,6 +587,7 @@ pub fn run_scenario(
         .chain(again_problems.iter().map(|p| format!("re-run: {p}")))
         .collect();
     Ok(ScenarioResult {
+        qemu: String::new(),
         scenario: sc.clone(),
         runs: again,
         problems: all,
@@ -359,6 +618,9 @@ pub fn check(scenario: &Scenario, runs: &[QemuRun]) -> Vec<String> {
             problems.push(format!(
                 "{m}: expected line missing from the output: \"{line}\""
             ));
+        }
+        if m.is_shim() {
+            problems.extend(check_threads(scenario.smp, m, r.threads.as_ref()));
         }
     }
     let Some(native) = runs.iter().find(|r| r.mode == Mode::Native) else {
@@ -393,9 +655,9 @@ pub struct QemuConfig {
     pub qemu: PathBuf,
     pub shim: Option<PathBuf>,
     pub work_dir: PathBuf,
-    pub guest_elf: PathBuf,
+    /// The guests' ELF files.
+    pub guests: BTreeMap<Guest, PathBuf>,
     pub timeout: Duration,
-    pub trace: bool,
 }
 
 /// Runs one scenario in one mode.
@@ -424,13 +686,22 @@ pub fn run_one(cfg: &QemuConfig, sc: &Scenario, mode: Mode, rerun: bool) -> Resu
         }
     }
     let mut args: Vec<String> =
-        "-nodefaults -accel kvm -cpu qemu64 -m 64 -display none -vga std -monitor none \
-         -nic none -drive if=ide,index=2,media=cdrom -no-reboot"
+        "-nodefaults -accel kvm -cpu qemu64 -m 64 -display none -monitor none -nic none -no-reboot"
             .split_whitespace()
             .map(String::from)
             .collect();
+    if !sc.machine.starts_with("microvm") {
+        // microvm has neither PCI (VGA) nor IDE.
+        args.extend(
+            "-vga std -drive if=ide,index=2,media=cdrom"
+                .split_whitespace()
+                .map(String::from),
+        );
+    }
     args.push("-machine".into());
     args.push(sc.machine.into());
+    args.push("-smp".into());
+    args.push(sc.smp.to_string());
     args.push("-serial".into());
     args.push(format!("file:{}", serial.display()));
     args.push("-chardev".into());
@@ -439,19 +710,21 @@ pub fn run_one(cfg: &QemuConfig, sc: &Scenario, mode: Mode, rerun: bool) -> Resu
     args.push("isa-debugcon,iobase=0x402,chardev=kvmngdbg".into());
     args.push("-device".into());
     args.push("isa-debug-exit,iobase=0xf4,iosize=0x04".into());
-    if sc.guest {
+    if let Some(g) = sc.guest {
+        let elf = cfg
+            .guests
+            .get(&g)
+            .with_context(|| format!("the {} guest was not built", g.name()))?;
         args.push("-kernel".into());
-        args.push(cfg.guest_elf.display().to_string());
+        args.push(elf.display().to_string());
     }
     let channel_file = match sc.channel {
         Channel::Debugcon => debugcon.clone(),
         Channel::Serial => serial.clone(),
     };
-    let env = mode.env(
-        cfg.shim.as_deref(),
-        &stats_path,
-        cfg.trace.then_some(trace_path.as_path()),
-    )?;
+    // The trace (one line per KVM ioctl, with its thread) is what the
+    // per-thread check reads; it costs a write(2) per call.
+    let env = mode.env(cfg.shim.as_deref(), &stats_path, Some(trace_path.as_path()))?;
     let ended = exec::run(&exec::Spec {
         program: cfg.qemu.clone(),
         args,
@@ -477,22 +750,83 @@ pub fn run_one(cfg: &QemuConfig, sc: &Scenario, mode: Mode, rerun: bool) -> Resu
         } else {
             None
         },
+        threads: if mode.is_shim() {
+            std::fs::read(&trace_path)
+                .ok()
+                .map(|b| parse_trace(&String::from_utf8_lossy(&b)))
+        } else {
+            None
+        },
     })
 }
 
-/// The Markdown section for docs/compat.md.
+/// A shim run's wall time over native's, in the same scenario.
+pub fn ratio(r: &ScenarioResult, run: &QemuRun) -> Option<f64> {
+    let native = r.runs.iter().find(|x| x.mode == Mode::Native)?;
+    (native.secs > 0.0).then(|| run.secs / native.secs)
+}
+
+/// One cell of the table: how the run ended, its time and (shim modes) the
+/// ratio to native.
+pub fn cell(r: &ScenarioResult, run: &QemuRun) -> String {
+    match (run.mode.is_shim(), ratio(r, run)) {
+        (true, Some(x)) => format!("{}, {:.2} s ({x:.2}x)", run.ending(), run.secs),
+        _ => format!("{}, {:.2} s", run.ending(), run.secs),
+    }
+}
+
+/// One shim run's per-thread census, in a few words.
+pub fn run_threads_summary(smp: u32, run: &QemuRun) -> String {
+    match &run.threads {
+        None => format!("{}: no trace", run.mode),
+        Some(c) => {
+            let vcpus = c.threads.iter().filter(|t| t.is_vcpu()).count();
+            let bad = check_threads(smp, run.mode, Some(c)).len();
+            format!(
+                "{}: {vcpus} vCPU threads of {}, {}",
+                run.mode,
+                c.threads.len(),
+                if bad == 0 {
+                    format!("hot calls all {}", hot_path(run.mode))
+                } else {
+                    format!("**{bad} problems**")
+                }
+            )
+        }
+    }
+}
+
+/// The per-thread census of a scenario's shim runs, in a few words.
+pub fn threads_summary(r: &ScenarioResult) -> String {
+    r.runs
+        .iter()
+        .filter(|x| x.mode.is_shim())
+        .map(|run| run_threads_summary(r.scenario.smp, run))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The Markdown section for docs/compat.md: one table per QEMU version.
+/// `skipped`: (QEMU version, scenario, why).
 pub fn markdown(
     results: &[ScenarioResult],
     generated: &str,
     kernel: &str,
-    qemu_version: &str,
+    skipped: &[(String, String, String)],
     shim: Option<&Path>,
 ) -> String {
     let mut s = String::new();
     let ok = results.iter().all(|r| r.problems.is_empty());
+    let mut versions: Vec<&str> = Vec::new();
+    for r in results {
+        if !versions.contains(&r.qemu.as_str()) {
+            versions.push(&r.qemu);
+        }
+    }
     let _ = writeln!(
         s,
-        "Run of {generated} on host kernel {kernel} with {qemu_version}{}.\n",
+        "Run of {generated} on host kernel {kernel} with {}{}.\n",
+        versions.join(" and "),
         shim.map(|p| format!(", shim `{}`", p.display()))
             .unwrap_or_default()
     );
@@ -505,47 +839,80 @@ pub fn markdown(
             "**Result: FAILED (problems listed below).**"
         }
     );
-    let modes: Vec<Mode> = results
-        .first()
-        .map(|r| r.runs.iter().map(|x| x.mode).collect())
-        .unwrap_or_default();
-    let mut header = "| scenario |".to_string();
-    let mut rule = "|---|".to_string();
-    for m in &modes {
-        let _ = write!(header, " {m} |");
-        rule.push_str("---|");
-    }
-    let _ = writeln!(s, "{header} output lines | same output |\n{rule}---:|---|");
-    for r in results {
-        let mut row = format!("| `{}` |", r.scenario.name);
-        for run in &r.runs {
-            let _ = write!(row, " {}, {:.1} s |", run.ending(), run.secs);
+    let _ = writeln!(
+        s,
+        "Wall time of each run, and for the shim modes its ratio to native in the same scenario (runs of one scenario follow each other; other load on the host shifts all of them).\n"
+    );
+    for v in &versions {
+        let rs: Vec<&ScenarioResult> = results.iter().filter(|r| r.qemu == *v).collect();
+        let modes: Vec<Mode> = rs
+            .first()
+            .map(|r| r.runs.iter().map(|x| x.mode).collect())
+            .unwrap_or_default();
+        let _ = writeln!(s, "{v}:\n");
+        let mut header = "| scenario | machine | vCPUs |".to_string();
+        let mut rule = "|---|---|---:|".to_string();
+        for m in &modes {
+            let _ = write!(header, " {m} |");
+            rule.push_str("---|");
         }
-        let lines = r.runs.first().map_or(0, |x| x.output.lines().count());
-        let same = match (r.problems.is_empty(), r.flaky.is_empty()) {
-            (false, _) => "**no**",
-            (true, true) => "yes",
-            (true, false) => "yes (on re-run; flaky)",
-        };
-        let _ = writeln!(s, "{row} {lines} | {same} |");
+        let _ = writeln!(
+            s,
+            "{header} output lines | same output | per-thread census |\n{rule}---:|---|---|"
+        );
+        for r in &rs {
+            let mut row = format!(
+                "| `{}` | {} | {} |",
+                r.scenario.name, r.scenario.machine, r.scenario.smp
+            );
+            for run in &r.runs {
+                let _ = write!(row, " {} |", cell(r, run));
+            }
+            let lines = r.runs.first().map_or(0, |x| x.output.lines().count());
+            let same = match (r.problems.is_empty(), r.flaky.is_empty()) {
+                (false, _) => "**no**",
+                (true, true) => "yes",
+                (true, false) => "yes (on re-run; flaky)",
+            };
+            let _ = writeln!(s, "{row} {lines} | {same} | {} |", threads_summary(r));
+        }
+        for (_, name, why) in skipped.iter().filter(|x| x.0 == *v) {
+            let _ = writeln!(s, "| `{name}` | | | {why} |");
+        }
+        s.push('\n');
     }
-    s.push('\n');
+    let mut seen = Vec::new();
     for r in results {
-        let _ = writeln!(s, "- `{}`: {}", r.scenario.name, r.scenario.what);
+        if !seen.contains(&r.scenario.name) {
+            seen.push(r.scenario.name);
+            let _ = writeln!(s, "- `{}`: {}", r.scenario.name, r.scenario.what);
+        }
         for p in &r.problems {
-            let _ = writeln!(s, "  - PROBLEM: {p}");
+            let _ = writeln!(s, "  - PROBLEM ({}): {p}", r.qemu);
         }
         for p in &r.flaky {
             let _ = writeln!(
                 s,
-                "  - flaky (gone when every mode ran again, so not failing): {p}"
+                "  - flaky ({}; gone when every mode ran again, so not failing): {p}",
+                r.qemu
             );
         }
     }
     s.push('\n');
-    if let Some(dev) = results.iter().find(|r| r.scenario.guest) {
+    for g in Guest::ALL {
+        let Some(dev) = results
+            .iter()
+            .filter(|r| r.scenario.guest == Some(g))
+            .max_by_key(|r| r.scenario.smp)
+        else {
+            continue;
+        };
         if let Some(native) = dev.runs.first() {
-            let _ = writeln!(s, "The guest's serial output (native; identical under the shim when the result says so):\n");
+            let _ = writeln!(
+                s,
+                "The serial output of `{}` ({}, native; identical under the shim when the result says so):\n",
+                dev.scenario.name, dev.qemu
+            );
             let _ = writeln!(s, "```\n{}\n```\n", native.output.trim_end());
         }
     }
@@ -562,8 +929,8 @@ pub fn markdown(
             let t = st.total();
             let _ = writeln!(
                 s,
-                "- `{}` ({}): {} process(es), {} calls: {} translated, {} fallback, {} passthrough, {} errors",
-                r.scenario.name, run.mode, st.processes, t.count, t.translated, t.fallback, t.passthrough, t.errors
+                "- `{}` ({}, {}): {} process(es), {} calls: {} translated, {} fallback, {} passthrough, {} errors",
+                r.scenario.name, r.qemu, run.mode, st.processes, t.count, t.translated, t.fallback, t.passthrough, t.errors
             );
         }
     }
@@ -573,6 +940,17 @@ pub fn markdown(
         s.push_str(&st.markdown(m.as_str()));
     }
     s
+}
+
+/// The major version in `qemu --version`'s first line ("QEMU emulator
+/// version 10.0.2 (...)").
+pub fn qemu_major(version: &str) -> Option<u32> {
+    version
+        .split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse().ok())
 }
 
 /// `qemu-system-x86_64 --version`'s first line.
@@ -590,6 +968,22 @@ pub fn qemu_version(qemu: &Path) -> String {
 mod tests {
     use super::*;
 
+    /// A trace of `vcpus` vCPU threads and a main thread, every call on
+    /// `path`.
+    fn trace(vcpus: u32, path: &str) -> String {
+        let mut t = format!(
+            "pid=7 tid=7 cmd=KVM_SET_USER_MEMORY_REGION fd=5 class=vm ret=0 ns=1 path={path}\n"
+        );
+        for i in 0..vcpus {
+            let tid = 8 + i;
+            t += &format!("pid=7 tid={tid} cmd=KVM_RUN fd=9 class=vcpu ret=0 ns=1 path={path}\n");
+            t += &format!(
+                "pid=7 tid={tid} cmd=KVM_IRQ_LINE_STATUS fd=5 class=vm ret=1 ns=1 path={path}\n"
+            );
+        }
+        t
+    }
+
     fn run(mode: Mode, t: Termination, marker: bool, out: &str) -> QemuRun {
         QemuRun {
             mode,
@@ -599,6 +993,9 @@ mod tests {
             output: out.into(),
             log: "l".into(),
             stats: None,
+            threads: mode
+                .is_shim()
+                .then(|| parse_trace(&trace(1, hot_path(mode)))),
         }
     }
 
@@ -695,6 +1092,12 @@ mod tests {
     #[test]
     fn seabios_scenario_checks() {
         let sc = &scenarios(&expected())[0];
+        assert_eq!(sc.smp, 2);
+        // Runs whose traces show the scenario's two vCPU threads.
+        let run = |m: Mode, t: Termination, marker: bool, out: &str| QemuRun {
+            threads: m.is_shim().then(|| parse_trace(&trace(2, hot_path(m)))),
+            ..run(m, t, marker, out)
+        };
         let log = "SeaBIOS (version 1.16.2)\nCPU Mhz=2600 (kvmclock)\nNo bootable device.\n";
         let ok = vec![
             run(Mode::Native, Termination::Exited(0), true, log),
@@ -799,31 +1202,132 @@ mod tests {
             run(Mode::Auto, Termination::Exited(33), false, GOOD),
         ];
         let good = ScenarioResult {
+            qemu: "QEMU 7.2".into(),
             problems: check(&sc, &runs),
             scenario: sc.clone(),
             runs: runs.clone(),
             flaky: Vec::new(),
         };
-        let md = markdown(std::slice::from_ref(&good), "now", "6.18", "QEMU 7.2", None);
+        let md = markdown(std::slice::from_ref(&good), "now", "6.18", &[], None);
         assert!(
             md.contains("**Result: every scenario ended the same way"),
             "{md}"
         );
         assert!(
-            md.contains("| `devices` | exit 33, 1.0 s | exit 33, 1.0 s | 3 | yes |"),
+            md.contains("| `devices` | pc | 1 | exit 33, 1.00 s | exit 33, 1.00 s (1.00x) | 3 | yes | auto: 1 vCPU threads of 2, hot calls all translated |"),
             "{md}"
         );
         assert!(md.contains("No command statistics"), "{md}");
         let bad = ScenarioResult {
+            qemu: "QEMU 7.2".into(),
             problems: vec!["auto: boom".into()],
             scenario: sc,
             runs,
             flaky: Vec::new(),
         };
-        let md = markdown(&[bad], "now", "6.18", "QEMU 7.2", None);
+        let md = markdown(&[bad], "now", "6.18", &[], None);
         assert!(
-            md.contains("FAILED") && md.contains("PROBLEM: auto: boom"),
+            md.contains("FAILED") && md.contains("PROBLEM (QEMU 7.2): auto: boom"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn smp_guest_lines() {
+        assert_eq!(
+            smp_expected(1),
+            vec![
+                "kvmng smp guest: start",
+                "fw_cfg: 1 cpus",
+                "cpu 0: bootstrap processor, apic id 0",
+                "all 1 cpus up",
+                "cpu 0: ipi 0x41 from cpu 0",
+                "cpu 0: pit irq0 via 8259: at least 10 interrupts",
+                "cpu 0: lapic timer: at least 5 interrupts",
+                "kvmng smp guest: done",
+            ]
+        );
+        let four = smp_expected(4);
+        assert_eq!(four.len(), 8 + 3 + 3 + 3);
+        assert!(four.contains(&"cpu 3: up after INIT/SIPI, apic id 3".to_string()));
+        let ring: Vec<&String> = four.iter().filter(|l| l.contains("ipi 0x41")).collect();
+        assert_eq!(
+            ring,
+            vec![
+                "cpu 1: ipi 0x41 from cpu 0",
+                "cpu 2: ipi 0x41 from cpu 1",
+                "cpu 3: ipi 0x41 from cpu 2",
+                "cpu 0: ipi 0x41 from cpu 3"
+            ]
+        );
+        // Every scenario name is unique; the SMP ones cover -smp 1, 2, 4 and
+        // pc, q35, microvm.
+        let all = scenarios(&expected());
+        let mut names: Vec<&str> = all.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+        let smp: Vec<&Scenario> = all.iter().filter(|s| s.guest == Some(Guest::Smp)).collect();
+        for n in [1, 2, 4] {
+            assert!(smp.iter().any(|s| s.smp == n), "-smp {n}");
+        }
+        for m in ["pc", "q35", "microvm"] {
+            assert!(smp.iter().any(|s| s.machine == m), "-M {m}");
+        }
+    }
+
+    #[test]
+    fn per_thread_census() {
+        let c = parse_trace(&trace(2, "translated"));
+        assert_eq!((c.lines, c.bad_lines, c.threads.len()), (5, 0, 3));
+        assert!(check_threads(2, Mode::Auto, Some(&c)).is_empty());
+        assert_eq!(
+            check_threads(4, Mode::Auto, Some(&c)),
+            vec!["auto: 2 threads ran KVM_RUN, expected one per vCPU (4)"]
+        );
+        let p = check_threads(2, Mode::Passthrough, Some(&c));
+        assert!(
+            p.iter()
+                .any(|x| x == "passthrough: thread 8 (vCPU): KVM_RUN not passthrough: 1 translated"),
+            "{p:?}"
+        );
+        // One vCPU thread's KVM_RUN fell back once: named, with its thread.
+        let mixed = trace(2, "translated")
+            + "pid=7 tid=9 cmd=KVM_RUN fd=10 class=vcpu ret=0 ns=1 path=fallback reason=\"x y\"\ngarbage\n";
+        let c = parse_trace(&mixed);
+        assert_eq!(c.bad_lines, 1);
+        let p = check_threads(2, Mode::Auto, Some(&c));
+        assert_eq!(
+            p,
+            vec![
+                "auto: 1 trace lines unreadable",
+                "auto: thread 9 (vCPU): KVM_RUN not translated: 1 fallback"
+            ]
+        );
+        assert_eq!(
+            check_threads(1, Mode::Auto, None),
+            vec!["auto: the shim wrote no trace"]
+        );
+    }
+
+    #[test]
+    fn qemu_versions() {
+        assert_eq!(
+            qemu_major("QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-2+deb13u1~bpo12+1)"),
+            Some(10)
+        );
+        assert_eq!(
+            qemu_major("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)"),
+            Some(7)
+        );
+        assert_eq!(qemu_major("QEMU (version unknown)"), None);
+        let all = scenarios(&expected());
+        let uirq = all
+            .iter()
+            .find(|s| s.name == "devices-userspace-irqchip")
+            .unwrap();
+        assert!(uirq.skip_reason(Some(7)).is_none());
+        assert!(uirq.skip_reason(None).is_none());
+        assert!(uirq.skip_reason(Some(10)).unwrap().contains("QEMU 10"));
     }
 }
