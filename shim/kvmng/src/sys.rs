@@ -83,6 +83,105 @@ pub fn getpid() -> i32 {
     unsafe { raw6(libc::SYS_getpid, 0, 0, 0, 0, 0, 0) as i32 }
 }
 
+/// `tgkill(getpid(), tid, sig)`.
+pub fn tgkill(tid: i32, sig: i32) -> SysResult {
+    // SAFETY: tgkill sends a signal; no memory is passed.
+    unsafe {
+        syscall6(
+            libc::SYS_tgkill,
+            getpid() as u64,
+            tid as u64,
+            sig as u64,
+            0,
+            0,
+            0,
+        )
+    }
+}
+
+/// The bit of signal `sig` in a kernel `sigset_t` (64 bits on x86_64).
+pub const fn sig_bit(sig: i32) -> u64 {
+    1u64 << ((sig - 1) as u32)
+}
+
+/// `rt_sigprocmask(how, set, &old)` for the calling thread, with the
+/// kernel's 8-byte mask; returns the mask as it was before.
+pub fn sigprocmask(how: i32, set: u64) -> Result<u64, Errno> {
+    let mut old: u64 = 0;
+    // SAFETY: the kernel reads 8 bytes from `set` and writes 8 into `old`,
+    // both on this frame.
+    unsafe {
+        syscall6(
+            libc::SYS_rt_sigprocmask,
+            how as u64,
+            &set as *const u64 as u64,
+            &mut old as *mut u64 as u64,
+            8,
+            0,
+            0,
+        )
+    }?;
+    Ok(old)
+}
+
+/// Dequeues one pending signal of `set` without waiting (`rt_sigtimedwait`
+/// with a zero timeout): its number, or `EAGAIN` when none is pending.
+pub fn take_pending_signal(set: u64) -> SysResult {
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: the kernel reads the 8-byte set and the timespec from this
+    // frame; no siginfo is requested.
+    unsafe {
+        syscall6(
+            libc::SYS_rt_sigtimedwait,
+            &set as *const u64 as u64,
+            0,
+            &zero as *const libc::timespec as u64,
+            8,
+            0,
+            0,
+        )
+    }
+}
+
+/// `futex(word, op | FUTEX_PRIVATE_FLAG, val)` with no timeout.
+pub fn futex(word: &core::sync::atomic::AtomicU32, op: i32, val: u32) -> SysResult {
+    // SAFETY: futex on a live atomic word; no timeout is passed.
+    unsafe {
+        syscall6(
+            libc::SYS_futex,
+            word.as_ptr() as u64,
+            (op | libc::FUTEX_PRIVATE_FLAG) as u64,
+            val as u64,
+            0,
+            0,
+            0,
+        )
+    }
+}
+
+/// Sleeps `ns` nanoseconds (less than a second); an interruption ends it.
+pub fn sleep_ns(ns: u64) {
+    let ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: ns as i64,
+    };
+    // SAFETY: nanosleep reads `ts`; no remaining time is requested.
+    let _ = unsafe {
+        syscall6(
+            libc::SYS_nanosleep,
+            &ts as *const libc::timespec as u64,
+            0,
+            0,
+            0,
+            0,
+            0,
+        )
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +193,17 @@ mod tests {
         assert_eq!(fcntl(-1, libc::F_GETFL, 0), Err(Errno(libc::EBADF)));
         // SAFETY: an invalid fd; no memory is touched.
         assert_eq!(unsafe { ioctl(-1, 0, 0) }, Err(Errno(libc::EBADF)));
+    }
+
+    #[test]
+    fn a_blocked_signal_is_taken_without_being_delivered() {
+        let sig = libc::SIGRTMIN() + 3;
+        let bit = sig_bit(sig);
+        let before = sigprocmask(libc::SIG_BLOCK, bit).unwrap();
+        assert_eq!(take_pending_signal(bit), Err(Errno(libc::EAGAIN)));
+        tgkill(gettid(), sig).unwrap();
+        assert_eq!(take_pending_signal(bit), Ok(i64::from(sig)));
+        assert_eq!(take_pending_signal(bit), Err(Errno(libc::EAGAIN)));
+        assert_eq!(sigprocmask(libc::SIG_SETMASK, before).unwrap() & bit, bit);
     }
 }

@@ -32,11 +32,63 @@ fn pair(value: u64) -> (GuestMemory, GuestMemory) {
     (a, b)
 }
 
+/// The signal mask the vCPU thread runs with, as real VMMs set it.
+#[derive(Clone, Copy, Debug)]
+enum Masks {
+    /// Nothing blocked (the test harness's default).
+    Open,
+    /// QEMU with `KVM_CAP_IMMEDIATE_EXIT`: every signal but its IPI signal
+    /// (here SIGUSR1) blocked in the thread, no KVM signal mask.
+    ThreadBlocksAllButIpi,
+    /// QEMU without it: every signal blocked in the thread, and
+    /// `KVM_SET_SIGNAL_MASK` lets only the IPI signal through in KVM_RUN.
+    KvmMaskAllowsOnlyIpi,
+}
+
+/// Applies `masks` to the calling (vCPU) thread and its bound `vcpu`.
+fn apply_masks(masks: Masks, vcpu: &mut kvmng::BoundVcpu<'_>) {
+    // SAFETY: sigset_t operations on local sets; pthread_sigmask of the
+    // calling thread.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        let mut but_ipi = all;
+        libc::sigdelset(&mut but_ipi, libc::SIGUSR1);
+        match masks {
+            Masks::Open => {}
+            Masks::ThreadBlocksAllButIpi => {
+                libc::pthread_sigmask(libc::SIG_SETMASK, &but_ipi, std::ptr::null_mut());
+            }
+            Masks::KvmMaskAllowsOnlyIpi => {
+                libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+                // struct kvm_signal_mask { __u32 len; __u8 sigset[8]; }
+                let mut arg = [0u8; 12];
+                arg[..4].copy_from_slice(&8u32.to_ne_bytes());
+                let words = (&but_ipi as *const libc::sigset_t).cast::<u64>().read();
+                arg[4..].copy_from_slice(&words.to_ne_bytes());
+                let set = vcpu.control(kvmng_abi::ioctls::KVM_SET_SIGNAL_MASK, arg.as_ptr() as u64);
+                assert_eq!(set, Ok(0), "KVM_SET_SIGNAL_MASK");
+            }
+        }
+    }
+}
+
 /// Swaps slots A and B between two pairs `swaps` times while the guest
 /// checks them; `atomic` does each swap in one kvmng_memory_map call, else
 /// in four calls. Returns the verdict and how far the guest's loop counter
 /// advanced during the swaps.
 fn swap_while_guest_checks(env: &support::Env, swaps: usize, atomic: bool) -> (Verdict, u64) {
+    swap_while_guest_checks_masked(env, swaps, atomic, Masks::Open)
+}
+
+/// [`swap_while_guest_checks`] with the vCPU thread's signal masks set as
+/// `masks` says.
+fn swap_while_guest_checks_masked(
+    env: &support::Env,
+    swaps: usize,
+    atomic: bool,
+    masks: Masks,
+) -> (Verdict, u64) {
     let gvm = GuestVm::new(&env.kvm, by_name("map_check").unwrap()).unwrap();
     let pairs = [pair(0x1111), pair(0x2222)];
     let map = |p: &(GuestMemory, GuestMemory)| {
@@ -50,6 +102,7 @@ fn swap_while_guest_checks(env: &support::Env, swaps: usize, atomic: bool) -> (V
     std::thread::scope(|s| {
         let guest = s.spawn(|| {
             let mut vcpu = gvm.boot_vcpu().unwrap();
+            apply_masks(masks, &mut vcpu);
             started.store(true, Ordering::SeqCst);
             match vcpu.run().unwrap() {
                 VcpuExit::IoOut { port, .. } if port == DONE_PORT => Verdict::Done,
@@ -119,6 +172,40 @@ fn an_atomic_replacement_of_two_slots_is_never_seen_half_done() {
         "the guest must run between every two swaps (advanced {advanced})"
     );
     eprintln!("atomic: guest loop advanced {advanced} iterations across 300 swaps");
+}
+
+/// Runs the atomic swap with the vCPU thread masked as `masks`: the update
+/// must hold the vCPU whatever mask the program runs with (a kick the
+/// thread blocks used to leave it running through a half-done update after
+/// a 2 s wait).
+fn atomic_swap_holds_a_masked_vcpu(name: &str, masks: Masks) {
+    let Some(env) = support::env(name) else {
+        return;
+    };
+    let started = Instant::now();
+    let (verdict, advanced) = swap_while_guest_checks_masked(&env, 100, true, masks);
+    assert_eq!(verdict, Verdict::Done, "{masks:?}");
+    assert!(advanced >= 100, "{masks:?}: the guest advanced {advanced}");
+    eprintln!(
+        "{masks:?}: 100 atomic swaps held the vCPU in {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn an_atomic_replacement_holds_a_vcpu_whose_thread_blocks_the_kick() {
+    atomic_swap_holds_a_masked_vcpu(
+        "an_atomic_replacement_holds_a_vcpu_whose_thread_blocks_the_kick",
+        Masks::ThreadBlocksAllButIpi,
+    );
+}
+
+#[test]
+fn an_atomic_replacement_holds_a_vcpu_whose_kvm_mask_blocks_the_kick() {
+    atomic_swap_holds_a_masked_vcpu(
+        "an_atomic_replacement_holds_a_vcpu_whose_kvm_mask_blocks_the_kick",
+        Masks::KvmMaskAllowsOnlyIpi,
+    );
 }
 
 #[test]

@@ -32,6 +32,9 @@ pub struct ThreadBinding {
     pub fd: AtomicI32,
     /// 1 while the thread is inside KVM_RUN (the memory-map gate reads it).
     pub in_run: AtomicU32,
+    /// 1 once a memory-map update sent the thread a kick that the run loop
+    /// has not yet taken (see [`super::gate`]).
+    pub kicked: AtomicU32,
     /// I/O regions: the run area mapping, the pending access, the reply
     /// hand-over (see [`ioregion`]).
     pub io: VcpuIo,
@@ -43,6 +46,7 @@ impl ThreadBinding {
             tid: AtomicI32::new(0),
             fd: AtomicI32::new(-1),
             in_run: AtomicU32::new(0),
+            kicked: AtomicU32::new(0),
             io: VcpuIo::new(),
         }
     }
@@ -274,6 +278,7 @@ fn release(slot: &ThreadBinding) {
     let fd = slot.fd.swap(-1, SeqCst);
     ioregion::detach(&slot.io, fd);
     slot.in_run.store(0, SeqCst);
+    slot.kicked.store(0, SeqCst);
     slot.tid.store(0, SeqCst);
 }
 

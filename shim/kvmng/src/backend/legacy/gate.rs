@@ -1,37 +1,51 @@
-//! Holding vCPUs out of guest mode while a memory map changes.
+//! Holding vCPUs out of guest mode while a multi-slot memory map changes.
+//!
+//! Only `kvmng_memory_map()` with more than one region closes the gate: a
+//! single region is one `KVM_SET_USER_MEMORY_REGION2`, which KVM already
+//! applies atomically for running vCPUs (see [`super::memmap`]).
 //!
 //! A vCPU thread marks itself `in_run` before it enters KVM_RUN and checks
 //! the gate after; the updater closes the gate and then waits until no
 //! thread is `in_run`, kicking each one with the kick signal so that its
 //! KVM_RUN returns EINTR. The sequentially consistent order of "mark, then
 //! check" against "close, then scan" means a thread either sees the gate
-//! closed, or is seen in run and kicked. The run loop absorbs an EINTR that
-//! coincides with an update (a kick) and re-enters once the gate opens. A
-//! program's own signal landing in that same window is absorbed with it; a
-//! pending `immediate_exit` still ends the re-entered run at once.
+//! closed, or is seen in run and kicked; the updater kicks again until the
+//! thread has left, so a kick consumed just before KVM_RUN is not lost.
+//!
+//! The kick always reaches KVM_RUN, whatever mask the program runs with:
+//! * a mask given with `KVM_SET_SIGNAL_MASK` through the library reaches
+//!   KVM without the kick signal ([`kvm_mask_without_kick`]);
+//! * without one, KVM_RUN runs with the thread's mask, and the run loop
+//!   unblocks the kick around KVM_RUN when the thread blocks it (one
+//!   `rt_sigprocmask` per run, restored after).
+//!
+//! A kick that stays pending (blocked in the thread outside KVM_RUN) is
+//! taken with `rt_sigtimedwait` before the next entry, so it never ends a
+//! later KVM_RUN. The run loop absorbs an EINTR that a kick caused and
+//! re-enters once the gate opens. A program's own signal landing in that
+//! same window is absorbed with it only if its handler already ran (a
+//! pending `immediate_exit` still ends the re-entered run at once; a signal
+//! that is still pending ends it too).
 
 use super::binding::{ThreadBinding, THREADS};
 use super::ioregion::{self, Resume};
 use crate::errno::Errno;
-use crate::sys::{getpid, raw6, syscall6};
+use crate::sys::{self, sig_bit};
 use core::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use std::sync::Once;
 
-/// 1 while a memory-map update is in progress.
+/// 1 while a multi-slot memory-map update is in progress.
 static CLOSED: AtomicU32 = AtomicU32::new(0);
 /// Counts closings: a KVM_RUN that returns EINTR while the generation
 /// moved was (possibly) kicked, and is re-entered.
 static GENERATION: AtomicU32 = AtomicU32::new(0);
-/// Updates that could not hold every vCPU (it never left KVM_RUN).
-pub static UNHELD_UPDATES: AtomicU32 = AtomicU32::new(0);
 
 static SIGNAL_ONCE: Once = Once::new();
 static KICK_SIGNAL: AtomicU32 = AtomicU32::new(0);
 
-/// How long the updater waits for a vCPU to leave KVM_RUN before it gives
-/// up holding it (the thread blocks the kick signal).
-const HOLD_TIMEOUT_NS: u64 = 2_000_000_000;
-const KICK_INTERVAL_NS: u64 = 1_000_000;
+/// How long the updater lets a kicked thread leave KVM_RUN before it kicks
+/// it again.
+const KICK_INTERVAL_NS: u64 = 100_000;
 
 /// The gate's generation (it moves at every closing): a wait that a signal
 /// interrupted while it moved may have been kicked, and goes on.
@@ -46,8 +60,10 @@ pub fn kick_signal() -> i32 {
 
 extern "C" fn on_kick(_sig: i32) {}
 
-/// Installs the (empty) kick handler once, without SA_RESTART so that the
-/// kick interrupts KVM_RUN. Called when the first vCPU is bound.
+/// Installs the (empty) kick handler once. KVM_RUN answers a signal with
+/// EINTR whatever SA_RESTART says; SA_RESTART keeps a late kick from
+/// interrupting any other system call of the thread. Called when the
+/// emulation starts.
 pub fn install_kick_handler() {
     SIGNAL_ONCE.call_once(|| {
         let sig = std::env::var("KVMNG_KICK_SIGNAL")
@@ -61,35 +77,17 @@ pub fn install_kick_handler() {
         unsafe {
             let mut action: libc::sigaction = core::mem::zeroed();
             action.sa_sigaction = on_kick as extern "C" fn(i32) as usize;
-            action.sa_flags = 0;
+            action.sa_flags = libc::SA_RESTART;
             libc::sigemptyset(&mut action.sa_mask);
             libc::sigaction(sig, &action, core::ptr::null_mut());
         }
     });
 }
 
-fn futex(word: &AtomicU32, op: i32, val: u32, timeout_ns: u64) {
-    let ts = libc::timespec {
-        tv_sec: (timeout_ns / 1_000_000_000) as i64,
-        tv_nsec: (timeout_ns % 1_000_000_000) as i64,
-    };
-    let ts_ptr = if timeout_ns == 0 {
-        0
-    } else {
-        &ts as *const libc::timespec as u64
-    };
-    // SAFETY: futex on a live atomic word; `ts` outlives the call.
-    let _ = unsafe {
-        syscall6(
-            libc::SYS_futex,
-            word.as_ptr() as u64,
-            (op | libc::FUTEX_PRIVATE_FLAG) as u64,
-            val as u64,
-            ts_ptr,
-            0,
-            0,
-        )
-    };
+/// The signal mask a `KVM_SET_SIGNAL_MASK` of the program's `mask` gives
+/// KVM: the same mask with the kick signal let through.
+pub fn kvm_mask_without_kick(mask: u64) -> u64 {
+    mask & !sig_bit(kick_signal())
 }
 
 /// Marks the caller in run. Returns false (and unmarks) if the gate is
@@ -111,47 +109,18 @@ pub fn leave(me: &ThreadBinding) {
 /// Blocks while an update is in progress.
 pub fn wait_open() {
     while CLOSED.load(SeqCst) != 0 {
-        futex(&CLOSED, libc::FUTEX_WAIT, 1, 0);
+        let _ = sys::futex(&CLOSED, libc::FUTEX_WAIT, 1);
     }
 }
 
-fn sleep_ns(ns: u64) {
-    let ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: ns as i64,
-    };
-    // SAFETY: nanosleep reads `ts`; no remaining time is requested.
-    unsafe {
-        raw6(
-            libc::SYS_nanosleep,
-            &ts as *const libc::timespec as u64,
-            0,
-            0,
-            0,
-            0,
-            0,
-        )
-    };
-}
-
-fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into `ts`.
-    unsafe {
-        raw6(
-            libc::SYS_clock_gettime,
-            libc::CLOCK_MONOTONIC as u64,
-            &mut ts as *mut libc::timespec as u64,
-            0,
-            0,
-            0,
-            0,
-        )
-    };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+/// Takes every kick still pending for the calling thread (blocked in its
+/// mask), so that none ends a later KVM_RUN.
+fn take_pending_kicks(me: &ThreadBinding) {
+    if me.kicked.swap(0, SeqCst) == 0 {
+        return;
+    }
+    let bit = sig_bit(kick_signal());
+    while sys::take_pending_signal(bit).is_ok() {}
 }
 
 /// Closes the gate for the life of the guard and holds every vCPU thread
@@ -159,42 +128,30 @@ fn monotonic_ns() -> u64 {
 pub struct Closed(());
 
 impl Closed {
-    /// Closes the gate and waits until no other thread is in KVM_RUN.
+    /// Closes the gate and waits until no other thread is in KVM_RUN. The
+    /// wait ends: every kick reaches KVM_RUN (see the module's text), and a
+    /// thread that no longer exists is not waited for.
     pub fn close() -> Closed {
         CLOSED.store(1, SeqCst);
         GENERATION.fetch_add(1, SeqCst);
-        let me = crate::sys::gettid();
-        let pid = getpid();
-        let deadline = monotonic_ns() + HOLD_TIMEOUT_NS;
+        let me = sys::gettid();
         loop {
             let mut waiting = false;
-            for slot in THREADS.iter() {
+            for slot in THREADS.iter().take(super::binding::high_water()) {
                 let tid = slot.tid.load(SeqCst);
                 if tid == 0 || tid == me || slot.in_run.load(SeqCst) == 0 {
                     continue;
                 }
+                slot.kicked.store(1, SeqCst);
+                if sys::tgkill(tid, kick_signal()) == Err(Errno(libc::ESRCH)) {
+                    continue;
+                }
                 waiting = true;
-                // SAFETY: tgkill sends a signal; no memory is passed.
-                unsafe {
-                    raw6(
-                        libc::SYS_tgkill,
-                        pid as u64,
-                        tid as u64,
-                        kick_signal() as u64,
-                        0,
-                        0,
-                        0,
-                    )
-                };
             }
             if !waiting {
                 break;
             }
-            if monotonic_ns() > deadline {
-                UNHELD_UPDATES.fetch_add(1, SeqCst);
-                break;
-            }
-            sleep_ns(KICK_INTERVAL_NS / 10);
+            sys::sleep_ns(KICK_INTERVAL_NS);
         }
         Closed(())
     }
@@ -203,8 +160,27 @@ impl Closed {
 impl Drop for Closed {
     fn drop(&mut self) {
         CLOSED.store(0, SeqCst);
-        futex(&CLOSED, libc::FUTEX_WAKE, i32::MAX as u32, 0);
+        let _ = sys::futex(&CLOSED, libc::FUTEX_WAKE, i32::MAX as u32);
     }
+}
+
+/// KVM_RUN on `fd`, with the kick signal deliverable inside it: when the
+/// vCPU has no KVM signal mask from the program, the thread's own mask
+/// applies, and the kick is unblocked for the call if the thread blocks it.
+fn kvm_run(me: &ThreadBinding, fd: i32) -> Result<i64, Errno> {
+    let reblock = if me.io.kvm_mask_set() {
+        false
+    } else {
+        let bit = sig_bit(kick_signal());
+        sys::sigprocmask(libc::SIG_UNBLOCK, bit).is_ok_and(|old| old & bit != 0)
+    };
+    // SAFETY: KVM_RUN takes no argument; the kernel writes the vCPU's
+    // kvm_run page, which the program mapped.
+    let r = unsafe { sys::ioctl(fd, kvmng_abi::ioctls::KVM_RUN, 0) };
+    if reblock {
+        let _ = sys::sigprocmask(libc::SIG_BLOCK, sig_bit(kick_signal()));
+    }
+    r
 }
 
 /// The run loop of the emulation: KVM_RUN on `fd` of binding `me`, with
@@ -219,16 +195,17 @@ pub fn run(me: &ThreadBinding, fd: i32) -> Result<i64, Errno> {
                 Resume::Failed(e) => return Err(e),
             }
         }
+        take_pending_kicks(me);
         let generation = GENERATION.load(SeqCst);
         if !enter(me) {
             wait_open();
             continue;
         }
-        // SAFETY: KVM_RUN takes no argument; the kernel writes the vCPU's
-        // kvm_run page, which the program mapped.
-        let r = unsafe { crate::sys::ioctl(fd, kvmng_abi::ioctls::KVM_RUN, 0) };
+        let r = kvm_run(me, fd);
         leave(me);
-        if r == Err(Errno(libc::EINTR)) && GENERATION.load(SeqCst) != generation {
+        if r == Err(Errno(libc::EINTR))
+            && (GENERATION.load(SeqCst) != generation || me.kicked.load(SeqCst) != 0)
+        {
             wait_open();
             continue;
         }

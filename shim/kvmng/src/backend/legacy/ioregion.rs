@@ -237,6 +237,12 @@ impl VcpuIo {
         self.pending.load(Relaxed) != 0
     }
 
+    /// True when the program gave this vCPU a signal mask for KVM_RUN
+    /// (`KVM_SET_SIGNAL_MASK` through the library, while this binding).
+    pub fn kvm_mask_set(&self) -> bool {
+        self.sigmask_set.load(SeqCst) != 0
+    }
+
     /// Records the mask of a successful `KVM_SET_SIGNAL_MASK` (`None`: no
     /// mask, as when the ioctl is given a null pointer).
     pub fn set_sigmask(&self, mask: Option<u64>) {

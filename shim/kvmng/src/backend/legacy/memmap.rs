@@ -1,7 +1,8 @@
 //! `kvmng_memory_map()` emulated: several slot changes applied as one.
 //!
-//! KVM has no multi-slot update, so the emulation holds the vCPUs out of
-//! guest mode (see [`super::gate`]), applies the regions one by one with
+//! KVM has no multi-slot update, so for more than one region the emulation
+//! holds the vCPUs out of guest mode (see [`super::gate`]; one region is
+//! already atomic in KVM and holds nobody), applies the regions one by one with
 //! `KVM_SET_USER_MEMORY_REGION2`, and on a failure restores the slots it had
 //! already changed, from the table it keeps of every slot set through it.
 
@@ -184,9 +185,12 @@ pub fn memory_map(regions: u64, count: u32, flags: u32) -> SysResult {
         usermem::read_slice(regions + start as u64 * size, &mut chunk[..n])?;
     }
 
-    // The table lock serializes whole updates; the gate is closed inside it.
+    // The table lock serializes whole updates; the gate is closed inside it,
+    // and only for several regions: KVM applies one region atomically for
+    // running vCPUs (it swaps in the new slot set and waits for its SRCU
+    // readers), so a one-region update holds nobody.
     with_table(|table| {
-        let _held = gate::Closed::close();
+        let _held = (count > 1).then(gate::Closed::close);
         let mut undo = [Region::default(); KVMNG_MEMORY_MAP_MAX as usize];
         for index in 0..count {
             let region = read_region(regions, index).and_then(|r| set_region(vm_fd, &r).map(|_| r));

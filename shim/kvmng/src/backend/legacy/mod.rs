@@ -68,6 +68,44 @@ fn bind_current_thread(vcpu_fd: i32, vcpu_id: u32) -> Result<(), Errno> {
     })
 }
 
+/// `struct kvm_signal_mask` with the one length KVM accepts on x86_64.
+#[derive(Clone, Copy, Default)]
+#[repr(C, packed)]
+struct SignalMask {
+    len: u32,
+    sigset: u64,
+}
+
+/// `KVM_SET_SIGNAL_MASK` on the bound vCPU `fd`: KVM gets the program's
+/// mask with the kick signal let through, so that a multi-slot memory map
+/// can always hold the vCPU (see [`gate`]). An argument KVM would refuse
+/// (unreadable, a length other than 8) is passed on unchanged, so the
+/// errno is KVM's own.
+fn set_signal_mask(fd: i32, arg: u64, me: Option<&binding::ThreadBinding>) -> SysResult {
+    let program = (arg != 0)
+        .then(|| usermem::read_value::<SignalMask>(arg).ok())
+        .flatten()
+        .filter(|m| m.len == 8);
+    let result = match program {
+        Some(m) => {
+            let ours = SignalMask {
+                len: 8,
+                sigset: gate::kvm_mask_without_kick(m.sigset),
+            };
+            // SAFETY: the ioctl reads the mask from this frame.
+            unsafe { ioctl(fd, KVM_SET_SIGNAL_MASK, &ours as *const SignalMask as u64) }
+        }
+        // SAFETY: the program's argument, which KVM checks.
+        None => unsafe { ioctl(fd, KVM_SET_SIGNAL_MASK, arg) },
+    };
+    if let (Ok(_), Some(me)) = (result, me) {
+        // The mask KVM applies inside KVM_RUN applies to the I/O-region
+        // waits of the run loop too (api.md section 6): the program's own.
+        me.io.set_sigmask(program.map(|m| m.sigset));
+    }
+    result
+}
+
 /// The VM bound to the mm changed: what the emulation kept for the old one
 /// (its slot table, its I/O regions) is dropped.
 fn vm_binding_changed() {
@@ -270,18 +308,11 @@ impl Backend for Legacy {
             }
             _ => return Err(einval()),
         };
+        if vcpu.is_some() && cmd == KVM_SET_SIGNAL_MASK {
+            return set_signal_mask(fd, arg, vcpu);
+        }
         // SAFETY: the caller vouches that `arg` is what `cmd` expects.
         let result = unsafe { ioctl(fd, cmd, arg) };
-        if let (Ok(_), Some(me), KVM_SET_SIGNAL_MASK) = (result, vcpu, cmd) {
-            // The mask KVM applies inside KVM_RUN applies to the I/O-region
-            // waits of the run loop too (api.md section 6).
-            let mask = if arg == 0 {
-                None
-            } else {
-                usermem::read_value::<u64>(arg + 4).ok()
-            };
-            me.io.set_sigmask(mask);
-        }
         if result.is_ok() && scope == KVMNG_SCOPE_VM && cmd == KVM_SET_USER_MEMORY_REGION2 {
             if let Ok(region) = usermem::read_value::<kvm_userspace_memory_region2>(arg) {
                 memmap::note_control_update(&region);
