@@ -31,6 +31,14 @@
  * cannot emulate a 32-bit IRET (see devices.S).
  *
  * Build (what kvmng-compat does): as devices.S.
+ *
+ * With -DKRUN (gcc -c -DKRUN, ld -m elf_x86_64: linux-loader, which libkrun
+ * uses, loads only ELF64) the same guest boots under libkrun, which enters
+ * the ELF's entry point in 64-bit mode with its own GDT and page tables: a
+ * stub drops to 32-bit protected mode without paging, and from there the
+ * code is the same. libkrun has no fw_cfg, so the CPU count comes from its
+ * MP table, and no isa-debug-exit, so the guest ends with a reset through
+ * the i8042 (port 0x64), which ends libkrun's process.
  */
 
 #define COM1            0x3f8
@@ -82,17 +90,48 @@
 #define MB_FLAGS        0
 #define MB_BOOT_MAGIC   0x2badb002
 
-        .code32
         .text
         .globl _start
 
+#ifdef KRUN
+/* libkrun: 64-bit mode, paging on (identity), its GDT. To 32-bit protected
+ * mode: our GDT, a far return into its 32-bit code segment (compatibility
+ * mode), paging off (which leaves long mode), EFER.LME off. */
+        .code64
+_start:
+        cli
+        lgdt    gdt_desc64
+        pushq   $0x08
+        pushq   $1f
+        lretq
+        .code32
+1:      mov     $0x10, %ax
+        mov     %ax, %ds
+        mov     %ax, %ss
+        mov     %cr0, %eax
+        and     $0x7fffffff, %eax
+        mov     %eax, %cr0
+        mov     $0xc0000080, %ecx
+        rdmsr
+        and     $~0x100, %eax
+        wrmsr
+        mov     %cr4, %eax
+        and     $~0x20, %eax
+        mov     %eax, %cr4
+        mov     $MB_BOOT_MAGIC, %eax            /* as if from multiboot */
+        jmp     start32
+#else
+        .code32
         .align 4
 multiboot_header:
         .long MB_MAGIC
         .long MB_FLAGS
         .long -(MB_MAGIC + MB_FLAGS)
-
 _start:
+#endif
+
+        .code32
+start32:
         cli
         cld
         mov     $stacks + STACK_SIZE, %esp      /* CPU 0's stack */
@@ -114,6 +153,14 @@ _start:
         mov     $msg_fail_magic, %esi
         jne     fail
 
+#ifdef KRUN
+        /* How many CPUs libkrun made: the enabled processor entries of its
+         * MP table. */
+        call    mp_count_cpus
+        mov     %eax, %ebx
+        mov     %eax, ncpus
+        mov     $msg_mptable, %esi
+#else
         /* How many CPUs QEMU made (-smp): fw_cfg FW_CFG_NB_CPUS, 16 bits. */
         mov     $FW_CFG_SEL, %dx
         mov     $FW_CFG_NB_CPUS, %ax
@@ -127,6 +174,7 @@ _start:
         or      %eax, %ebx
         mov     %ebx, ncpus
         mov     $msg_fwcfg, %esi
+#endif
         call    puts
         mov     %ebx, %eax
         call    put_dec
@@ -333,7 +381,12 @@ fail:
 1:      call    puts
         mov     $EXIT_FAIL, %eax
 exit_qemu:
+#ifdef KRUN
+        mov     $0xfe, %al                      /* i8042: pulse reset */
+        out     %al, $0x64
+#else
         out     %eax, $EXIT_PORT
+#endif
 2:      cli
         hlt
         jmp     2b
@@ -435,6 +488,64 @@ ap_report:
         jmp     ap_loop
 
 /* ---- helpers (interrupts off) ---- */
+
+#ifdef KRUN
+/* Returns in %eax the number of enabled processors of the MP table (0 when
+ * there is none): the floating pointer ("_MP_") in the last KiB of base
+ * memory or in 0xf0000-0xfffff, then its configuration table ("PCMP"),
+ * whose processor entries (type 0) are 20 bytes long and the others 8.
+ * The entries are walked by the table's length, as Linux does: libkrun
+ * leaves the entry count at 0. */
+mp_count_cpus:
+        push    %ebx
+        push    %ecx
+        push    %esi
+        mov     $0x9fc00, %esi
+        mov     $0xa0000, %ecx
+        call    mp_find
+        jnc     1f
+        mov     $0xf0000, %esi
+        mov     $0x100000, %ecx
+        call    mp_find
+        jc      8f
+1:      mov     4(%esi), %esi                   /* the configuration table */
+        cmpl    $0x504d4350, (%esi)             /* "PCMP" */
+        jne     8f
+        movzwl  4(%esi), %ecx                   /* base table length */
+        add     %esi, %ecx                      /* its end */
+        add     $0x2c, %esi
+        xor     %eax, %eax
+2:      cmp     %ecx, %esi
+        jae     9f
+        cmpb    $0, (%esi)
+        jne     3f
+        testb   $1, 3(%esi)                     /* CPU flags: enabled */
+        jz      4f
+        inc     %eax
+4:      add     $20, %esi
+        jmp     2b
+3:      add     $8, %esi
+        jmp     2b
+8:      xor     %eax, %eax
+9:      pop     %esi
+        pop     %ecx
+        pop     %ebx
+        ret
+
+/* Looks for "_MP_" on 16-byte boundaries in [%esi, %ecx): found, CF clear
+ * and %esi at it; else CF set. */
+mp_find:
+1:      cmp     %ecx, %esi
+        jae     2f
+        cmpl    $0x5f504d5f, (%esi)
+        je      3f
+        add     $16, %esi
+        jmp     1b
+2:      stc
+        ret
+3:      clc
+        ret
+#endif
 
 /* Returns this CPU's local APIC ID in %eax. */
 cpu_id:
@@ -792,10 +903,16 @@ gdt_desc:
 idt_desc:
         .word   256 * 8 - 1
         .long   idt
+#ifdef KRUN
+gdt_desc64:
+        .word   gdt_end - gdt - 1
+        .quad   gdt
+#endif
 lock_owner:     .long -1
 
 msg_hello:      .asciz "kvmng smp guest: start\n"
 msg_fwcfg:      .asciz "fw_cfg: "
+msg_mptable:    .asciz "mp table: "
 msg_cpus:       .asciz " cpus\n"
 msg_bsp:        .asciz "cpu 0: bootstrap processor, apic id 0\n"
 msg_cpu:        .asciz "cpu "
@@ -808,7 +925,7 @@ msg_lapic:      .asciz ": lapic timer: at least 5 interrupts\n"
 msg_done:       .asciz "kvmng smp guest: done\n"
 msg_unexpected: .asciz ": unexpected interrupt or exception, vector "
 msg_fail_magic: .asciz "FAIL: not started by a multiboot loader\n"
-msg_fail_ncpus: .asciz "FAIL: fw_cfg cpu count out of range 1..8\n"
+msg_fail_ncpus: .asciz "FAIL: cpu count out of range 1..8\n"
 msg_fail_bsp_id: .asciz "FAIL: the BSP's apic id is not 0\n"
 msg_fail_ap:    .asciz "FAIL: an AP did not come up after INIT/SIPI\n"
 msg_fail_ap_id: .asciz "FAIL: an AP with an unexpected apic id\n"
