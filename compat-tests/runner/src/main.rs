@@ -115,6 +115,10 @@ struct QemuArgs {
     /// The QEMU binaries (repeatable: every scenario runs with each).
     #[arg(long = "qemu", default_values_os_t = [PathBuf::from("qemu-system-x86_64")])]
     qemus: Vec<PathBuf>,
+    /// compat-tests/krun's launcher (libkrun): runs the libkrun scenarios
+    /// (`make krun` builds it into target/krun/release/kvmng-krun).
+    #[arg(long)]
+    krun: Option<PathBuf>,
     /// libkvmshim.so [default: $KVMNG_SHIM, else target/release, else target/debug].
     #[arg(long)]
     shim: Option<PathBuf>,
@@ -436,10 +440,7 @@ fn cmd_qemu(a: QemuArgs) -> Result<bool> {
     let qdir = root.join("compat-tests/qemu");
     let mut guests = BTreeMap::new();
     for g in qemu::Guest::ALL {
-        guests.insert(
-            g,
-            qemu::build_guest(&qdir, &work_dir.join("guest"), g.name())?,
-        );
+        guests.insert(g, qemu::build_guest(&qdir, &work_dir.join("guest"), g)?);
     }
     let expected = qemu::read_expected(&qdir.join("devices.expected"))?;
     let mut scenarios = qemu::scenarios(&expected);
@@ -464,7 +465,7 @@ fn cmd_qemu(a: QemuArgs) -> Result<bool> {
             major.map_or("unknown".to_string(), |m| m.to_string())
         ));
         let mut these = Vec::new();
-        for sc in &scenarios {
+        for sc in scenarios.iter().filter(|s| s.vmm == qemu::Vmm::Qemu) {
             match sc.skip_reason(major) {
                 Some(why) => skipped.push((version.clone(), sc.name.to_string(), why)),
                 None => these.push(sc.clone()),
@@ -478,6 +479,36 @@ fn cmd_qemu(a: QemuArgs) -> Result<bool> {
             timeout: Duration::from_secs(a.timeout),
         };
         plan.push((cfg, version.clone(), these));
+    }
+    let krun_scenarios: Vec<qemu::Scenario> = scenarios
+        .iter()
+        .filter(|s| s.vmm == qemu::Vmm::Krun)
+        .cloned()
+        .collect();
+    match &a.krun {
+        Some(k) if !krun_scenarios.is_empty() => {
+            let bin = absolute(k)?;
+            if !bin.is_file() {
+                bail!("--krun {}: no such file (make krun builds it)", k.display());
+            }
+            let cfg = qemu::QemuConfig {
+                qemu: bin,
+                shim: shim.clone(),
+                work_dir: work_dir.join("krun"),
+                guests: guests.clone(),
+                timeout: Duration::from_secs(a.timeout),
+            };
+            plan.push((cfg, qemu::KRUN_LABEL.to_string(), krun_scenarios));
+        }
+        _ => {
+            for sc in &krun_scenarios {
+                skipped.push((
+                    qemu::KRUN_LABEL.to_string(),
+                    sc.name.to_string(),
+                    "no --krun launcher given".to_string(),
+                ));
+            }
+        }
     }
     let total: usize = plan.iter().map(|p| p.2.len() * modes.len()).sum();
     eprintln!(
@@ -500,16 +531,20 @@ fn cmd_qemu(a: QemuArgs) -> Result<bool> {
     let mut results = Vec::new();
     let mut ok = true;
     for (cfg, version, these) in &plan {
-        let short = version
-            .split_whitespace()
-            .skip_while(|w| *w != "version")
-            .nth(1)
-            .unwrap_or("?")
-            .to_string();
+        let short = if version == qemu::KRUN_LABEL {
+            "krun".to_string()
+        } else {
+            version
+                .split_whitespace()
+                .skip_while(|w| *w != "version")
+                .nth(1)
+                .unwrap_or("?")
+                .to_string()
+        };
         for sc in these {
             let mut res = qemu::run_scenario(sc, &modes, |m, rerun| {
                 pb.set_message(format!(
-                    "QEMU {short} {} {m}{}",
+                    "{short} {} {m}{}",
                     sc.name,
                     if rerun { " (re-run)" } else { "" }
                 ));

@@ -14,7 +14,10 @@
 //!   userspace (KVM_INTERRUPT, interrupt windows); QEMU 7.2 only;
 //! * `smp1`, `smp2`, `smp4`, `smp2-q35`, `smp2-microvm`, `smp4-microvm`: our
 //!   SMP guest (compat-tests/qemu/smp.S): APs up with INIT/SIPI, a ring of
-//!   IPIs, PIT and local APIC timer interrupts, every CPU printing.
+//!   IPIs, PIT and local APIC timer interrupts, every CPU printing;
+//! * `krun-smp2`, `krun-smp4`: a second real VMM, libkrun (crates.io),
+//!   through compat-tests/krun's launcher, booting the same guest built as
+//!   an ELF64 (with --krun).
 //!
 //! In the shim modes the runs also write the shim's trace (one line per KVM
 //! ioctl, with its thread), from which every thread's hot calls are checked:
@@ -35,6 +38,10 @@ use std::time::Duration;
 /// The exit status of our guests on success: isa-debug-exit turns a write
 /// of 0x10 into exit((0x10 << 1) | 1).
 pub const GUEST_EXIT_OK: i32 = 33;
+/// How the libkrun scenarios' VMM is named in reports.
+pub const KRUN_LABEL: &str = "libkrun 1.19.7 (crates.io) through compat-tests/krun";
+/// libkrun's exit status when the guest resets through the i8042.
+pub const KRUN_EXIT_OK: i32 = 0;
 /// The line SeaBIOS prints last when nothing boots.
 pub const SEABIOS_LAST: &str = "No bootable device.";
 
@@ -50,24 +57,45 @@ pub enum Channel {
 
 /// The guest a scenario boots with -kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Guest {
     /// compat-tests/qemu/devices.S.
     Devices,
     /// compat-tests/qemu/smp.S.
     Smp,
+    /// compat-tests/qemu/smp.S built with -DKRUN as an ELF64, for libkrun.
+    SmpKrun,
 }
 
 impl Guest {
-    pub const ALL: [Guest; 2] = [Guest::Devices, Guest::Smp];
+    pub const ALL: [Guest; 3] = [Guest::Devices, Guest::Smp, Guest::SmpKrun];
 
-    /// The source's base name in compat-tests/qemu.
+    /// The built file's base name.
     pub fn name(self) -> &'static str {
         match self {
             Guest::Devices => "devices",
             Guest::Smp => "smp",
+            Guest::SmpKrun => "smp-krun",
         }
     }
+
+    /// The source's base name in compat-tests/qemu.
+    pub fn source(self) -> &'static str {
+        match self {
+            Guest::Devices => "devices",
+            Guest::Smp | Guest::SmpKrun => "smp",
+        }
+    }
+}
+
+/// The VMM a scenario runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Vmm {
+    /// qemu-system-x86_64 (each --qemu).
+    Qemu,
+    /// libkrun (crates.io), through compat-tests/krun's launcher (--krun).
+    Krun,
 }
 
 /// One QEMU scenario.
@@ -75,6 +103,7 @@ impl Guest {
 pub struct Scenario {
     pub name: &'static str,
     pub what: &'static str,
+    pub vmm: Vmm,
     /// -machine value.
     pub machine: &'static str,
     /// -smp value (vCPUs).
@@ -109,9 +138,15 @@ impl Scenario {
 
 /// The lines the SMP guest prints with `n` CPUs, all of them, in order.
 pub fn smp_expected(n: u32) -> Vec<String> {
+    smp_expected_from(n, "fw_cfg")
+}
+
+/// The same, with the CPU count read from `source` (`fw_cfg` in QEMU,
+/// `mp table` in libkrun).
+pub fn smp_expected_from(n: u32, source: &str) -> Vec<String> {
     let mut v = vec![
         "kvmng smp guest: start".to_string(),
-        format!("fw_cfg: {n} cpus"),
+        format!("{source}: {n} cpus"),
         "cpu 0: bootstrap processor, apic id 0".to_string(),
     ];
     v.extend((1..n).map(|i| format!("cpu {i}: up after INIT/SIPI, apic id {i}")));
@@ -128,6 +163,7 @@ fn smp_scenario(name: &'static str, what: &'static str, machine: &'static str, n
     Scenario {
         name,
         what,
+        vmm: Vmm::Qemu,
         machine,
         smp: n,
         guest: Some(Guest::Smp),
@@ -144,6 +180,7 @@ fn seabios_scenario(name: &'static str, what: &'static str, machine: &'static st
     Scenario {
         name,
         what,
+        vmm: Vmm::Qemu,
         machine,
         smp: 2,
         guest: None,
@@ -172,6 +209,7 @@ pub fn scenarios(devices_expected: &[String]) -> Vec<Scenario> {
         ),
         Scenario {
             name: "devices",
+            vmm: Vmm::Qemu,
             what: "our multiboot guest: serial, CMOS, PIT/RTC interrupts via the 8259s, HPET and VGA MMIO (in-kernel irqchip)",
             machine: "pc",
             smp: 1,
@@ -185,6 +223,7 @@ pub fn scenarios(devices_expected: &[String]) -> Vec<Scenario> {
         },
         Scenario {
             name: "devices-userspace-irqchip",
+            vmm: Vmm::Qemu,
             what: "the same guest with kernel-irqchip=off: QEMU's PIC, PIT and APIC, interrupts injected from userspace",
             machine: "pc,kernel-irqchip=off",
             smp: 1,
@@ -225,20 +264,54 @@ pub fn scenarios(devices_expected: &[String]) -> Vec<Scenario> {
             2,
         ),
         smp_scenario("smp4-microvm", "the same with -smp 4 on microvm", "microvm", 4),
+        Scenario {
+            name: "krun-smp2",
+            what: "libkrun (crates.io, the second VMM) with 2 vCPUs booting the SMP guest built for it (ELF64 entered in 64-bit mode; CPU count from the MP table; ends with an i8042 reset)",
+            vmm: Vmm::Krun,
+            machine: "libkrun",
+            smp: 2,
+            guest: Some(Guest::SmpKrun),
+            stop_marker: None,
+            expect_exit: Some(KRUN_EXIT_OK),
+            channel: Channel::Serial,
+            expected: smp_expected_from(2, "mp table"),
+            ordered: true,
+            max_qemu: None,
+        },
+        Scenario {
+            name: "krun-smp4",
+            what: "the same with 4 vCPUs",
+            vmm: Vmm::Krun,
+            machine: "libkrun",
+            smp: 4,
+            guest: Some(Guest::SmpKrun),
+            stop_marker: None,
+            expect_exit: Some(KRUN_EXIT_OK),
+            channel: Channel::Serial,
+            expected: smp_expected_from(4, "mp table"),
+            ordered: true,
+            max_qemu: None,
+        },
     ]
 }
 
-/// Assembles and links compat-tests/qemu/NAME.S into `out_dir`/NAME.elf.
-pub fn build_guest(src_dir: &Path, out_dir: &Path, name: &str) -> Result<PathBuf> {
+/// Assembles and links a guest (compat-tests/qemu/SOURCE.S) into
+/// `out_dir`/NAME.elf.
+pub fn build_guest(src_dir: &Path, out_dir: &Path, guest: Guest) -> Result<PathBuf> {
     std::fs::create_dir_all(out_dir)?;
-    let src = src_dir.join(format!("{name}.S"));
+    let name = guest.name();
+    let src = src_dir.join(format!("{}.S", guest.source()));
     let obj = out_dir.join(format!("{name}.o"));
     let elf = out_dir.join(format!("{name}.elf"));
+    let (cflag, emulation) = match guest {
+        Guest::SmpKrun => ("-DKRUN", "elf_x86_64"),
+        _ => ("-m32", "elf_i386"),
+    };
     let steps: [(&str, Vec<String>); 2] = [
         (
             "gcc",
             vec![
-                "-m32".into(),
+                cflag.into(),
                 "-c".into(),
                 "-nostdinc".into(),
                 "-o".into(),
@@ -250,7 +323,7 @@ pub fn build_guest(src_dir: &Path, out_dir: &Path, name: &str) -> Result<PathBuf
             "ld",
             [
                 "-m",
-                "elf_i386",
+                emulation,
                 "-nostdlib",
                 "-Ttext-segment=0x100000",
                 "-e",
@@ -685,6 +758,9 @@ pub fn run_one(cfg: &QemuConfig, sc: &Scenario, mode: Mode, rerun: bool) -> Resu
             );
         }
     }
+    if sc.vmm == Vmm::Krun {
+        return run_krun(cfg, sc, mode, &dir, &serial, &log, &stats_path, &trace_path);
+    }
     let mut args: Vec<String> =
         "-nodefaults -accel kvm -cpu qemu64 -m 64 -display none -monitor none -nic none -no-reboot"
             .split_whitespace()
@@ -758,6 +834,64 @@ pub fn run_one(cfg: &QemuConfig, sc: &Scenario, mode: Mode, rerun: bool) -> Resu
         },
         threads: if mode.is_shim() {
             std::fs::read(&trace_path)
+                .ok()
+                .map(|b| parse_trace(&String::from_utf8_lossy(&b)))
+        } else {
+            None
+        },
+    })
+}
+
+/// Runs a libkrun scenario: cfg.qemu is compat-tests/krun's launcher.
+#[allow(clippy::too_many_arguments)]
+fn run_krun(
+    cfg: &QemuConfig,
+    sc: &Scenario,
+    mode: Mode,
+    dir: &Path,
+    serial: &Path,
+    log: &Path,
+    stats_path: &Path,
+    trace_path: &Path,
+) -> Result<QemuRun> {
+    let elf = sc
+        .guest
+        .and_then(|g| cfg.guests.get(&g))
+        .context("a libkrun scenario needs its guest")?;
+    let args = vec![
+        "--vcpus".to_string(),
+        sc.smp.to_string(),
+        "--mem".to_string(),
+        "64".to_string(),
+        "--serial".to_string(),
+        serial.display().to_string(),
+        elf.display().to_string(),
+    ];
+    let env = mode.env(cfg.shim.as_deref(), stats_path, Some(trace_path))?;
+    let ended = exec::run(&exec::Spec {
+        program: cfg.qemu.clone(),
+        args,
+        cwd: dir.to_path_buf(),
+        env,
+        log: log.to_path_buf(),
+        timeout: cfg.timeout,
+        stop_when: None,
+    })?;
+    let output = String::from_utf8_lossy(&std::fs::read(serial).unwrap_or_default()).into_owned();
+    Ok(QemuRun {
+        mode,
+        termination: ended.termination,
+        stopped_on_marker: ended.stopped_on_marker,
+        secs: ended.elapsed.as_secs_f64(),
+        output,
+        log: log.to_path_buf(),
+        stats: if mode.is_shim() {
+            stats::read(stats_path)
+        } else {
+            None
+        },
+        threads: if mode.is_shim() {
+            std::fs::read(trace_path)
                 .ok()
                 .map(|b| parse_trace(&String::from_utf8_lossy(&b)))
         } else {
@@ -1279,6 +1413,14 @@ mod tests {
         }
         for m in ["pc", "q35", "microvm"] {
             assert!(smp.iter().any(|s| s.machine == m), "-M {m}");
+        }
+        // libkrun: its own build of the guest, the count from the MP table.
+        let krun: Vec<&Scenario> = all.iter().filter(|s| s.vmm == Vmm::Krun).collect();
+        assert!(!krun.is_empty());
+        for k in krun {
+            assert_eq!(k.guest, Some(Guest::SmpKrun));
+            assert_eq!(k.expected[1], format!("mp table: {} cpus", k.smp));
+            assert_eq!(k.expected[2..], smp_expected(k.smp)[2..]);
         }
     }
 
