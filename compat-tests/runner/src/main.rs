@@ -597,6 +597,23 @@ fn cmd_qemu(a: QemuArgs) -> Result<bool> {
         }
     }
     pb.finish_and_clear();
+    for (_, version, _) in &plan {
+        let rs: Vec<&qemu::ScenarioResult> =
+            results.iter().filter(|r| &r.qemu == version).collect();
+        let totals = qemu::mode_totals(&rs);
+        println!(
+            "summed over {} scenarios with {version}: {}",
+            rs.len(),
+            totals
+                .iter()
+                .map(|(m, t, x)| match x {
+                    Some(x) => format!("{m} {t:.2}s {x:.2}x"),
+                    None => format!("{m} {t:.2}s"),
+                })
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
     for (v, name, why) in &skipped {
         println!("skipped: {name} with {v}: {why}");
     }

@@ -900,6 +900,31 @@ fn run_krun(
     })
 }
 
+/// Per mode (in run order), the wall time summed over `results` and its
+/// ratio to native's sum (shim modes): single runs are noisy on a loaded
+/// host, the sum less so.
+pub fn mode_totals(results: &[&ScenarioResult]) -> Vec<(Mode, f64, Option<f64>)> {
+    let modes: Vec<Mode> = results
+        .first()
+        .map(|r| r.runs.iter().map(|x| x.mode).collect())
+        .unwrap_or_default();
+    let sum = |m: Mode| -> f64 {
+        results
+            .iter()
+            .flat_map(|r| r.runs.iter().filter(move |x| x.mode == m))
+            .map(|x| x.secs)
+            .sum()
+    };
+    let native = sum(Mode::Native);
+    modes
+        .into_iter()
+        .map(|m| {
+            let t = sum(m);
+            (m, t, (m.is_shim() && native > 0.0).then(|| t / native))
+        })
+        .collect()
+}
+
 /// A shim run's wall time over native's, in the same scenario.
 pub fn ratio(r: &ScenarioResult, run: &QemuRun) -> Option<f64> {
     let native = r.runs.iter().find(|x| x.mode == Mode::Native)?;
@@ -1016,6 +1041,19 @@ pub fn markdown(
             };
             let _ = writeln!(s, "{row} {lines} | {same} | {} |", threads_summary(r));
         }
+        let totals = mode_totals(&rs);
+        let mut row = "| all, summed | | |".to_string();
+        for (_, secs, ratio) in &totals {
+            match ratio {
+                Some(x) => {
+                    let _ = write!(row, " {secs:.2} s ({x:.2}x) |");
+                }
+                None => {
+                    let _ = write!(row, " {secs:.2} s |");
+                }
+            }
+        }
+        let _ = writeln!(s, "{row} | | |");
         for (_, name, why) in skipped.iter().filter(|x| x.0 == *v) {
             let _ = writeln!(s, "| `{name}` | | | {why} |");
         }
@@ -1358,6 +1396,10 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("No command statistics"), "{md}");
+        assert!(
+            md.contains("| all, summed | | | 1.00 s | 1.00 s (1.00x) | | |"),
+            "{md}"
+        );
         let bad = ScenarioResult {
             qemu: "QEMU 7.2".into(),
             problems: vec!["auto: boom".into()],
