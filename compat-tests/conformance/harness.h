@@ -118,6 +118,13 @@ void vm_load_real(struct vm *v, const void *code, size_t len);
 int run_once(struct vm *v);
 /* One state entry. */
 struct kvmng_state_entry entry(uint32_t kind, uint32_t op, void *buf, uint32_t size);
+/* 1 when the kvmng calls are emulated: libkvmshim.so is preloaded and its
+ * SIGSYS trap carries them out (docs/trap.md); 0 when they are the
+ * kernel's own (or absent). */
+int kvmng_emulated(void);
+/* 1 when libkvmshim.so is preloaded and translates KVM ioctls (a mode
+ * other than passthrough, docs/shim.md). */
+int shim_translates_ioctls(void);
 /* An fd number that is not open (and will not be soon). */
 int closed_fd(void);
 /* The lowest free fd number: the next fd a call would create. */

@@ -3,6 +3,7 @@
  * real-mode guest loading, all through the kvmng syscalls. */
 #include "harness.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -22,6 +23,27 @@ struct kvmng_state_entry entry(uint32_t kind, uint32_t op, void *buf, uint32_t s
 		.result = 0x5eed,
 	};
 	return e;
+}
+
+int kvmng_emulated(void)
+{
+	uint64_t (*trapped)(void) =
+		(uint64_t (*)(void))dlsym(RTLD_DEFAULT, "kvmshim_trapped_calls");
+
+	if (!trapped)
+		return 0;
+	uint64_t before = trapped();
+	syscall(__NR_kvmng_run, ~0u);	/* the probe: no side effect */
+	return trapped() != before;
+}
+
+int shim_translates_ioctls(void)
+{
+	const char *mode = getenv("KVMNG_MODE");
+
+	if (!dlsym(RTLD_DEFAULT, "kvmshim_trapped_calls"))
+		return 0;
+	return !mode || strcmp(mode, "passthrough") != 0;
 }
 
 int closed_fd(void)

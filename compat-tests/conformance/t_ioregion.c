@@ -44,6 +44,7 @@ enum {
 	SCRIPT_STALL,		/* hold the first request until go, then serve */
 	SCRIPT_REVERSE_READS,	/* hold reads until two, answer in reverse */
 	SCRIPT_POSTED_SIGNAL,	/* count posted writes, signal the vCPU */
+	SCRIPT_STALL_SECOND,	/* serve one, hold the second until go, serve */
 };
 
 static int recv_request(struct device *d, struct kvmng_ioregion_request *r)
@@ -131,6 +132,19 @@ static void *device_main(void *p)
 		while (!__atomic_load_n(&d->go, __ATOMIC_SEQ_CST))
 			usleep(1000);
 		reply(d, first.id, 0);
+		serve(d);
+		break;
+	}
+	case SCRIPT_STALL_SECOND: {
+		struct kvmng_ioregion_request second;
+		if (recv_request(d, &r) <= 0)
+			break;
+		reply(d, r.id, access_regs(d, &r));
+		recv_request(d, &second);
+		__atomic_store_n(&d->got_first, 1, __ATOMIC_SEQ_CST);
+		while (!__atomic_load_n(&d->go, __ATOMIC_SEQ_CST))
+			usleep(1000);
+		reply(d, second.id, access_regs(d, &second));
 		serve(d);
 		break;
 	}
@@ -540,4 +554,178 @@ TEST(ioregion_registration_errors_in_order)
 	CHECK(added == KVMNG_IOREGION_MAX && full == ENOSPC,
 	      "%d regions, then %s", added, errname(full));
 #undef TRY
+}
+
+/* real_mmio's instructions (GUEST_LOAD_ADDR 0x1000): the write
+ * `movw $0x1234, %es:0` at 0x1006 (7 bytes), the read `movl %es:8, %eax`
+ * at 0x100d (5 bytes). */
+#define REAL_MMIO_WRITE_RIP 0x1006
+#define REAL_MMIO_READ_RIP 0x100d
+
+static uint64_t current_rip(void)
+{
+	struct kvm_regs regs;
+	struct kvmng_state_entry e = entry(KVMNG_STATE_REGS, KVMNG_STATE_GET, &regs, sizeof(regs));
+	REQUIRE(kvmng_vcpu_state(&e, 1, 0) == 1, "get regs: %s", errname(errno));
+	return regs.rip;
+}
+
+/* Leaves the access the device holds pending: kvmng_run fails with EINTR
+ * once the device has it. */
+static void interrupt_the_wait(struct device *d)
+{
+	struct killer k = { .d = d, .target = pthread_self(), .sig = SIGUSR1 };
+	pthread_t t;
+
+	install(SIGUSR1, on_signal);
+	pthread_create(&t, NULL, signal_when_waiting, &k);
+	CHECK_ERR(kvmng_run(0), EINTR);
+	pthread_join(t, NULL);
+}
+
+/* api.md 5.10, "Failures": the registers of a pending access are those of
+ * the exit: a read has not executed (RIP at it); a write may already be
+ * past (KVM retires an MMIO write at the exit). */
+TEST(ioregion_pending_write_registers)
+{
+	struct vm v;
+	struct device d;
+	int vmm;
+
+	vmm = start_mmio_device(&v, &d, SCRIPT_STALL, 0x5EED);
+	interrupt_the_wait(&d);
+	uint64_t rip = current_rip();
+	CHECK(rip == REAL_MMIO_WRITE_RIP || rip == REAL_MMIO_READ_RIP,
+	      "pending write: RIP at the write or past it (%#llx)", (unsigned long long)rip);
+	__atomic_store_n(&d.go, 1, __ATOMIC_SEQ_CST);
+	finish(&d, vmm);
+}
+
+TEST(ioregion_pending_read_registers)
+{
+	struct vm v;
+	struct device d;
+	int vmm;
+
+	vmm = start_mmio_device(&v, &d, SCRIPT_STALL_SECOND, 0x5EED);
+	interrupt_the_wait(&d);
+	CHECK(v.run->exit_reason == KVM_EXIT_MMIO && !v.run->mmio.is_write,
+	      "the read is pending (exit %d)", v.run->exit_reason);
+	uint64_t rip = current_rip();
+	CHECK(rip == REAL_MMIO_READ_RIP, "pending read: RIP at the read (%#llx)",
+	      (unsigned long long)rip);
+	__atomic_store_n(&d.go, 1, __ATOMIC_SEQ_CST);
+	int reason = run_once(&v);
+	CHECK(reason == KVM_EXIT_IO && io_value(&v) == 0x5EED, "then it completes (%d, %#x)",
+	      reason, io_value(&v));
+	finish(&d, vmm);
+}
+
+/* api.md 5.10: when a KVM_RUN ioctl completed a pending access, the next
+ * kvmng_run just runs: it neither sends the access again nor reports the
+ * exit the ioctl already reported. */
+TEST(ioregion_access_completed_by_the_ioctl_is_not_reported_again)
+{
+	struct vm v;
+	struct device d;
+	int vmm, reason;
+
+	vmm = start_mmio_device(&v, &d, SCRIPT_STALL, 0x5EED);
+	interrupt_the_wait(&d);
+	/* The KVM_RUN ioctl completes the write and reports the read as an
+	 * ordinary exit; the program answers it itself. */
+	CHECK_RET(kioctl(v.vcpu, KVM_RUN, 0), 0);
+	CHECK(v.run->exit_reason == KVM_EXIT_MMIO && !v.run->mmio.is_write &&
+	      v.run->mmio.phys_addr == GUEST_MMIO_REAL + 8,
+	      "the ioctl reports the read (exit %d)", v.run->exit_reason);
+	uint32_t mine = 0xC0FFEE;
+	memcpy(v.run->mmio.data, &mine, 4);
+	__atomic_store_n(&d.go, 1, __ATOMIC_SEQ_CST);
+	reason = run_once(&v);
+	CHECK(reason == KVM_EXIT_IO && io_value(&v) == mine,
+	      "kvmng_run runs on with the program's value (exit %d, %#x)", reason, io_value(&v));
+	reason = run_once(&v);
+	CHECK(reason == KVM_EXIT_HLT, "and on to HLT, no exit reported twice (exit %d)", reason);
+	finish(&d, vmm);
+	CHECK(d.nlog == 1, "the device saw only the first write (%d requests)", d.nlog);
+}
+
+/* api.md 5.10, errors: addr + size is computed in 64 bits and must not
+ * wrap; a range that ends exactly at 2^64 wraps to 0 and is refused. */
+TEST(ioregion_a_range_ending_at_2_to_the_64_is_refused)
+{
+	struct vm v;
+	struct device d;
+
+	vm_setup(&v);
+	int vmm = start_device(&d, SCRIPT_SERVE);
+	struct kvmng_ioregion r = region(0ULL - 16, 16, vmm, 0);
+	CHECK_ERR(kvmng_ioregion(KVMNG_IOREGION_ADD, &r, 0), EINVAL);
+	r = region(0ULL - 32, 16, vmm, 0);
+	CHECK_RET(kvmng_ioregion(KVMNG_IOREGION_ADD, &r, 0), 0);
+	CHECK_RET(kvmng_ioregion(KVMNG_IOREGION_DEL, &r, 0), 0);
+	close(vmm);
+	shutdown(d.fd, SHUT_RD);
+	pthread_join(d.thread, NULL);
+}
+
+/* api.md 5.10: "connected" is the socket's state, which a peer's close
+ * does not change: ADD accepts it, and the first access fails with EPIPE. */
+TEST(ioregion_add_accepts_a_socket_whose_peer_closed)
+{
+	struct vm v;
+	int sv[2];
+
+	vm_setup(&v);
+	vm_load_real(&v, guest_real_mmio, guest_real_mmio_end - guest_real_mmio);
+	REQUIRE(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+	close(sv[1]);
+	struct kvmng_ioregion r = region(GUEST_MMIO_REAL, REGION_SIZE, sv[0], 0);
+	CHECK_RET(kvmng_ioregion(KVMNG_IOREGION_ADD, &r, 0), 0);
+	CHECK_ERR(kvmng_run(0), EPIPE);
+	CHECK_RET(kvmng_ioregion(KVMNG_IOREGION_DEL, &r, 0), 0);
+	close(sv[0]);
+}
+
+static volatile sig_atomic_t usr2_delivered;
+static void count_usr2(int sig)
+{
+	(void)sig;
+	usr2_delivered++;
+}
+
+/* api.md 5.10: a signal that the thread blocks but the KVM_SET_SIGNAL_MASK
+ * mask allows ends the wait and stays pending, as KVM_RUN leaves it. */
+TEST(ioregion_signal_allowed_only_by_the_kvm_mask)
+{
+	struct vm v;
+	struct device d;
+	struct killer k;
+	pthread_t t;
+	sigset_t blocked, pending;
+	struct {
+		__u32 len;
+		__u8 sigset[8];
+	} kvm_mask = { .len = 8 };
+
+	install(SIGUSR2, count_usr2);
+	int vmm = start_mmio_device(&v, &d, SCRIPT_STALL, 0x5EED);
+	sigemptyset(&blocked);
+	sigaddset(&blocked, SIGUSR2);
+	pthread_sigmask(SIG_BLOCK, &blocked, NULL);
+	/* KVM's mask: nothing blocked. */
+	CHECK_RET(kvmng_control(KVMNG_SCOPE_VCPU, KVM_SET_SIGNAL_MASK, (uintptr_t)&kvm_mask, 0), 0);
+	k.d = &d;
+	k.target = pthread_self();
+	k.sig = SIGUSR2;
+	pthread_create(&t, NULL, signal_when_waiting, &k);
+	CHECK_ERR(kvmng_run(0), EINTR);
+	pthread_join(t, NULL);
+	sigpending(&pending);
+	int is_pending = sigismember(&pending, SIGUSR2);
+	CHECK(usr2_delivered == 0 && is_pending,
+	      "left pending as KVM_RUN leaves it (delivered %d, pending %d)",
+	      (int)usr2_delivered, is_pending);
+	__atomic_store_n(&d.go, 1, __ATOMIC_SEQ_CST);
+	finish(&d, vmm);
 }

@@ -112,3 +112,31 @@ TEST(memory_map_replacement_is_seen_by_the_guest)
 	CHECK(reason == KVM_EXIT_IO && v.run->io.port == GUEST_CONSOLE_PORT,
 	      "the guest runs the new backing's code (exit %d)", reason);
 }
+
+/* api.md 5.8 "the map is as before": a slot made with the original
+ * KVM_SET_USER_MEMORY_REGION through kvmng_control is restored by a
+ * failed update like any other. */
+TEST(memory_map_rollback_restores_a_slot_made_with_the_v1_ioctl)
+{
+	struct vm v;
+	struct kvm_userspace_memory_region v1 = {
+		.slot = 31, .guest_phys_addr = 0x400000, .memory_size = 4096,
+	};
+
+	vm_setup(&v);
+	uint8_t *mem = pages(4096);
+	v1.userspace_addr = (uintptr_t)mem;
+	CHECK_RET(kvmng_control(KVMNG_SCOPE_VM, KVM_SET_USER_MEMORY_REGION, (uintptr_t)&v1, 0), 0);
+	/* Slot 31 exists: a slot over the same addresses overlaps it. */
+	struct kvm_userspace_memory_region2 over = region(30, 0x400000, 4096, mem);
+	CHECK_ERR(kvmng_memory_map(&over, 1, 0), EEXIST);
+	struct kvm_userspace_memory_region2 both[2] = {
+		region(31, 0, 0, NULL),			/* delete slot 31 */
+		region(32, 0x500000, 4095, mem),	/* invalid: not a page multiple */
+	};
+	CHECK_ERR(kvmng_memory_map(both, 2, 0), EINVAL);
+	CHECK_ERR(kvmng_memory_map(&over, 1, 0), EEXIST);	/* slot 31 is back */
+	struct kvm_userspace_memory_region2 moved = region(31, 0x600000, 4096, mem);
+	CHECK_RET(kvmng_memory_map(&moved, 1, 0), 1);
+	CHECK_RET(kvmng_memory_map(&over, 1, 0), 1);		/* and its old place is free */
+}

@@ -306,3 +306,88 @@ TEST(state_batch_round_trip)
 	CHECK_RET(kioctl(v.vcpu, KVM_GET_REGS, &via_ioctl), 0);
 	CHECK(via_ioctl.rax == regs.rax, "KVM_GET_REGS sees the kvmng SET");
 }
+
+/* api.md 5.6, validation: with several invalid entries, the first in array
+ * order gets -EINVAL and every other entry, valid or not, NOT_DONE. */
+TEST(state_first_invalid_entry_gets_einval)
+{
+	struct vm v;
+	struct kvm_regs regs;
+
+	vm_setup(&v);
+	struct kvmng_state_entry e[4] = {
+		entry(KVMNG_STATE_REGS, KVMNG_STATE_GET, &regs, sizeof(regs)),
+		entry(999, KVMNG_STATE_GET, &regs, sizeof(regs)),
+		entry(KVMNG_STATE_REGS, 7, &regs, sizeof(regs)),
+		entry(KVMNG_STATE_REGS, KVMNG_STATE_GET, &regs, 8),
+	};
+	CHECK_ERR(kvmng_vcpu_state(e, 4, 0), EINVAL);
+	int want[4] = { NOT_DONE, -EINVAL, NOT_DONE, NOT_DONE };
+	check_results(e, want, 4, "three invalid entries");
+}
+
+/* api.md 5.6, order of errors of one MSRS entry: the buffer against its
+ * nmsrs first (EINVAL), then the ioctl's own checks (E2BIG for nmsrs of
+ * 256 or more). */
+TEST(state_msrs_short_buffer_before_the_nmsrs_limit)
+{
+	struct vm v;
+	static struct { struct kvm_msrs h; struct kvm_msr_entry e[300]; } msrs;
+
+	vm_setup(&v);
+	msrs.h.nmsrs = 300;
+	struct kvmng_state_entry e = entry(KVMNG_STATE_MSRS, KVMNG_STATE_GET, &msrs, 8);
+	CHECK_ERR(kvmng_vcpu_state(&e, 1, 0), EINVAL);
+	CHECK(e.result == -EINVAL, "short buffer: result %d", e.result);
+	e = entry(KVMNG_STATE_MSRS, KVMNG_STATE_GET, &msrs, sizeof(msrs));
+	CHECK_ERR(kvmng_vcpu_state(&e, 1, 0), E2BIG);
+	CHECK(e.result == -E2BIG, "nmsrs 300: result %d", e.result);
+}
+
+/* api.md 5.6: a CPUID GET whose nent is too small fails like any entry:
+ * the batch stops there, later entries are NOT_DONE, the call fails with
+ * E2BIG. */
+TEST(state_cpuid_e2big_stops_the_batch)
+{
+	struct vm v;
+	struct kvm_regs regs;
+	static struct { struct kvm_cpuid2 h; struct kvm_cpuid_entry2 e[256]; } cpuid;
+
+	vm_setup(&v);
+	cpuid.h.nent = 256;
+	long r = kvmng_control(KVMNG_SCOPE_SYSTEM, KVM_GET_SUPPORTED_CPUID, (unsigned long)&cpuid, 0);
+	REQUIRE(r == 0 && cpuid.h.nent > 1, "KVM_GET_SUPPORTED_CPUID: %ld/%s", r, errname(errno));
+	struct kvmng_state_entry set = entry(KVMNG_STATE_CPUID, KVMNG_STATE_SET, &cpuid,
+					     8 + 40 * cpuid.h.nent);
+	REQUIRE(kvmng_vcpu_state(&set, 1, 0) == 1, "SET CPUID: %s", errname(errno));
+	cpuid.h.nent = 1;
+	struct kvmng_state_entry e[2] = {
+		entry(KVMNG_STATE_CPUID, KVMNG_STATE_GET, &cpuid, sizeof(cpuid)),
+		entry(KVMNG_STATE_REGS, KVMNG_STATE_GET, &regs, sizeof(regs)),
+	};
+	CHECK_ERR(kvmng_vcpu_state(e, 2, 0), E2BIG);
+	int want[2] = { -E2BIG, NOT_DONE };
+	check_results(e, want, 2, "CPUID GET nent 1, then REGS");
+}
+
+/* api.md 5.6: when the results cannot be written back (EFAULT), the
+ * entries have run: a SET took effect. */
+TEST(state_unwritable_results_after_execution)
+{
+	struct vm v;
+	struct kvm_regs regs;
+
+	vm_setup(&v);
+	set_rax(1);
+	struct kvmng_state_entry get = entry(KVMNG_STATE_REGS, KVMNG_STATE_GET, &regs, sizeof(regs));
+	REQUIRE(kvmng_vcpu_state(&get, 1, 0) == 1, "GET REGS: %s", errname(errno));
+	regs.rax = 0xFEED;
+	struct kvmng_state_entry *ro = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+					    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(ro != MAP_FAILED, "mmap: %s", strerror(errno));
+	*ro = entry(KVMNG_STATE_REGS, KVMNG_STATE_SET, &regs, sizeof(regs));
+	REQUIRE(mprotect(ro, 4096, PROT_READ) == 0, "mprotect: %s", strerror(errno));
+	CHECK_ERR(kvmng_vcpu_state(ro, 1, 0), EFAULT);
+	CHECK(get_rax() == 0xFEED, "the SET ran (rax %#llx)", (unsigned long long)get_rax());
+	munmap(ro, 4096);
+}

@@ -31,6 +31,54 @@ pub struct ProcessStats {
     pub backend: String,
     /// Per command.
     pub commands: Vec<CommandStats>,
+    /// Per thread that issued vCPU ioctls (absent in older lines).
+    pub threads: Vec<ThreadStats>,
+}
+
+/// Calls of one kind by how they were carried out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PathCounts {
+    pub translated: u64,
+    pub fallback: u64,
+    pub passthrough: u64,
+}
+
+impl PathCounts {
+    /// Every call.
+    pub fn total(&self) -> u64 {
+        self.translated + self.fallback + self.passthrough
+    }
+}
+
+/// One thread's vCPU ioctls.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ThreadStats {
+    /// Its kernel tid.
+    pub tid: u64,
+    /// The vCPU of its last KVM_RUN (None: it ran none).
+    pub vcpu: Option<u64>,
+    /// Its KVM_RUN calls.
+    pub run: PathCounts,
+    /// Its other vCPU ioctls before its first KVM_RUN (the shim binds a
+    /// thread at its first KVM_RUN: these fall back by design).
+    pub setup: PathCounts,
+    /// Its other vCPU ioctls after its first KVM_RUN.
+    pub other: PathCounts,
+}
+
+impl ThreadStats {
+    /// A vCPU thread: one that ran a vCPU.
+    pub fn is_vcpu_thread(&self) -> bool {
+        self.run.total() > 0
+    }
+
+    /// Its hot calls (KVM_RUN, and vCPU ioctls after the first KVM_RUN)
+    /// that were not translated.
+    pub fn hot_untranslated(&self) -> u64 {
+        self.run.fallback + self.run.passthrough + self.other.fallback + self.other.passthrough
+    }
 }
 
 /// One command's counters.
@@ -91,6 +139,30 @@ fn command(c: &Json) -> Result<CommandStats, Error> {
     Ok(f)
 }
 
+fn path_counts(t: &Json, key: &str) -> Result<PathCounts, Error> {
+    let Some(c) = t.get(key) else {
+        return Err(Error(format!("thread without \"{key}\"")));
+    };
+    Ok(PathCounts {
+        translated: c.u64("translated")?,
+        fallback: c.u64("fallback")?,
+        passthrough: c.u64("passthrough")?,
+    })
+}
+
+fn thread(t: &Json) -> Result<ThreadStats, Error> {
+    Ok(ThreadStats {
+        tid: t.u64("tid")?,
+        vcpu: match t.get("vcpu") {
+            Some(Json::Num(n)) => Some(*n as u64),
+            _ => None,
+        },
+        run: path_counts(t, "run")?,
+        setup: path_counts(t, "setup")?,
+        other: path_counts(t, "other")?,
+    })
+}
+
 /// Reads one census line.
 pub fn parse_line(line: &str) -> Result<ProcessStats, Error> {
     let v = json::parse(line)?;
@@ -103,6 +175,10 @@ pub fn parse_line(line: &str) -> Result<ProcessStats, Error> {
         mode: v.str("mode")?.to_string(),
         backend: v.str("backend")?.to_string(),
         commands: commands.iter().map(command).collect::<Result<_, _>>()?,
+        threads: match v.get("threads") {
+            Some(Json::Arr(threads)) => threads.iter().map(thread).collect::<Result<_, _>>()?,
+            _ => Vec::new(),
+        },
     })
 }
 
@@ -164,6 +240,26 @@ mod tests {
         let mut sum = p.commands[0].clone();
         sum.add(&p.commands[0]);
         assert_eq!((sum.count, sum.fallback_reasons["r"]), (20, 4));
+    }
+
+    #[test]
+    fn threads_read_into_their_records() {
+        let line = r#"{"pid":7,"exe":"/bin/q","mode":"auto","backend":"legacy","commands":[],"threads":[{"tid":9,"vcpu":1,"run":{"translated":5,"fallback":0,"passthrough":0},"setup":{"translated":0,"fallback":4,"passthrough":0},"other":{"translated":2,"fallback":1,"passthrough":0}},{"tid":8,"vcpu":null,"run":{"translated":0,"fallback":0,"passthrough":0},"setup":{"translated":0,"fallback":3,"passthrough":0},"other":{"translated":0,"fallback":0,"passthrough":0}}],"threads_uncounted":0}"#;
+        let p = parse_line(line).unwrap();
+        assert_eq!(p.threads.len(), 2);
+        assert_eq!((p.threads[0].tid, p.threads[0].vcpu), (9, Some(1)));
+        assert!(p.threads[0].is_vcpu_thread());
+        assert_eq!(
+            (p.threads[0].setup.fallback, p.threads[0].other.fallback),
+            (4, 1)
+        );
+        assert_eq!(p.threads[0].hot_untranslated(), 1);
+        assert_eq!(p.threads[1].vcpu, None);
+        assert!(!p.threads[1].is_vcpu_thread());
+        assert!(
+            parse_line(LINE).unwrap().threads.is_empty(),
+            "older lines have none"
+        );
     }
 
     #[test]

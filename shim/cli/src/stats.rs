@@ -17,6 +17,8 @@ pub struct Census {
     pub processes: Vec<(u64, String, String, String)>,
     /// Figures by command name.
     pub commands: BTreeMap<String, Figures>,
+    /// (pid, thread) of every thread that ran a vCPU.
+    pub vcpu_threads: Vec<(u64, kvmng_census::ThreadStats)>,
 }
 
 /// Reads census lines (any line that is not one is an error).
@@ -35,6 +37,9 @@ pub fn read(text: &str) -> anyhow::Result<Census> {
                     ..Figures::default()
                 })
                 .add(c);
+        }
+        for t in p.threads.iter().filter(|t| t.is_vcpu_thread()) {
+            census.vcpu_threads.push((p.pid, t.clone()));
         }
         census.processes.push((p.pid, p.exe, p.mode, p.backend));
     }
@@ -115,6 +120,30 @@ pub fn render(census: &Census) -> String {
             100.0 * total.translated as f64 / total.count as f64,
             total.count
         );
+    }
+    if !census.vcpu_threads.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nvCPU threads (translated/fallback/passthrough of KVM_RUN, of the vCPU ioctls \
+             before the thread's first KVM_RUN, and after it):"
+        );
+        for (pid, t) in &census.vcpu_threads {
+            let _ = writeln!(
+                out,
+                "  pid {pid:<8} tid {:<8} vCPU {:<4} run {}/{}/{}  setup {}/{}/{}  after {}/{}/{}",
+                t.tid,
+                t.vcpu.map_or("-".to_string(), |v| v.to_string()),
+                t.run.translated,
+                t.run.fallback,
+                t.run.passthrough,
+                t.setup.translated,
+                t.setup.fallback,
+                t.setup.passthrough,
+                t.other.translated,
+                t.other.fallback,
+                t.other.passthrough
+            );
+        }
     }
     if !total.fallback_reasons.is_empty() {
         let _ = writeln!(out, "\nfallback reasons (docs/shim.md explains each):");

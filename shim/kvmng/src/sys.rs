@@ -71,6 +71,41 @@ pub fn fcntl(fd: i32, cmd: i32, arg: u64) -> SysResult {
     unsafe { syscall6(libc::SYS_fcntl, fd as u64, cmd as u64, arg, 0, 0, 0) }
 }
 
+/// `dup3(old, new, O_CLOEXEC)`: `new` becomes a close-on-exec duplicate of
+/// `old`, replacing what `new` was; it needs no free fd.
+pub fn dup3_cloexec(old: i32, new: i32) -> SysResult {
+    // SAFETY: dup3 affects only the fd table; the caller owns `new`.
+    unsafe {
+        syscall6(
+            libc::SYS_dup3,
+            old as u64,
+            new as u64,
+            libc::O_CLOEXEC as u64,
+            0,
+            0,
+            0,
+        )
+    }
+}
+
+/// A close-on-exec, non-blocking signalfd for the signals of `set`: it is
+/// readable while one of them is pending, and reading it is not needed.
+pub fn signalfd(set: u64) -> Result<i32, Errno> {
+    // SAFETY: signalfd4 reads the 8-byte set from this frame.
+    unsafe {
+        syscall6(
+            libc::SYS_signalfd4,
+            -1i64 as u64,
+            &set as *const u64 as u64,
+            8,
+            (libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) as u64,
+            0,
+            0,
+        )
+    }
+    .map(|fd| fd as i32)
+}
+
 /// The calling thread's kernel thread id.
 pub fn gettid() -> i32 {
     // SAFETY: gettid has no arguments and cannot fail.

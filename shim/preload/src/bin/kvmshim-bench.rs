@@ -8,7 +8,11 @@
 //! * FIONREAD on a pipe: a non-KVM ioctl (the shim's fast path);
 //! * KVM_CHECK_EXTENSION on a VM fd: a cheap KVM ioctl;
 //! * KVM_GET_MP_STATE on a vCPU fd: a vCPU state ioctl (a kvmng_vcpu_state
-//!   entry in auto mode).
+//!   entry in auto mode);
+//! * KVM_SET_USER_MEMORY_REGION of a one-page slot (created, then deleted)
+//!   while 1, 2 and 4 vCPU threads sit in KVM_RUN running a guest loop,
+//!   with every signal blocked but SIGUSR1, as QEMU's vCPU threads run (a
+//!   one-region `kvmng_memory_map` in auto mode, which holds nobody).
 //!
 //! and reports the median over rounds of the mean time per call, the
 //! lowest of three interleaved passes (load from elsewhere only adds
@@ -29,6 +33,12 @@ const KVM_RUN: u64 = 0xae80;
 const KVM_GET_VCPU_MMAP_SIZE: u64 = 0xae04;
 const KVM_GET_MP_STATE: u64 = 0x8004_ae98;
 const KVM_CAP_USER_MEMORY: u64 = 3;
+const KVM_SET_USER_MEMORY_REGION: u64 = 0x4020_ae46;
+const KVM_GET_SREGS: u64 = 0x8138_ae83;
+const KVM_SET_SREGS: u64 = 0x4138_ae84;
+const KVM_SET_REGS: u64 = 0x4090_ae82;
+/// The vCPU counts of the memory-update measurement.
+const RUNNING_VCPUS: [usize; 3] = [1, 2, 4];
 
 struct Settings {
     rounds: usize,
@@ -157,7 +167,179 @@ fn worker(s: &Settings) -> Result<(), String> {
         ioctl(vcpu, KVM_GET_MP_STATE, mp_ptr);
     });
     println!("KVM_GET_MP_STATE {mp:.1}");
+
+    for n in RUNNING_VCPUS {
+        let ns = memory_update_with_running_vcpus(s, kvm, n)?;
+        println!("SET_MEMORY_REGION/{n} {ns:.1}");
+    }
     Ok(())
+}
+
+/// struct kvm_userspace_memory_region.
+#[repr(C)]
+#[derive(Default)]
+struct Region {
+    slot: u32,
+    flags: u32,
+    guest_phys_addr: u64,
+    memory_size: u64,
+    userspace_addr: u64,
+}
+
+/// Anonymous memory of `len` bytes (never unmapped: the worker exits).
+fn anonymous(len: usize) -> Result<*mut u8, String> {
+    // SAFETY: a new private anonymous mapping; checked below.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err("mmap failed".into());
+    }
+    Ok(p.cast())
+}
+
+/// A vCPU thread as QEMU runs one: every signal blocked but SIGUSR1 (its
+/// IPI), KVM_RUN until the IPI's immediate_exit stops it.
+fn run_vcpu(
+    vcpu: i32,
+    run: usize,
+    stop: &std::sync::atomic::AtomicBool,
+    me: &std::sync::atomic::AtomicUsize,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    // SAFETY: pthread_self has no preconditions.
+    me.store(unsafe { libc::pthread_self() } as usize, SeqCst);
+    // SAFETY: sigset operations on a local set; the thread's own mask.
+    unsafe {
+        let mut set: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut set);
+        libc::sigdelset(&mut set, libc::SIGUSR1);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, core::ptr::null_mut());
+    }
+    while !stop.load(SeqCst) {
+        ioctl(vcpu, KVM_RUN, 0);
+        // SAFETY: `run` is the vCPU's mapped kvm_run page.
+        unsafe { *(run as *mut u8).add(1) = 0 };
+    }
+}
+
+extern "C" fn on_ipi(_sig: i32) {}
+
+/// Mean ns per KVM_SET_USER_MEMORY_REGION (a one-page slot made and
+/// deleted in turn) while `n` vCPUs of a fresh VM run `jmp $`.
+fn memory_update_with_running_vcpus(s: &Settings, kvm: i32, n: usize) -> Result<f64, String> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+    // SAFETY: an empty handler for SIGUSR1, which never unwinds.
+    unsafe {
+        libc::signal(
+            libc::SIGUSR1,
+            on_ipi as extern "C" fn(i32) as libc::sighandler_t,
+        )
+    };
+    let vm = ioctl(kvm, KVM_CREATE_VM, 0);
+    let size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if vm < 0 || size <= 0 {
+        return Err("a second VM could not be made".into());
+    }
+    let code = anonymous(0x10000)?;
+    // SAFETY: `code` is 64 KiB of writable memory: `jmp $` at 0.
+    unsafe { core::ptr::copy_nonoverlapping([0xeb_u8, 0xfe].as_ptr(), code, 2) };
+    let low = Region {
+        slot: 0,
+        memory_size: 0x10000,
+        userspace_addr: code as u64,
+        ..Default::default()
+    };
+    if ioctl(vm, KVM_SET_USER_MEMORY_REGION, &low as *const Region as u64) != 0 {
+        return Err("the code slot could not be made".into());
+    }
+    let mut vcpus = Vec::new();
+    for id in 0..n {
+        let vcpu = ioctl(vm, KVM_CREATE_VCPU, id as u64);
+        if vcpu < 0 {
+            return Err(format!("KVM_CREATE_VCPU {id} failed"));
+        }
+        let mut sregs = [0u8; 312];
+        ioctl(vcpu, KVM_GET_SREGS, sregs.as_mut_ptr() as u64);
+        // struct kvm_sregs starts with cs: base (u64), limit, selector.
+        sregs[..8].copy_from_slice(&0u64.to_ne_bytes());
+        sregs[12..14].copy_from_slice(&0u16.to_ne_bytes());
+        ioctl(vcpu, KVM_SET_SREGS, sregs.as_ptr() as u64);
+        let mut regs = [0u64; 18];
+        regs[17] = 2; // rflags; rip (regs[16]) = 0
+        ioctl(vcpu, KVM_SET_REGS, regs.as_ptr() as u64);
+        // SAFETY: maps the vCPU's kvm_run page; checked below.
+        let run = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                size as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                vcpu,
+                0,
+            )
+        };
+        if run == libc::MAP_FAILED {
+            return Err("mmap of a vCPU failed".into());
+        }
+        vcpus.push((vcpu, run as usize));
+    }
+    let page = anonymous(4096)?;
+    let mut slot = Region {
+        slot: 1,
+        guest_phys_addr: 0x1000_0000,
+        memory_size: 4096,
+        userspace_addr: page as u64,
+        ..Default::default()
+    };
+    let stop = AtomicBool::new(false);
+    let ids: Vec<AtomicUsize> = (0..n).map(|_| AtomicUsize::new(0)).collect();
+    let ns = std::thread::scope(|scope| {
+        let threads: Vec<_> = vcpus
+            .iter()
+            .zip(&ids)
+            .map(|(&(vcpu, run), me)| {
+                let stop = &stop;
+                scope.spawn(move || run_vcpu(vcpu, run, stop, me))
+            })
+            .collect();
+        // Let every vCPU get into KVM_RUN.
+        while ids.iter().any(|id| id.load(SeqCst) == 0) {
+            std::thread::yield_now();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let calls = (s.calls / 50).max(2);
+        let ns = median_ns(s.rounds, calls, || {
+            slot.memory_size = if slot.memory_size == 0 { 4096 } else { 0 };
+            ioctl(
+                vm,
+                KVM_SET_USER_MEMORY_REGION,
+                &slot as *const Region as u64,
+            );
+        });
+        stop.store(true, SeqCst);
+        for (me, &(_, run)) in ids.iter().zip(&vcpus) {
+            // SAFETY: the kvm_run page is mapped; immediate_exit, then the
+            // IPI, as QEMU kicks a vCPU. The thread (it stored its id
+            // before the 100 ms sleep ended) is alive until joined below.
+            unsafe {
+                *(run as *mut u8).add(1) = 1;
+                libc::pthread_kill(me.load(SeqCst) as libc::pthread_t, libc::SIGUSR1);
+            }
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        ns
+    });
+    Ok(ns)
 }
 
 fn lib_path(s: &Settings) -> Result<PathBuf, String> {
@@ -292,6 +474,10 @@ fn report(s: &Settings) -> Result<(), String> {
     );
     println!("shim: {}", lib.display());
     let ops = ["FIONREAD", "KVM_CHECK_EXTENSION", "KVM_GET_MP_STATE"];
+    let updates: Vec<String> = RUNNING_VCPUS
+        .iter()
+        .map(|n| format!("SET_MEMORY_REGION/{n}"))
+        .collect();
     println!(
         "{:<18} {:>20} {:>26} {:>24}",
         "", "FIONREAD (pipe)", "KVM_CHECK_EXTENSION (VM)", "KVM_GET_MP_STATE (vCPU)"
@@ -311,6 +497,30 @@ fn report(s: &Settings) -> Result<(), String> {
             .collect();
         println!(
             "{:<18} {:>20} {:>26} {:>24}",
+            name, cells[0], cells[1], cells[2]
+        );
+    }
+    println!(
+        "\nKVM_SET_USER_MEMORY_REGION (one page, made and deleted in turn) while N vCPU \
+         threads sit in KVM_RUN, signals blocked but SIGUSR1 as in QEMU; ns per call"
+    );
+    println!(
+        "{:<18} {:>20} {:>20} {:>20}",
+        "", "1 vCPU running", "2 vCPUs running", "4 vCPUs running"
+    );
+    for (name, figures) in &rows {
+        let cells: Vec<String> = updates
+            .iter()
+            .map(|op| match (get(figures, op), get(&native, op)) {
+                (Some(v), Some(base)) if name != "native" => {
+                    format!("{v:.0} ({:.2}x)", v / base)
+                }
+                (Some(v), _) => format!("{v:.0}"),
+                _ => "-".into(),
+            })
+            .collect();
+        println!(
+            "{:<18} {:>20} {:>20} {:>20}",
             name, cells[0], cells[1], cells[2]
         );
     }

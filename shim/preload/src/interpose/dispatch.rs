@@ -8,6 +8,7 @@ use super::config;
 use super::fdtable;
 use super::trace;
 use super::translate;
+use super::{binding, thread_census};
 use super::{clock, cmdindex};
 use crate::config::Mode;
 use core::ffi::c_int;
@@ -49,6 +50,10 @@ pub unsafe fn kvm_ioctl(fd: c_int, cmd: u64, arg: u64) -> c_int {
     translate::note_new_fds(path == Path::Translated, cmd, arg, entry, &result);
     if let Some(begun) = begun {
         let ticks = census::end(begun, path, result.is_err());
+        if entry.kind() == fdtable::Kind::Vcpu {
+            let is_run = cmd == kvmng_abi::ioctls::KVM_RUN;
+            thread_census::record(binding::tid(), entry.vcpu_id(), is_run, path);
+        }
         if tracing {
             trace::write(&trace::Call {
                 fd,

@@ -23,6 +23,7 @@ extern "C" fn after_fork_in_child() {
         let pid = kvmng::sys::getpid();
         binding::after_fork_child(pid);
         census::reset();
+        super::thread_census::reset();
         if config::TRACE_PATH.has_pid() {
             config::open_trace(pid);
         }

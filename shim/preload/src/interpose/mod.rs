@@ -19,7 +19,8 @@
 //! * [`fdtable`]: what each fd number is, cached per fd;
 //! * [`cmdindex`]: request number to row of the mapping table, in O(1);
 //! * [`reason`]: the documented fallback reasons;
-//! * [`census`]: counters; [`statsfile`]: the JSON line at exit;
+//! * [`census`]: counters; [`thread_census`]: the same per thread for
+//!   vCPU calls; [`statsfile`]: the JSON line at exit;
 //!   [`trace`]: one line per call;
 //! * [`fdhooks`], [`exechooks`]: the exported fd and exec/exit functions;
 //! * [`lifecycle`]: fork child handler and the library destructor;
@@ -44,6 +45,7 @@ pub mod pathtmpl;
 pub mod real;
 pub mod reason;
 pub mod statsfile;
+pub mod thread_census;
 pub mod trace;
 pub mod translate;
 

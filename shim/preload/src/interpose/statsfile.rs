@@ -5,8 +5,15 @@
 //! ```json
 //! {"pid":812,"exe":"/usr/bin/qemu-system-x86_64","mode":"auto","backend":"legacy",
 //!  "commands":[{"name":"KVM_RUN","count":9,"translated":9,"fallback":0,"passthrough":0,
-//!  "errors":0,"time_ns":51234,"fallback_reasons":{}}]}
+//!  "errors":0,"time_ns":51234,"fallback_reasons":{}}],
+//!  "threads":[{"tid":815,"vcpu":0,"run":{"translated":9,"fallback":0,"passthrough":0},
+//!  "setup":{"translated":0,"fallback":37,"passthrough":0},
+//!  "other":{"translated":40,"fallback":0,"passthrough":0}}],"threads_uncounted":0}
 //! ```
+//!
+//! `threads` has a row per thread that issued vCPU ioctls (`vcpu`: the
+//! vCPU of its last KVM_RUN, or null; `setup`: its other vCPU ioctls
+//! before its first KVM_RUN, `other`: after it).
 //!
 //! (one line in the file). Composed in static storage and written with one
 //! write(2), so lines of concurrent processes never interleave.
@@ -17,6 +24,7 @@ use super::config;
 use super::fmtbuf::Buf;
 use super::pathtmpl;
 use super::reason::Reason;
+use super::thread_census;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering::SeqCst};
 
@@ -73,7 +81,38 @@ fn compose(b: &mut Buf<'_>, pid: i32) {
         first = false;
         command(b, cmdindex::name(slot), &taken);
     }
-    b.s("]}\n");
+    b.s("],\"threads\":[");
+    let mut first = true;
+    for i in 0..thread_census::MAX_THREADS {
+        let Some(t) = thread_census::take(i) else {
+            continue;
+        };
+        if !first {
+            b.s(",");
+        }
+        first = false;
+        thread(b, &t);
+    }
+    b.s("],\"threads_uncounted\":").u(thread_census::overflow());
+    b.s("}\n");
+}
+
+fn by_path(b: &mut Buf<'_>, name: &str, p: &thread_census::ByPath) {
+    b.s(",\"").s(name).s("\":{\"translated\":").u(p.translated);
+    b.s(",\"fallback\":").u(p.fallback);
+    b.s(",\"passthrough\":").u(p.passthrough).s("}");
+}
+
+fn thread(b: &mut Buf<'_>, t: &thread_census::Taken) {
+    b.s("{\"tid\":").u(t.tid as u64).s(",\"vcpu\":");
+    match t.vcpu {
+        Some(id) => b.u(u64::from(id)),
+        None => b.s("null"),
+    };
+    by_path(b, "run", &t.run);
+    by_path(b, "setup", &t.setup);
+    by_path(b, "other", &t.other);
+    b.s("}");
 }
 
 fn command(b: &mut Buf<'_>, name: &str, t: &Taken) {

@@ -13,7 +13,7 @@ use kvm_bindings::{
     kvm_irq_level, kvm_userspace_memory_region, kvm_userspace_memory_region2, KVM_CAP_XSAVE2,
     KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
 };
-use kvmng::backend::legacy::{fdkind, usermem};
+use kvmng::backend::legacy::{fdkind, memmap, usermem};
 use kvmng::{Backend, Errno, SysResult};
 use kvmng_abi::ioctls::{self, FdClass, NewApiForm, KVM_IOCTLS};
 use kvmng_abi::*;
@@ -163,14 +163,7 @@ fn memory_region(
     if v1.flags & !(KVM_MEM_LOG_DIRTY_PAGES | KVM_MEM_READONLY) != 0 {
         return Err(Reason::V1Flags);
     }
-    Ok(Ok(kvm_userspace_memory_region2 {
-        slot: v1.slot,
-        flags: v1.flags,
-        guest_phys_addr: v1.guest_phys_addr,
-        memory_size: v1.memory_size,
-        userspace_addr: v1.userspace_addr,
-        ..Default::default()
-    }))
+    Ok(Ok(memmap::region2_of_v1(&v1)))
 }
 
 /// An ioctl of the calling thread's (now bound) vCPU.

@@ -124,6 +124,25 @@ pub fn private_dup(fd: i32) -> Result<i32, Errno> {
     }
 }
 
+/// Reserves the fd number of a private duplicate before the object to
+/// duplicate exists: a placeholder duplicate of `any_fd`, which
+/// [`fill_reserved`] turns into the duplicate. A call that creates an
+/// object and binds it reserves first, so that a full fd table fails it
+/// with `EMFILE` before anything is created.
+pub fn reserve_private(any_fd: i32) -> Result<i32, Errno> {
+    private_dup(any_fd)
+}
+
+/// Makes the reserved fd `reserved` a private duplicate of `fd`; on failure
+/// the reservation is closed.
+pub fn fill_reserved(reserved: i32, fd: i32) -> Result<i32, Errno> {
+    crate::sys::dup3_cloexec(fd, reserved)
+        .map(|_| reserved)
+        .inspect_err(|_| {
+            let _ = close(reserved);
+        })
+}
+
 /// The bound VM's private fd, or `EUNATCH`.
 pub fn vm_fd() -> Result<i32, Errno> {
     match VM_FD.load(SeqCst) {

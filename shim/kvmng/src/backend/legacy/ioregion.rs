@@ -33,7 +33,7 @@
 use super::binding::{self, ThreadBinding, THREADS};
 use super::usermem;
 use crate::errno::{Errno, SysResult};
-use crate::sys::{close, gettid, syscall6};
+use crate::sys::{self, close, gettid, syscall6};
 use core::sync::atomic::{
     AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst,
 };
@@ -172,6 +172,8 @@ impl Drop for RegGuard {
 struct Parked {
     fd: AtomicI32,
     index: AtomicU32,
+    /// The access's identity ([`Access::identity`]).
+    identity: [AtomicU64; 2],
 }
 
 const MAX_PARKED: usize = 16;
@@ -179,6 +181,7 @@ static PARKED: [Parked; MAX_PARKED] = [const {
     Parked {
         fd: AtomicI32::new(-1),
         index: AtomicU32::new(0),
+        identity: [AtomicU64::new(0), AtomicU64::new(0)],
     }
 }; MAX_PARKED];
 
@@ -195,6 +198,9 @@ pub struct VcpuIo {
     pending: AtomicU32,
     /// The next element of a pending string port access.
     pending_index: AtomicU32,
+    /// The pending access's identity ([`Access::identity`]): when the
+    /// exit in `kvm_run` is another, a `KVM_RUN` ioctl completed it.
+    pending_identity: [AtomicU64; 2],
     /// Socket entry this thread waits on for a reply, or -1.
     sock: AtomicI32,
     /// Id of the request waited for, 0, or [`DELIVERING`].
@@ -220,6 +226,7 @@ impl VcpuIo {
             vcpu_id: AtomicU32::new(0),
             pending: AtomicU32::new(0),
             pending_index: AtomicU32::new(0),
+            pending_identity: [AtomicU64::new(0), AtomicU64::new(0)],
             sock: AtomicI32::new(-1),
             wait_id: AtomicU64::new(0),
             done_id: AtomicU64::new(0),
@@ -290,6 +297,9 @@ pub fn install(io: &VcpuIo, run: u64, private_fd: i32, vcpu_id: u32) {
         let fd = parked.fd.load(SeqCst);
         if fd >= 0 && super::fdkind::same_file(fd, private_fd) {
             io.pending_index.store(parked.index.load(SeqCst), SeqCst);
+            for (mine, its) in io.pending_identity.iter().zip(&parked.identity) {
+                mine.store(its.load(SeqCst), SeqCst);
+            }
             io.pending.store(1, SeqCst);
             parked.fd.store(-1, SeqCst);
             let _ = close(fd);
@@ -320,6 +330,9 @@ pub fn detach(io: &VcpuIo, fd: i32) {
         for parked in PARKED.iter() {
             if parked.fd.compare_exchange(-1, fd, SeqCst, SeqCst).is_ok() {
                 parked.index.store(index, SeqCst);
+                for (its, mine) in parked.identity.iter().zip(&io.pending_identity) {
+                    its.store(mine.load(SeqCst), SeqCst);
+                }
                 fd_kept = true;
                 break;
             }
@@ -583,6 +596,20 @@ struct Access {
     data: *mut u8,
 }
 
+impl Access {
+    /// What tells this access from the next exit: its space, direction,
+    /// address, size, element count and data offset.
+    fn identity(&self, run: u64) -> [u64; 2] {
+        let offset = (self.data as u64).wrapping_sub(run) & 0xffff;
+        let shape = u64::from(self.pio) << 63
+            | u64::from(self.write) << 62
+            | u64::from(self.len) << 48
+            | u64::from(self.count) << 16
+            | offset;
+        [self.addr, shape]
+    }
+}
+
 /// The access the exit in the binding's `kvm_run` describes, if it is an
 /// MMIO or port access the emulation can serve.
 fn decode(io: &VcpuIo) -> Option<Access> {
@@ -723,6 +750,10 @@ pub fn claim_exit(me: &ThreadBinding) -> bool {
     if find(access.pio, access.addr, u64::from(access.len)).is_none() {
         return false;
     }
+    let run = me.io.run.load(SeqCst);
+    for (word, value) in me.io.pending_identity.iter().zip(access.identity(run)) {
+        word.store(value, SeqCst);
+    }
     me.io.pending_index.store(0, SeqCst);
     me.io.pending.store(1, SeqCst);
     true
@@ -764,9 +795,19 @@ fn write_le(p: *mut u8, len: u8, value: u64) {
 /// Carries out the pending access of `me` (from where it had got to).
 pub fn resume(me: &ThreadBinding) -> Resume {
     let io = &me.io;
-    let Some(access) = decode(io) else {
+    let run = io.run.load(SeqCst);
+    let same = decode(io).filter(|access| {
+        io.pending_identity
+            .iter()
+            .zip(access.identity(run))
+            .all(|(word, value)| word.load(SeqCst) == value)
+    });
+    let Some(access) = same else {
+        // `kvm_run` describes another exit: a KVM_RUN ioctl on the vCPU fd
+        // completed the access and reported the guest's next exit (api.md
+        // 5.10): just run.
         io.pending.store(0, SeqCst);
-        return Resume::Unclaimed;
+        return Resume::Done;
     };
     if immediate_exit(io) {
         return Resume::Failed(Errno(libc::EINTR));
@@ -826,10 +867,19 @@ pub fn resume(me: &ThreadBinding) -> Resume {
 
 // ------------------------------------------------------- socket round trip
 
+/// What a wait may be interrupted by: `ppoll`'s mask, and a signalfd that
+/// reports (without taking them) the signals that end the wait but stay
+/// pending, or -1.
+#[derive(Clone, Copy)]
+struct WaitMask {
+    ppoll: u64,
+    pending_fd: i32,
+}
+
 /// Signals blocked for the guard's life; `mask` is what a wait unblocks.
 struct Blocked {
     old: u64,
-    mask: u64,
+    mask: WaitMask,
 }
 
 impl Blocked {
@@ -850,17 +900,34 @@ impl Blocked {
                 0,
             )
         };
-        let mask = if io.sigmask_set.load(SeqCst) != 0 {
-            io.sigmask.load(SeqCst)
-        } else {
-            old
+        let mut mask = WaitMask {
+            ppoll: old,
+            pending_fd: -1,
         };
+        if io.sigmask_set.load(SeqCst) != 0 {
+            // As in KVM_RUN: a signal the KVM mask allows ends the wait. One
+            // the thread does not block is handled (ppoll); one the thread
+            // blocks stays pending, as KVM leaves it (the signalfd sees it).
+            let kvm = io.sigmask.load(SeqCst);
+            let stays_pending = !kvm & old;
+            mask.ppoll = kvm | old;
+            if stays_pending != 0 {
+                match sys::signalfd(stays_pending) {
+                    Ok(fd) => mask.pending_fd = fd,
+                    // No fd for it: such a signal is handled in the wait.
+                    Err(_) => mask.ppoll = kvm,
+                }
+            }
+        }
         Blocked { old, mask }
     }
 }
 
 impl Drop for Blocked {
     fn drop(&mut self) {
+        if self.mask.pending_fd >= 0 {
+            let _ = close(self.mask.pending_fd);
+        }
         // SAFETY: restores the mask saved by `new` from this value.
         let _ = unsafe {
             syscall6(
@@ -876,33 +943,45 @@ impl Drop for Blocked {
     }
 }
 
-/// `ppoll` on up to one fd with the wait's signal mask. `Err(EINTR)` when a
-/// signal was handled; `Ok(revents)` otherwise (0 on timeout).
-fn wait(fd: i32, events: i16, mask: u64, timeout_ns: Option<i64>) -> Result<i16, Errno> {
-    let mut pfd = libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    };
+/// `ppoll` on `fd` with the wait's signal mask. `Err(EINTR)` when a signal
+/// was handled, or one that stays pending came; `Ok(revents)` otherwise (0
+/// on timeout).
+fn wait(fd: i32, events: i16, mask: WaitMask, timeout_ns: Option<i64>) -> Result<i16, Errno> {
+    let mut pfd = [
+        libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: mask.pending_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let nfds = if mask.pending_fd >= 0 { 2 } else { 1 };
     let ts = timeout_ns.map(|ns| libc::timespec {
         tv_sec: ns / 1_000_000_000,
         tv_nsec: ns % 1_000_000_000,
     });
     let ts_ptr = ts.as_ref().map_or(0, |t| t as *const libc::timespec as u64);
-    // SAFETY: ppoll reads and writes one pollfd, reads the timespec (if
-    // any) and the 8-byte mask, all on this frame.
+    // SAFETY: ppoll reads and writes `nfds` pollfds, reads the timespec
+    // (if any) and the 8-byte mask, all on this frame.
     unsafe {
         syscall6(
             libc::SYS_ppoll,
-            &mut pfd as *mut libc::pollfd as u64,
-            1,
+            pfd.as_mut_ptr() as u64,
+            nfds,
             ts_ptr,
-            &mask as *const u64 as u64,
+            &mask.ppoll as *const u64 as u64,
             8,
             0,
         )
     }?;
-    Ok(pfd.revents)
+    if pfd[1].revents != 0 {
+        return Err(Errno(libc::EINTR));
+    }
+    Ok(pfd[0].revents)
 }
 
 fn send(fd: i32, request: &kvmng_ioregion_request) -> SysResult {
@@ -1087,7 +1166,7 @@ enum RxEnd {
     Failed(Errno),
 }
 
-fn wait_reply(me: &ThreadBinding, sock: usize, id: u64, mask: u64) -> Result<u64, Errno> {
+fn wait_reply(me: &ThreadBinding, sock: usize, id: u64, mask: WaitMask) -> Result<u64, Errno> {
     let io = &me.io;
     let s = &SOCKETS[sock];
     let tid = gettid();
@@ -1178,7 +1257,7 @@ fn hung_up(fd: i32) -> bool {
 
 /// The receive role: reads replies and hands them to their waiters until
 /// this thread's own reply (`id`) is handed over.
-fn receive(me: &ThreadBinding, sock: usize, id: u64, mask: u64) -> Result<(), RxEnd> {
+fn receive(me: &ThreadBinding, sock: usize, id: u64, mask: WaitMask) -> Result<(), RxEnd> {
     let io = &me.io;
     let s = &SOCKETS[sock];
     let fd = s.fd.load(SeqCst);

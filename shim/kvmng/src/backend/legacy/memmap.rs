@@ -11,7 +11,7 @@ use crate::errno::{Errno, SysResult};
 use crate::sys::ioctl;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use kvm_bindings::kvm_userspace_memory_region2;
+use kvm_bindings::{kvm_userspace_memory_region, kvm_userspace_memory_region2};
 use kvmng_abi::ioctls::KVM_SET_USER_MEMORY_REGION2;
 use kvmng_abi::KVMNG_MEMORY_MAP_MAX;
 
@@ -140,6 +140,19 @@ fn record(table: &mut [Slot; TRACKED_SLOTS], region: Region) {
 pub fn forget_slots() {
     TABLE_LOCK.store(false, SeqCst);
     with_table(|t| t.iter_mut().for_each(|s| s.in_use = false));
+}
+
+/// The `KVM_SET_USER_MEMORY_REGION2` form of a v1 region: v1 is a prefix
+/// of v2, which adds only guest_memfd (zero here).
+pub fn region2_of_v1(v1: &kvm_userspace_memory_region) -> kvm_userspace_memory_region2 {
+    kvm_userspace_memory_region2 {
+        slot: v1.slot,
+        flags: v1.flags,
+        guest_phys_addr: v1.guest_phys_addr,
+        memory_size: v1.memory_size,
+        userspace_addr: v1.userspace_addr,
+        ..Default::default()
+    }
 }
 
 /// Records a slot change made with the legacy ioctl through

@@ -14,7 +14,9 @@ use super::{Backend, BackendKind};
 use crate::errno::{Errno, SysResult};
 use crate::sys::{close, ioctl};
 use fdkind::FdKind;
-use kvm_bindings::{kvm_interrupt, kvm_irq_level, kvm_userspace_memory_region2};
+use kvm_bindings::{
+    kvm_interrupt, kvm_irq_level, kvm_userspace_memory_region, kvm_userspace_memory_region2,
+};
 use kvmng_abi::ioctls::*;
 use kvmng_abi::*;
 
@@ -66,6 +68,21 @@ fn bind_current_thread(vcpu_fd: i32, vcpu_id: u32) -> Result<(), Errno> {
     binding::set_current(private, vcpu_id).inspect_err(|_| {
         let _ = close(private);
     })
+}
+
+/// Records a slot change made with `KVM_SET_USER_MEMORY_REGION(2)` through
+/// `kvmng_control`, so that a later failed `kvmng_memory_map` restores it.
+/// The v1 struct is a prefix of v2 (no guest_memfd).
+fn note_slot_change(cmd: u64, arg: u64) {
+    let region = match cmd {
+        KVM_SET_USER_MEMORY_REGION2 => usermem::read_value::<kvm_userspace_memory_region2>(arg),
+        KVM_SET_USER_MEMORY_REGION => usermem::read_value::<kvm_userspace_memory_region>(arg)
+            .map(|v1| memmap::region2_of_v1(&v1)),
+        _ => return,
+    };
+    if let Ok(region) = region {
+        memmap::note_control_update(&region);
+    }
 }
 
 /// `struct kvm_signal_mask` with the one length KVM accepts on x86_64.
@@ -132,9 +149,18 @@ impl Backend for Legacy {
         if binding::vm_fd().is_ok() {
             return Err(Errno(libc::EEXIST));
         }
+        // The private duplicate's fd first: with a full fd table nothing
+        // is created (api.md section 6).
+        let reserved = binding::reserve_private(kvm_fd)?;
         // SAFETY: KVM_CREATE_VM takes an integer argument.
-        let vm_fd = unsafe { ioctl(kvm_fd, KVM_CREATE_VM, vm_type) }? as i32;
-        let bound = binding::private_dup(vm_fd).and_then(|private| {
+        let vm_fd = match unsafe { ioctl(kvm_fd, KVM_CREATE_VM, vm_type) } {
+            Ok(fd) => fd as i32,
+            Err(e) => {
+                let _ = close(reserved);
+                return Err(e);
+            }
+        };
+        let bound = binding::fill_reserved(reserved, vm_fd).and_then(|private| {
             binding::set_vm(private).inspect_err(|_| {
                 let _ = close(private);
             })
@@ -185,13 +211,29 @@ impl Backend for Legacy {
         if bind && binding::current().is_ok() {
             return Err(Errno(libc::EBUSY));
         }
+        if !bind {
+            // SAFETY: KVM_CREATE_VCPU takes an integer argument.
+            return unsafe { ioctl(vm_fd, KVM_CREATE_VCPU, id) };
+        }
+        // The private duplicate's fd first: KVM cannot destroy a vCPU, so
+        // none may be created that the binding then fails to hold.
+        let reserved = binding::reserve_private(vm_fd)?;
         // SAFETY: KVM_CREATE_VCPU takes an integer argument.
-        let vcpu_fd = unsafe { ioctl(vm_fd, KVM_CREATE_VCPU, id) }? as i32;
-        if bind {
-            if let Err(errno) = bind_current_thread(vcpu_fd, id as u32) {
-                let _ = close(vcpu_fd);
-                return Err(errno);
+        let vcpu_fd = match unsafe { ioctl(vm_fd, KVM_CREATE_VCPU, id) } {
+            Ok(fd) => fd as i32,
+            Err(e) => {
+                let _ = close(reserved);
+                return Err(e);
             }
+        };
+        let bound = binding::fill_reserved(reserved, vcpu_fd).and_then(|private| {
+            binding::set_current(private, id as u32).inspect_err(|_| {
+                let _ = close(private);
+            })
+        });
+        if let Err(errno) = bound {
+            let _ = close(vcpu_fd);
+            return Err(errno);
         }
         Ok(i64::from(vcpu_fd))
     }
@@ -313,10 +355,8 @@ impl Backend for Legacy {
         }
         // SAFETY: the caller vouches that `arg` is what `cmd` expects.
         let result = unsafe { ioctl(fd, cmd, arg) };
-        if result.is_ok() && scope == KVMNG_SCOPE_VM && cmd == KVM_SET_USER_MEMORY_REGION2 {
-            if let Ok(region) = usermem::read_value::<kvm_userspace_memory_region2>(arg) {
-                memmap::note_control_update(&region);
-            }
+        if result.is_ok() && scope == KVMNG_SCOPE_VM {
+            note_slot_change(cmd, arg);
         }
         result
     }
