@@ -579,6 +579,61 @@ pub fn check_threads(smp: u32, mode: Mode, census: Option<&ThreadCensus>) -> Vec
     problems
 }
 
+/// Checks one shim run's census rows per vCPU thread (`KVMNG_STATS`; a
+/// shim older than those rows writes none, and then this checks nothing):
+/// one thread per vCPU, vCPUs 0..smp, and each thread's hot calls (its
+/// KVM_RUNs and its vCPU ioctls after the first) on the mode's path.
+pub fn check_census_threads(smp: u32, mode: Mode, stats: Option<&FileStats>) -> Vec<String> {
+    let Some(f) = stats else {
+        return Vec::new();
+    };
+    let threads: Vec<&kvmng_census::ThreadStats> = f
+        .processes
+        .iter()
+        .flat_map(|p| p.threads.iter())
+        .filter(|t| t.is_vcpu_thread())
+        .collect();
+    if threads.is_empty() {
+        return Vec::new();
+    }
+    let mut problems = Vec::new();
+    let mut vcpus: Vec<u64> = threads.iter().filter_map(|t| t.vcpu).collect();
+    vcpus.sort_unstable();
+    if vcpus != (0..u64::from(smp)).collect::<Vec<_>>() {
+        problems.push(format!(
+            "{mode}: census: vCPU threads ran vCPUs {vcpus:?}, expected 0..{smp} one each"
+        ));
+    }
+    for t in threads {
+        let off = match mode {
+            Mode::Passthrough => {
+                t.run.total() - t.run.passthrough + t.other.total() - t.other.passthrough
+            }
+            _ => t.hot_untranslated(),
+        };
+        if off > 0 {
+            problems.push(format!(
+                "{mode}: census: thread {} (vCPU {}): {off} of its KVM_RUN and later vCPU calls not {}",
+                t.tid,
+                t.vcpu.map_or("?".to_string(), |v| v.to_string()),
+                hot_path(mode)
+            ));
+        }
+    }
+    problems
+}
+
+/// The census's vCPU threads of one run (0 when it has no thread rows).
+pub fn census_vcpu_threads(stats: Option<&FileStats>) -> usize {
+    stats.map_or(0, |f| {
+        f.processes
+            .iter()
+            .flat_map(|p| p.threads.iter())
+            .filter(|t| t.is_vcpu_thread())
+            .count()
+    })
+}
+
 /// One QEMU run.
 #[derive(Clone, Debug, Serialize)]
 pub struct QemuRun {
@@ -694,6 +749,7 @@ pub fn check(scenario: &Scenario, runs: &[QemuRun]) -> Vec<String> {
         }
         if m.is_shim() {
             problems.extend(check_threads(scenario.smp, m, r.threads.as_ref()));
+            problems.extend(check_census_threads(scenario.smp, m, r.stats.as_ref()));
         }
     }
     let Some(native) = runs.iter().find(|r| r.mode == Mode::Native) else {
@@ -946,11 +1002,13 @@ pub fn run_threads_summary(smp: u32, run: &QemuRun) -> String {
         None => format!("{}: no trace", run.mode),
         Some(c) => {
             let vcpus = c.threads.iter().filter(|t| t.is_vcpu()).count();
-            let bad = check_threads(smp, run.mode, Some(c)).len();
+            let bad = check_threads(smp, run.mode, Some(c)).len()
+                + check_census_threads(smp, run.mode, run.stats.as_ref()).len();
             format!(
-                "{}: {vcpus} vCPU threads of {}, {}",
+                "{}: {vcpus} vCPU threads of {} (census: {}), {}",
                 run.mode,
                 c.threads.len(),
+                census_vcpu_threads(run.stats.as_ref()),
                 if bad == 0 {
                     format!("hot calls all {}", hot_path(run.mode))
                 } else {
@@ -1392,7 +1450,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| `devices` | pc | 1 | exit 33, 1.00 s | exit 33, 1.00 s (1.00x) | 3 | yes | auto: 1 vCPU threads of 2, hot calls all translated |"),
+            md.contains("| `devices` | pc | 1 | exit 33, 1.00 s | exit 33, 1.00 s (1.00x) | 3 | yes | auto: 1 vCPU threads of 2 (census: 0), hot calls all translated |"),
             "{md}"
         );
         assert!(md.contains("No command statistics"), "{md}");
@@ -1519,5 +1577,59 @@ mod tests {
         assert!(uirq.skip_reason(Some(7)).is_none());
         assert!(uirq.skip_reason(None).is_none());
         assert!(uirq.skip_reason(Some(10)).unwrap().contains("QEMU 10"));
+    }
+
+    #[test]
+    fn census_thread_rows() {
+        let line = |mode: &str, rows: &[(u64, Option<u64>, &str, u64)]| {
+            let threads: Vec<String> = rows
+                .iter()
+                .map(|(tid, vcpu, path, n)| {
+                    let counts = |p: &str| {
+                        format!(
+                            "{{\"translated\":{},\"fallback\":{},\"passthrough\":{}}}",
+                            if p == "translated" { *n } else { 0 },
+                            if p == "fallback" { *n } else { 0 },
+                            if p == "passthrough" { *n } else { 0 }
+                        )
+                    };
+                    format!(
+                        "{{\"tid\":{tid},\"vcpu\":{},\"run\":{},\"setup\":{},\"other\":{}}}",
+                        vcpu.map_or("null".to_string(), |v| v.to_string()),
+                        counts(path),
+                        counts("fallback"),
+                        counts(path)
+                    )
+                })
+                .collect();
+            crate::stats::parse(&format!(
+                "{{\"pid\":7,\"exe\":\"/q\",\"mode\":\"{mode}\",\"backend\":\"legacy\",\"commands\":[],\"threads\":[{}],\"threads_uncounted\":0}}\n",
+                threads.join(",")
+            ))
+        };
+        let ok = line(
+            "auto",
+            &[(8, Some(0), "translated", 5), (9, Some(1), "translated", 3)],
+        );
+        assert_eq!(census_vcpu_threads(Some(&ok)), 2);
+        assert!(check_census_threads(2, Mode::Auto, Some(&ok)).is_empty());
+        assert_eq!(
+            check_census_threads(4, Mode::Auto, Some(&ok)),
+            vec!["auto: census: vCPU threads ran vCPUs [0, 1], expected 0..4 one each"]
+        );
+        let bad = line(
+            "auto",
+            &[(8, Some(0), "translated", 5), (9, Some(1), "fallback", 3)],
+        );
+        assert_eq!(
+            check_census_threads(2, Mode::Auto, Some(&bad)),
+            vec!["auto: census: thread 9 (vCPU 1): 6 of its KVM_RUN and later vCPU calls not translated"]
+        );
+        let pt = line("passthrough", &[(8, Some(0), "passthrough", 5)]);
+        assert!(check_census_threads(1, Mode::Passthrough, Some(&pt)).is_empty());
+        // No thread rows (an older shim): nothing to check here.
+        let old = line("auto", &[]);
+        assert!(check_census_threads(2, Mode::Auto, Some(&old)).is_empty());
+        assert!(check_census_threads(2, Mode::Auto, None).is_empty());
     }
 }
