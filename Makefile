@@ -191,7 +191,9 @@ install:
 # ---- Compatibility: the KVM selftests and QEMU under the shim ----
 # `make compat`: the Linux 6.12 KVM selftests of compat-tests/selftests/
 # quick.list, each natively and under libkvmshim.so (KVMNG_MODE=auto and
-# passthrough), then Debian's unmodified QEMU (SeaBIOS, our devices guest)
+# passthrough), then unmodified QEMU 7.2 (Debian 12's) and 10.0 (its
+# backports) on SeaBIOS, our devices guest and our SMP guest with -smp 1/2/4
+# on pc, q35 and microvm, and libkrun booting the SMP guest on 2 vCPUs,
 # natively and under the shim; fails when the shim changes an outcome or an
 # output, and writes the results into docs/compat.md. About 8-12 minutes here.
 # `make compat-full`: every x86_64 selftest (hardware_disable_test and
@@ -201,17 +203,35 @@ COMPAT_TIMEOUT ?= 120
 COMPAT_FULL_TIMEOUT ?= 600
 COMPAT_JOBS ?= 1
 COMPAT_REPORT ?= docs/compat.md
+# The QEMU scenarios run with Debian 12's QEMU 7.2 (the system's) and with
+# the newest QEMU Debian 12 can install, 10.0 from bookworm-backports,
+# unpacked into the cache beside it (compat-tests/qemu/install-qemu-backports.sh).
+QEMU_BACKPORTS_DIR ?= $(KVMNG_CACHE)/qemu-backports
+QEMU_BACKPORTS := $(QEMU_BACKPORTS_DIR)/usr/bin/qemu-system-x86_64
+COMPAT_QEMUS ?= qemu-system-x86_64 $(QEMU_BACKPORTS)
+# The second real VMM: libkrun from crates.io (a VMM library on rust-vmm's
+# kvm-ioctls), driven by compat-tests/krun's launcher; built on its own so
+# the workspace does not carry libkrun's dependency tree.
+KRUN := target/krun/release/kvmng-krun
 
-.PHONY: compat compat-full compat-build
+.PHONY: compat compat-full compat-build qemu-backports krun
 
-compat-build: deps linux-source
+compat-build: deps linux-source qemu-backports krun
 	$(CARGO) build -q --release -p kvmshim -p kvmng-compat
+
+krun: deps
+	$(CARGO) build -q --release --locked --manifest-path compat-tests/krun/Cargo.toml --target-dir target/krun
+
+qemu-backports: deps $(QEMU_BACKPORTS)
+
+$(QEMU_BACKPORTS):
+	@compat-tests/qemu/install-qemu-backports.sh $(QEMU_BACKPORTS_DIR) $(KVMNG_CACHE)
 
 compat: compat-build
 	@mkdir -p target/kvmng-compat; rc=0; \
 	$(COMPAT) selftests --mode auto --mode passthrough --timeout $(COMPAT_TIMEOUT) --jobs $(COMPAT_JOBS) \
 	  --report $(COMPAT_REPORT) --json target/kvmng-compat/selftests.json || rc=1; \
-	$(COMPAT) qemu --mode auto --mode passthrough --report $(COMPAT_REPORT) \
+	$(COMPAT) qemu --mode auto --mode passthrough $(addprefix --qemu ,$(COMPAT_QEMUS)) --krun $(KRUN) --report $(COMPAT_REPORT) \
 	  --json target/kvmng-compat/qemu.json || rc=1; \
 	exit $$rc
 
@@ -219,7 +239,7 @@ compat-full: compat-build
 	@mkdir -p target/kvmng-compat; rc=0; \
 	$(COMPAT) selftests --all --mode auto --mode passthrough --timeout $(COMPAT_FULL_TIMEOUT) --jobs $(COMPAT_JOBS) \
 	  --report $(COMPAT_REPORT) --section "kvmng-compat selftests full" --json target/kvmng-compat/selftests-full.json || rc=1; \
-	$(COMPAT) qemu --mode auto --mode passthrough --report $(COMPAT_REPORT) \
+	$(COMPAT) qemu --mode auto --mode passthrough $(addprefix --qemu ,$(COMPAT_QEMUS)) --krun $(KRUN) --report $(COMPAT_REPORT) \
 	  --json target/kvmng-compat/qemu.json || rc=1; \
 	exit $$rc
 

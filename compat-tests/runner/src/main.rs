@@ -106,12 +106,19 @@ struct QemuArgs {
     /// Shim modes to compare with native (repeatable).
     #[arg(long = "mode", value_enum, default_values_t = [Mode::Auto])]
     modes: Vec<Mode>,
-    /// Run only these scenarios (seabios, devices, devices-userspace-irqchip).
+    /// Run only these scenarios (repeatable; see `kvmng-compat qemu --list`).
     #[arg(long = "scenario")]
     scenarios: Vec<String>,
-    /// The QEMU binary.
-    #[arg(long, default_value = "qemu-system-x86_64")]
-    qemu: PathBuf,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    list: bool,
+    /// The QEMU binaries (repeatable: every scenario runs with each).
+    #[arg(long = "qemu", default_values_os_t = [PathBuf::from("qemu-system-x86_64")])]
+    qemus: Vec<PathBuf>,
+    /// compat-tests/krun's launcher (libkrun): runs the libkrun scenarios
+    /// (`make krun` builds it into target/krun/release/kvmng-krun).
+    #[arg(long)]
+    krun: Option<PathBuf>,
     /// libkvmshim.so [default: $KVMNG_SHIM, else target/release, else target/debug].
     #[arg(long)]
     shim: Option<PathBuf>,
@@ -121,9 +128,6 @@ struct QemuArgs {
     /// Guest files [default: target/kvmng-compat/qemu].
     #[arg(long)]
     work_dir: Option<PathBuf>,
-    /// Also set KVMNG_TRACE.
-    #[arg(long)]
-    trace: bool,
     /// Fail when a shim run wrote no statistics (i.e. the shim did nothing).
     #[arg(long)]
     require_stats: bool,
@@ -406,11 +410,25 @@ fn suggest_list(report: &SuiteReport, all: &[String], max_secs: f64) -> String {
 
 fn cmd_qemu(a: QemuArgs) -> Result<bool> {
     let root = workspace_root();
+    if a.list {
+        for sc in qemu::scenarios(&[]) {
+            println!(
+                "{:<26} -M {} -smp {}: {}",
+                sc.name, sc.machine, sc.smp, sc.what
+            );
+        }
+        return Ok(true);
+    }
     let modes = normalize_modes(&a.modes);
     let shim = shim_for(&modes, a.shim.as_deref())?;
-    let qemu_bin = which(&a.qemu).with_context(|| {
-        format!("{} not found: install Debian's QEMU with `apt-get install qemu-system-x86` (or `make deps`)", a.qemu.display())
-    })?;
+    let mut qemus = Vec::new();
+    for q in &a.qemus {
+        let bin = which(q).with_context(|| {
+            format!("{} not found: install Debian's QEMU with `apt-get install qemu-system-x86` (or `make deps`; `make qemu-backports` for QEMU 10)", q.display())
+        })?;
+        let version = qemu::qemu_version(&bin);
+        qemus.push((bin, version));
+    }
     if !Path::new("/dev/kvm").exists() {
         bail!("/dev/kvm is missing: these scenarios need KVM");
     }
@@ -420,92 +438,185 @@ fn cmd_qemu(a: QemuArgs) -> Result<bool> {
             .unwrap_or_else(|| root.join("target/kvmng-compat/qemu")),
     )?;
     let qdir = root.join("compat-tests/qemu");
-    let elf = qemu::build_guest(&qdir, &work_dir.join("guest"))?;
+    let mut guests = BTreeMap::new();
+    for g in qemu::Guest::ALL {
+        guests.insert(g, qemu::build_guest(&qdir, &work_dir.join("guest"), g)?);
+    }
     let expected = qemu::read_expected(&qdir.join("devices.expected"))?;
     let mut scenarios = qemu::scenarios(&expected);
     if !a.scenarios.is_empty() {
         for s in &a.scenarios {
             if !scenarios.iter().any(|x| x.name == s) {
-                bail!("--scenario {s}: no such scenario (seabios, devices, devices-userspace-irqchip)");
+                bail!(
+                    "--scenario {s}: no such scenario ({})",
+                    qemu::scenario_names().join(", ")
+                );
             }
         }
         scenarios.retain(|x| a.scenarios.iter().any(|s| s == x.name));
     }
-    let cfg = qemu::QemuConfig {
-        qemu: qemu_bin.clone(),
-        shim: shim.clone(),
-        work_dir: work_dir.clone(),
-        guest_elf: elf,
-        timeout: Duration::from_secs(a.timeout),
-        trace: a.trace,
-    };
-    let version = qemu::qemu_version(&qemu_bin);
+    // Each QEMU version's files in its own directory (by major version).
+    let mut plan: Vec<(qemu::QemuConfig, String, Vec<qemu::Scenario>)> = Vec::new();
+    let mut skipped: Vec<(String, String, String)> = Vec::new();
+    for (bin, version) in &qemus {
+        let major = qemu::qemu_major(version);
+        let dir = work_dir.join(format!(
+            "qemu-{}",
+            major.map_or("unknown".to_string(), |m| m.to_string())
+        ));
+        let mut these = Vec::new();
+        for sc in scenarios.iter().filter(|s| s.vmm == qemu::Vmm::Qemu) {
+            match sc.skip_reason(major) {
+                Some(why) => skipped.push((version.clone(), sc.name.to_string(), why)),
+                None => these.push(sc.clone()),
+            }
+        }
+        let cfg = qemu::QemuConfig {
+            qemu: bin.clone(),
+            shim: shim.clone(),
+            work_dir: dir,
+            guests: guests.clone(),
+            timeout: Duration::from_secs(a.timeout),
+        };
+        plan.push((cfg, version.clone(), these));
+    }
+    let krun_scenarios: Vec<qemu::Scenario> = scenarios
+        .iter()
+        .filter(|s| s.vmm == qemu::Vmm::Krun)
+        .cloned()
+        .collect();
+    match &a.krun {
+        Some(k) if !krun_scenarios.is_empty() => {
+            let bin = absolute(k)?;
+            if !bin.is_file() {
+                bail!("--krun {}: no such file (make krun builds it)", k.display());
+            }
+            let cfg = qemu::QemuConfig {
+                qemu: bin,
+                shim: shim.clone(),
+                work_dir: work_dir.join("krun"),
+                guests: guests.clone(),
+                timeout: Duration::from_secs(a.timeout),
+            };
+            plan.push((cfg, qemu::KRUN_LABEL.to_string(), krun_scenarios));
+        }
+        _ => {
+            for sc in &krun_scenarios {
+                skipped.push((
+                    qemu::KRUN_LABEL.to_string(),
+                    sc.name.to_string(),
+                    "no --krun launcher given".to_string(),
+                ));
+            }
+        }
+    }
+    let total: usize = plan.iter().map(|p| p.2.len() * modes.len()).sum();
     eprintln!(
-        "kvmng-compat qemu: {version}; {} scenarios x {} modes; files in {}",
-        scenarios.len(),
+        "kvmng-compat qemu: {}; {total} runs ({} modes); files in {}",
+        qemus
+            .iter()
+            .map(|q| q.1.as_str())
+            .collect::<Vec<_>>()
+            .join(" and "),
         modes.len(),
         work_dir.display()
     );
-    let pb = ProgressBar::with_draw_target(
-        Some((scenarios.len() * modes.len()) as u64),
-        ProgressDrawTarget::stderr(),
-    );
+    let pb = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr());
     pb.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}")
             .context("progress bar template")?
             .progress_chars("=> "),
     );
+    let started = Instant::now();
     let mut results = Vec::new();
     let mut ok = true;
-    for sc in &scenarios {
-        let mut res = qemu::run_scenario(sc, &modes, |m, rerun| {
-            pb.set_message(format!(
-                "{} {m}{}",
-                sc.name,
-                if rerun { " (re-run)" } else { "" }
-            ));
-            if rerun {
-                pb.inc_length(1);
-            }
-            let r = qemu::run_one(&cfg, sc, m, rerun);
-            pb.inc(1);
-            r
-        })?;
-        for r in res.runs.iter().filter(|r| r.mode.is_shim()) {
-            let wrote = r.stats.as_ref().is_some_and(|s| !s.processes.is_empty());
-            if !wrote {
-                let msg = format!(
-                    "{}: the shim wrote no statistics (is libkvmshim.so the real shim?)",
-                    r.mode
-                );
-                if a.require_stats {
-                    res.problems.push(msg);
-                } else {
-                    pb.suspend(|| eprintln!("warning: {}: {msg}", sc.name));
+    for (cfg, version, these) in &plan {
+        let short = if version == qemu::KRUN_LABEL {
+            "krun".to_string()
+        } else {
+            version
+                .split_whitespace()
+                .skip_while(|w| *w != "version")
+                .nth(1)
+                .unwrap_or("?")
+                .to_string()
+        };
+        for sc in these {
+            let mut res = qemu::run_scenario(sc, &modes, |m, rerun| {
+                pb.set_message(format!(
+                    "{short} {} {m}{}",
+                    sc.name,
+                    if rerun { " (re-run)" } else { "" }
+                ));
+                if rerun {
+                    pb.inc_length(1);
+                }
+                let r = qemu::run_one(cfg, sc, m, rerun);
+                pb.inc(1);
+                r
+            })?;
+            res.qemu = version.clone();
+            for r in res.runs.iter().filter(|r| r.mode.is_shim()) {
+                let wrote = r.stats.as_ref().is_some_and(|s| !s.processes.is_empty());
+                if !wrote {
+                    let msg = format!(
+                        "{}: the shim wrote no statistics (is libkvmshim.so the real shim?)",
+                        r.mode
+                    );
+                    if a.require_stats {
+                        res.problems.push(msg);
+                    } else {
+                        pb.suspend(|| eprintln!("warning: {}: {msg}", sc.name));
+                    }
                 }
             }
+            ok &= res.problems.is_empty();
+            let verdict = if !res.problems.is_empty() {
+                format!("PROBLEMS: {}", res.problems.join("; "))
+            } else if !res.flaky.is_empty() {
+                format!("same on re-run (FLAKY at first: {})", res.flaky.join("; "))
+            } else {
+                "same".to_string()
+            };
+            let line = format!(
+                "{short:<7} {:<26} {}  {verdict}",
+                sc.name,
+                res.runs
+                    .iter()
+                    .map(|r| match (r.mode.is_shim(), qemu::ratio(&res, r)) {
+                        (true, Some(x)) => {
+                            format!("{} {} {:.2}s {x:.2}x", r.mode, r.ending(), r.secs)
+                        }
+                        _ => format!("{} {} {:.2}s", r.mode, r.ending(), r.secs),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" | "),
+            );
+            pb.suspend(|| println!("{line}"));
+            results.push(res);
         }
-        ok &= res.problems.is_empty();
-        let verdict = if !res.problems.is_empty() {
-            format!("PROBLEMS: {}", res.problems.join("; "))
-        } else if !res.flaky.is_empty() {
-            format!("same on re-run (FLAKY at first: {})", res.flaky.join("; "))
-        } else {
-            "same".to_string()
-        };
-        let line = format!(
-            "{:<26} {}  {verdict}",
-            sc.name,
-            res.runs
-                .iter()
-                .map(|r| format!("{} {} {:.1}s", r.mode, r.ending(), r.secs))
-                .collect::<Vec<_>>()
-                .join(" | "),
-        );
-        pb.suspend(|| println!("{line}"));
-        results.push(res);
     }
     pb.finish_and_clear();
+    for (_, version, _) in &plan {
+        let rs: Vec<&qemu::ScenarioResult> =
+            results.iter().filter(|r| &r.qemu == version).collect();
+        let totals = qemu::mode_totals(&rs);
+        println!(
+            "summed over {} scenarios with {version}: {}",
+            rs.len(),
+            totals
+                .iter()
+                .map(|(m, t, x)| match x {
+                    Some(x) => format!("{m} {t:.2}s {x:.2}x"),
+                    None => format!("{m} {t:.2}s"),
+                })
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
+    for (v, name, why) in &skipped {
+        println!("skipped: {name} with {v}: {why}");
+    }
 
     // Per-command summary of what went through the shim.
     for r in &results {
@@ -513,8 +624,11 @@ fn cmd_qemu(a: QemuArgs) -> Result<bool> {
             let mut st = ModeStats::default();
             st.add_run(run.stats.as_ref());
             println!(
-                "--- shim statistics: {} ({}) ---",
-                r.scenario.name, run.mode
+                "--- shim statistics: {} ({}, {}) --- threads {}",
+                r.scenario.name,
+                r.qemu,
+                run.mode,
+                qemu::run_threads_summary(r.scenario.smp, run)
             );
             if st.commands.is_empty() {
                 println!("  (none written)");
@@ -542,7 +656,7 @@ fn cmd_qemu(a: QemuArgs) -> Result<bool> {
             &results,
             &utc_now(),
             &host_kernel(),
-            &version,
+            &skipped,
             shim.as_deref(),
         );
         update_doc(path, "kvmng-compat qemu", &md)?;
@@ -553,12 +667,14 @@ fn cmd_qemu(a: QemuArgs) -> Result<bool> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     println!(
-        "{}",
+        "{} ({} runs in {})",
         if ok {
             "qemu: native and shim runs match"
         } else {
             "qemu: FAILED (see PROBLEMS above)"
-        }
+        },
+        results.iter().map(|r| r.runs.len()).sum::<usize>(),
+        fmt_secs(started.elapsed().as_secs_f64())
     );
     Ok(ok)
 }
