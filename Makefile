@@ -27,6 +27,7 @@ help:
 	@echo "  make conformance-test   the C conformance suite of the syscalls, through the shim"
 	@echo "  make kernel  check the patch series and build the kvmng kernels (KVM=y and KVM=m; cached)"
 	@echo "  make vm-test boot them under QEMU TCG and run the tests inside (make vm-test-full: every selftest)"
+	@echo "  make compat  the selftests and QEMU natively and through the shim (make compat-doc: into docs/compat.md)"
 	@echo "  make bench   every operation through every path on this host: docs/bench.md"
 	@echo "  make vm-bench  instruction counts ioctl vs syscall in the patched kernel under QEMU -icount"
 	@echo "  make install [PREFIX=/usr/local]   header, libkvmshim.so, kvmng, kvmshim.pc"
@@ -92,7 +93,13 @@ unit-tests:
 
 check: fmt-check clippy unit-tests
 
+# `make test` leaves the tree as it found it: its reports go under target/
+# (updating the committed ones is `make compat-doc`, `make bench`, ...), and
+# its last step fails if `git status --porcelain` changed.
+TREE_BEFORE := target/tree-before-test.txt
+
 test: deps linux-source
+	@mkdir -p target && (git status --porcelain 2>/dev/null || true) > $(TREE_BEFORE)
 	@$(MAKE) -s check
 	@echo "==> the C conformance suite through libkvmshim.so"
 	@$(MAKE) -s conformance-test
@@ -114,6 +121,9 @@ test: deps linux-source
 	  echo "==> make vm-test: the kernels booted under QEMU TCG, the tests inside" && \
 	  $(MAKE) -s vm-test; \
 	fi
+	@(git status --porcelain 2>/dev/null || true) | diff -u $(TREE_BEFORE) - > target/tree-after-test.diff || \
+	  { echo "!!! make test changed the tree (git status before/after):"; cat target/tree-after-test.diff; exit 1; }
+	@echo "==> the tree is as make test found it (git status unchanged)"
 
 clean:
 	$(CARGO) clean
@@ -195,14 +205,16 @@ install:
 # backports) on SeaBIOS, our devices guest and our SMP guest with -smp 1/2/4
 # on pc, q35 and microvm, and libkrun booting the SMP guest on 2 vCPUs,
 # natively and under the shim; fails when the shim changes an outcome or an
-# output, and writes the results into docs/compat.md. About 8-12 minutes here.
+# output, and writes its report to target/kvmng-compat/compat.md. About 8-12
+# minutes here. `make compat-doc`: the same, writing the report's sections
+# into docs/compat.md (the committed results).
 # `make compat-full`: every x86_64 selftest (hardware_disable_test and
 # rseq_test add several minutes per mode). See docs/compat.md.
 COMPAT := target/release/kvmng-compat
 COMPAT_TIMEOUT ?= 120
 COMPAT_FULL_TIMEOUT ?= 600
 COMPAT_JOBS ?= 1
-COMPAT_REPORT ?= docs/compat.md
+COMPAT_REPORT ?= target/kvmng-compat/compat.md
 # The QEMU scenarios run with Debian 12's QEMU 7.2 (the system's) and with
 # the newest QEMU Debian 12 can install, 10.0 from bookworm-backports,
 # unpacked into the cache beside it (compat-tests/qemu/install-qemu-backports.sh).
@@ -214,7 +226,7 @@ COMPAT_QEMUS ?= qemu-system-x86_64 $(QEMU_BACKPORTS)
 # the workspace does not carry libkrun's dependency tree.
 KRUN := target/krun/release/kvmng-krun
 
-.PHONY: compat compat-full compat-build qemu-backports krun
+.PHONY: compat compat-full compat-build qemu-backports krun compat-doc
 
 compat-build: deps linux-source qemu-backports krun
 	$(CARGO) build -q --release -p kvmshim -p kvmng-compat
@@ -234,6 +246,9 @@ compat: compat-build
 	$(COMPAT) qemu --mode auto --mode passthrough $(addprefix --qemu ,$(COMPAT_QEMUS)) --krun $(KRUN) --report $(COMPAT_REPORT) \
 	  --json target/kvmng-compat/qemu.json || rc=1; \
 	exit $$rc
+
+compat-doc:
+	@$(MAKE) --no-print-directory compat COMPAT_REPORT=docs/compat.md
 
 compat-full: compat-build
 	@mkdir -p target/kvmng-compat; rc=0; \
