@@ -223,8 +223,12 @@ QEMU_BACKPORTS := $(QEMU_BACKPORTS_DIR)/usr/bin/qemu-system-x86_64
 COMPAT_QEMUS ?= qemu-system-x86_64 $(QEMU_BACKPORTS)
 # The second real VMM: libkrun from crates.io (a VMM library on rust-vmm's
 # kvm-ioctls), driven by compat-tests/krun's launcher; built on its own so
-# the workspace does not carry libkrun's dependency tree.
-KRUN := target/krun/release/kvmng-krun
+# the workspace does not carry libkrun's dependency tree. Its target
+# directory is in the cache: libkrun and its dependencies do not change with
+# the project, and build for minutes, so a fresh clone reuses them (cargo
+# rebuilds the launcher itself when its source differs).
+KRUN_TARGET ?= $(KVMNG_CACHE)/krun-target
+KRUN := $(KRUN_TARGET)/release/kvmng-krun
 
 .PHONY: compat compat-full compat-build qemu-backports krun compat-doc
 
@@ -232,7 +236,7 @@ compat-build: deps linux-source qemu-backports krun
 	$(CARGO) build -q --release -p kvmshim -p kvmng-compat
 
 krun: deps
-	$(CARGO) build -q --release --locked --manifest-path compat-tests/krun/Cargo.toml --target-dir target/krun
+	$(CARGO) build -q --release --locked --manifest-path compat-tests/krun/Cargo.toml --target-dir $(KRUN_TARGET)
 
 qemu-backports: deps $(QEMU_BACKPORTS)
 

@@ -116,7 +116,7 @@ struct QemuArgs {
     #[arg(long = "qemu", default_values_os_t = [PathBuf::from("qemu-system-x86_64")])]
     qemus: Vec<PathBuf>,
     /// compat-tests/krun's launcher (libkrun): runs the libkrun scenarios
-    /// (`make krun` builds it into target/krun/release/kvmng-krun).
+    /// (`make krun` builds it into ~/.cache/kvmng/krun-target/release/kvmng-krun).
     #[arg(long)]
     krun: Option<PathBuf>,
     /// libkvmshim.so [default: $KVMNG_SHIM, else target/release, else target/debug].
