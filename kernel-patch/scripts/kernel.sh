@@ -324,6 +324,8 @@ build_variant() {
 # For y, a patch that touches the ABI or its implementation (each_tests)
 # is booted (boot-test.sh) and every kvmng selftest built so far runs in
 # it: a test that fails between two patches fails the patch.
+# After each patch the variant's config with CONFIG_NET=n must not enable
+# CONFIG_KVMNG (kvmng_ioregion needs sockets: KVM would not link).
 # Writes $cache/kbuild/each-V.tsv: patch, result, seconds, objects compiled,
 # what was built (and the tests' outcome).
 # Whether patch $1 touches the kvmng ABI or what implements it.
@@ -359,6 +361,23 @@ each_tests() {
 	st=$(printf '%s\n' "$out" | sed -n 's/^KVMNG-GUEST: exit status \([0-9]*\).*/\1/p' | tail -1)
 	printf '%s\n' "$out" | sed -n 's/^EACH-TEST: \([^ ]*\) \([0-9]*\)$/\1=\2/p' | tr '\n' ' '
 	[ "$st" = 0 ]
+}
+
+# net_off_check TREE: TREE's config with CONFIG_NET=n (olddefconfig into
+# a copy) leaves CONFIG_KVMNG off; prints what it found.
+net_off_check() {
+	local tree=$1 cfg
+	cfg=$(mktemp)
+	cp "$tree/.config" "$cfg"
+	"$tree/scripts/config" --file "$cfg" -d NET
+	make -s -C "$tree" KCONFIG_CONFIG="$cfg" olddefconfig > /dev/null 2>&1 || { rm -f "$cfg"; echo "olddefconfig failed"; return 1; }
+	if grep -q '^CONFIG_KVMNG=y' "$cfg"; then
+		rm -f "$cfg"
+		echo "NET=n still enables CONFIG_KVMNG"
+		return 1
+	fi
+	rm -f "$cfg"
+	echo "NET=n: no KVMNG"
 }
 
 build_each() {
@@ -402,6 +421,15 @@ build_each() {
 		objs=$(grep -c -E '^  (CC|AS)( \[M\])? ' "$log.part" || true)
 		cat "$log.part" >> "$log"
 		rm -f "$log.part"
+		if [ $rc = 0 ] && grep -q '^CONFIG_KVMNG=y' "$tree/.config"; then
+			local net
+			if net=$(net_off_check "$tree"); then
+				what="$what; $net"
+			else
+				what="$what; $net"
+				rc=1
+			fi
+		fi
 		if [ $rc = 0 ] && [ "$v" = y ] && [ "${KVMNG_EACH_TESTS:-1}" != 0 ] && touches_kvmng "$p"; then
 			local res
 			if res=$(each_tests "$tree" "$log"); then
