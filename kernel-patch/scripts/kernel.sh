@@ -12,7 +12,11 @@
 #                              ($KVMNG_CACHE/kbuild/each-VARIANT) and build
 #                              after each (incremental, ccache), reporting
 #                              per patch (default VARIANT: y; not cached,
-#                              not part of make kernel)
+#                              not part of make kernel); for y, every patch
+#                              that touches the ABI or its implementation
+#                              is also booted under QEMU TCG (boot-test.sh)
+#                              and the kvmng selftests built so far run in
+#                              it (KVMNG_EACH_TESTS=0: build only)
 #
 # Variants: y = KVM built in (config/kvm-builtin.config), m = KVM as modules
 # (config/kvm-modules.config), debug = y + the kernel's bug detectors
@@ -317,8 +321,65 @@ build_variant() {
 # again after each (the Kconfig symbols appear with patch 0002) and
 # `make bzImage` (and modules for m) run after each; a patch that touches
 # tools/testing/selftests also gets `make headers` and the KVM selftests.
+# For y, a patch that touches the ABI or its implementation (each_tests)
+# is booted (boot-test.sh) and every kvmng selftest built so far runs in
+# it: a test that fails between two patches fails the patch.
+# After each patch the variant's config with CONFIG_NET=n must not enable
+# CONFIG_KVMNG (kvmng_ioregion needs sockets: KVM would not link).
 # Writes $cache/kbuild/each-V.tsv: patch, result, seconds, objects compiled,
-# what was built.
+# what was built (and the tests' outcome).
+# Whether patch $1 touches the kvmng ABI or what implements it.
+touches_kvmng() {
+	grep -q -E '^diff --git a/(include/uapi/linux/kvmng\.h|include/linux/kvmng\.h|kernel/kvmng\.c|virt/kvm/|arch/x86/kvm/|arch/x86/entry/syscalls/|tools/testing/selftests/kvm/x86_64/kvmng)' "$1"
+}
+
+# each_tests TREE LOG: boots TREE's bzImage and runs the kvmng selftests
+# built in TREE/.each-selftests; 0 if every one passed (or none is built).
+# Prints what ran.
+each_tests() {
+	local tree=$1 log=$2 t script out names="" st
+	for t in "$tree"/.each-selftests/x86_64/kvmng_*test; do
+		[ -x "$t" ] && names="$names $(basename "$t")"
+	done
+	if [ -z "$names" ]; then
+		echo "no kvmng selftest yet"
+		return 0
+	fi
+	# The guest mounts a tmpfs on /tmp: the script lives in the cache.
+	script=$cache/kbuild/each-tests.sh
+	{
+		echo '#!/bin/sh'
+		echo 'rc=0'
+		for t in $names; do
+			echo "$tree/.each-selftests/x86_64/$t > /dev/null 2>&1; s=\$?; echo \"EACH-TEST: $t \$s\"; [ \$s = 0 ] || rc=1"
+		done
+		echo 'exit $rc'
+	} > "$script"
+	chmod +x "$script"
+	out=$(BOOT_TIMEOUT=900 "$here/boot-test.sh" "$tree/arch/x86/boot/bzImage" "$script" 2>&1 | tr -d '\r') || true
+	printf '%s\n' "$out" >> "$log"
+	st=$(printf '%s\n' "$out" | sed -n 's/^KVMNG-GUEST: exit status \([0-9]*\).*/\1/p' | tail -1)
+	printf '%s\n' "$out" | sed -n 's/^EACH-TEST: \([^ ]*\) \([0-9]*\)$/\1=\2/p' | tr '\n' ' '
+	[ "$st" = 0 ]
+}
+
+# net_off_check TREE: TREE's config with CONFIG_NET=n (olddefconfig into
+# a copy) leaves CONFIG_KVMNG off; prints what it found.
+net_off_check() {
+	local tree=$1 cfg
+	cfg=$(mktemp)
+	cp "$tree/.config" "$cfg"
+	"$tree/scripts/config" --file "$cfg" -d NET
+	make -s -C "$tree" KCONFIG_CONFIG="$cfg" olddefconfig > /dev/null 2>&1 || { rm -f "$cfg"; echo "olddefconfig failed"; return 1; }
+	if grep -q '^CONFIG_KVMNG=y' "$cfg"; then
+		rm -f "$cfg"
+		echo "NET=n still enables CONFIG_KVMNG"
+		return 1
+	fi
+	rm -f "$cfg"
+	echo "NET=n: no KVMNG"
+}
+
 build_each() {
 	local v=$1 frag tree log tsv i p name t0 rc objs what total=0 failed=0 t_all=$SECONDS
 	frag=$(fragment_of "$v")
@@ -360,6 +421,24 @@ build_each() {
 		objs=$(grep -c -E '^  (CC|AS)( \[M\])? ' "$log.part" || true)
 		cat "$log.part" >> "$log"
 		rm -f "$log.part"
+		if [ $rc = 0 ] && grep -q '^CONFIG_KVMNG=y' "$tree/.config"; then
+			local net
+			if net=$(net_off_check "$tree"); then
+				what="$what; $net"
+			else
+				what="$what; $net"
+				rc=1
+			fi
+		fi
+		if [ $rc = 0 ] && [ "$v" = y ] && [ "${KVMNG_EACH_TESTS:-1}" != 0 ] && touches_kvmng "$p"; then
+			local res
+			if res=$(each_tests "$tree" "$log"); then
+				what="$what; tests: ${res% }"
+			else
+				what="$what; tests FAILED: ${res% }"
+				rc=1
+			fi
+		fi
 		if [ $rc = 0 ]; then
 			printf '%s\t%s\t%s\t%s\t%s\n' "$name" PASS $((SECONDS - t0)) "$objs" "$what" >> "$tsv"
 			printf '  [%2d/%d] %-62s PASS %6s %5s objects (%s)\n' "$i" "${#series[@]}" "$name" "$(fmt_secs $((SECONDS - t0)))" "$objs" "$what"
