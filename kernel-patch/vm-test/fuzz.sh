@@ -16,7 +16,9 @@
 # Makefile target builds it). Environment: VMFUZZ_EXECS (default 1000000),
 # VMFUZZ_SECONDS (a time limit for the fuzzer, default 5400), VMFUZZ_SEED
 # (default: the time), VMFUZZ_MEM (2G), VMFUZZ_SMP (2), VMFUZZ_TIMEOUT (the
-# whole boot, default VMFUZZ_SECONDS + 900), VMFUZZ_KDIR_y, VMFUZZ_KDIR_m.
+# whole boot, default VMFUZZ_SECONDS + 900), VMFUZZ_KDIR_y, VMFUZZ_KDIR_m,
+# VMFUZZ_GUEST (a script to run in the guest instead of fuzz-guest.sh, same
+# arguments: for debugging).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -38,7 +40,7 @@ need_tools qemu-system-x86_64 cpio gzip
 kdir() { kernel_dir "VMFUZZ_KDIR_$1" "$1"; }
 need_kernels VMFUZZ_KDIR_ "make kernel" "${variants[@]}"
 
-stage "$W" "$here/fuzz-guest.sh" "cargo build --release -p kvmng-fuzz" target/release/kvmng-fuzz
+stage "$W" "${VMFUZZ_GUEST:-$here/fuzz-guest.sh}" "cargo build --release -p kvmng-fuzz" target/release/kvmng-fuzz
 
 fail=0
 for v in "${variants[@]}"; do

@@ -48,6 +48,7 @@ struct Args {
     sides: [kvmng::BackendKind; 2],
     report: Option<String>,
     ops_given: bool,
+    known_kernel_bugs: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -64,6 +65,7 @@ fn parse() -> Result<Args, String> {
         sides: [kvmng::BackendKind::Native, kvmng::BackendKind::Legacy],
         report: None,
         ops_given: false,
+        known_kernel_bugs: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -81,6 +83,7 @@ fn parse() -> Result<Args, String> {
                 a.ops_given = true;
             }
             "--differential" => a.differential = true,
+            "--known-kernel-bugs" => a.known_kernel_bugs = true,
             "--report" => a.report = Some(it.next().ok_or("--report wants a path")?),
             "--sides" => {
                 let v = it.next().ok_or("--sides wants A,B")?;
@@ -121,6 +124,7 @@ fn main() {
             regressions: args.regressions,
             sides: args.sides,
             report: args.report,
+            known_kernel_bugs: args.known_kernel_bugs,
         }));
     }
     if !side::shim_loaded() {

@@ -35,6 +35,12 @@ pub enum Hint {
     /// itself: the round ends after it, before the states can be told
     /// apart.
     RegionsRebind = 4,
+    /// api.md §6 "A dead VM": the emulation's bind calls answer EIO for
+    /// the objects of a VM that KVM marked dead (its "created by this
+    /// mm" probe is a VM ioctl, which answers EIO for both), where the
+    /// kernel, which checks the mm only, binds them. Native: 0; the
+    /// emulation: EIO, nothing bound. The round ends.
+    DeadBind = 5,
 }
 
 /// The hint an operation carries because of what it is.
@@ -79,6 +85,7 @@ pub fn allowed(native: &Rec, legacy: &Rec) -> Option<Hint> {
         1 => Hint::CapKvmng,
         2 => Hint::EmfileTwo,
         3 => Hint::EmfileOne,
+        5 => Hint::DeadBind,
         _ => return None,
     };
     let ok = match h {

@@ -39,6 +39,9 @@ pub struct Args {
     pub regressions: bool,
     pub sides: [BackendKind; 2],
     pub report: Option<String>,
+    /// No I/O region over the guest's string port: the known kernel bug
+    /// of docs/reliability.md (string OUT not sent) is not hit again.
+    pub known_kernel_bugs: bool,
 }
 
 /// The errno values docs/api.md documents per syscall (its tables), which
@@ -178,6 +181,7 @@ fn compare(a: &Rec, b: &Rec) -> Option<Result<&'static str, String>> {
             }
             mask6::Hint::EmfileTwo => "api.md §6 The emulation needs fds (two for create)",
             mask6::Hint::EmfileOne => "api.md §6 The emulation needs fds (one for bind/ADD)",
+            mask6::Hint::DeadBind => "api.md §6 A dead VM: the emulation's bind answers EIO",
             _ => "?",
         }));
     }
@@ -262,14 +266,23 @@ fn shared() -> &'static Shared {
 }
 
 /// Forks the side `i` of round `seed`: returns its pid.
+/// What a round runs: seeded random operations, or regression case n.
+#[derive(Clone, Copy)]
+enum Plan {
+    Seeded(u64),
+    Case(usize),
+}
+
+/// Forks the side `i` of a round: returns its pid.
 fn fork_side(
     i: usize,
     kind: BackendKind,
     mem: Mem,
     trace: &Trace,
-    seed: u64,
+    plan: Plan,
     ops: u64,
     sh: &'static Shared,
+    avoid: bool,
 ) -> libc::pid_t {
     trace.clear();
     // SAFETY: the child runs the round and leaves with _exit.
@@ -277,7 +290,13 @@ fn fork_side(
     if pid == 0 {
         let t = Trace::clone_of(trace);
         let mut side = Side::new(backend(kind), mem, t);
-        side::round(&mut side, seed, ops, &sh.progress[i]);
+        match plan {
+            Plan::Seeded(seed) => side::round(&mut side, seed, ops, &sh.progress[i], avoid),
+            Plan::Case(n) => {
+                let (_, irqchip, list) = &regress_cases()[n];
+                side::fixed(&mut side, *irqchip, list, &sh.progress[i])
+            }
+        };
         // SAFETY: leaves at once: nothing of the supervisor's runs twice.
         unsafe { libc::_exit(0) };
     }
@@ -297,11 +316,43 @@ fn one_round(
     r: u64,
     hang: Duration,
 ) -> Result<(Vec<Rec>, Vec<Rec>), String> {
-    let seed = round_seed(a.seed, r);
+    run_plan(
+        a,
+        mem,
+        traces,
+        sh,
+        r,
+        Plan::Seeded(round_seed(a.seed, r)),
+        hang,
+    )
+}
+
+fn run_plan(
+    a: &Args,
+    mem: Mem,
+    traces: &[Trace; 2],
+    sh: &'static Shared,
+    r: u64,
+    plan: Plan,
+    hang: Duration,
+) -> Result<(Vec<Rec>, Vec<Rec>), String> {
+    let seed = match plan {
+        Plan::Seeded(s) => s,
+        Plan::Case(n) => n as u64,
+    };
     let mut pids = [0; 2];
     for i in 0..2 {
         sh.progress[i].store(0, Ordering::Relaxed);
-        pids[i] = fork_side(i, a.sides[i], mem, &traces[i], seed, a.ops, sh);
+        pids[i] = fork_side(
+            i,
+            a.sides[i],
+            mem,
+            &traces[i],
+            plan,
+            a.ops,
+            sh,
+            a.known_kernel_bugs,
+        );
     }
     let t0 = Instant::now();
     let mut status = [None, None];
@@ -391,6 +442,7 @@ fn tally(t: &mut Totals, r: u64, seed: u64, ra: &[Rec], rb: &[Rec], verbose: boo
             let why = match x.hint {
                 2 | 3 => "§6 The emulation needs fds (an EMFILE case)",
                 4 => "§6 Regions belong to the bound VM (binding changed with regions)",
+                5 => "§6 A dead VM (KVM killed a VM: EIO)",
                 _ => "other",
             };
             *t.ended_by.entry(why).or_default() += 1;
@@ -488,6 +540,9 @@ fn render(a: &Args, t: &Totals, secs: f64, has: bool) -> String {
     for (why, n) in &t.ended_by {
         let _ = writeln!(s, "  rounds ended by {why}: {n}");
     }
+    if a.known_kernel_bugs {
+        let _ = writeln!(s, "  --known-kernel-bugs: no I/O region over the string port 0x704 (the kernel does not send a string OUT: docs/reliability.md)");
+    }
     let _ = writeln!(s, "census of calls (side A), per syscall and errno:");
     let mut unreached = Vec::new();
     for (sys, name) in ops::SYSCALL_NAMES.iter().enumerate() {
@@ -530,30 +585,44 @@ fn render(a: &Args, t: &Totals, secs: f64, has: bool) -> String {
     s
 }
 
-/// The divergences found so far, as fixed rounds: each is a seeded round
-/// kept with the seed and round that showed it (see regress cases).
+/// The divergences found so far, as fixed lists of operations after the
+/// set-up: each must give the same records on both sides.
 fn regressions(a: &Args, mem: Mem, traces: &[Trace; 2], sh: &'static Shared) -> i32 {
     let cases = regress_cases();
     let mut failed = 0;
-    for (what, seed, round, ops) in &cases {
-        let args = Args {
-            seed: *seed,
-            ops: *ops,
-            round: Some(*round),
-            verbose: false,
-            regressions: false,
-            report: None,
-            sides: a.sides,
-            execs: u64::MAX,
-            seconds: u64::MAX,
-        };
+    for (n, (what, _, _)) in cases.iter().enumerate() {
         let mut t = Totals::default();
-        match one_round(&args, mem, traces, sh, *round, Duration::from_secs(120)) {
-            Ok((ra, rb)) => tally(&mut t, *round, round_seed(*seed, *round), &ra, &rb, false),
+        match run_plan(
+            a,
+            mem,
+            traces,
+            sh,
+            n as u64,
+            Plan::Case(n),
+            Duration::from_secs(120),
+        ) {
+            Ok((ra, rb)) => tally(&mut t, n as u64, n as u64, &ra, &rb, a.verbose),
             Err(e) => t.failures.push(e),
         }
+        if what.starts_with("KERNEL BUG") {
+            // A kernel bug found by this fuzzer: its case shows whether
+            // the series still has it; it is reported, not failed (the
+            // series is another engineer's; docs/reliability.md).
+            let still = !(t.divergences.is_empty() && t.failures.is_empty());
+            println!("  {}  {what}", if still { "known" } else { "FIXED?" });
+            continue;
+        }
         if t.divergences.is_empty() && t.failures.is_empty() {
-            println!("  ok    {what} ({} executions)", t.execs);
+            let masked: u64 = t.masked.values().sum();
+            println!(
+                "  ok    {what} ({} executions{})",
+                t.execs,
+                if masked > 0 {
+                    format!(", {masked} masked by §6")
+                } else {
+                    String::new()
+                }
+            );
         } else {
             failed += 1;
             println!(
@@ -569,12 +638,144 @@ fn regressions(a: &Args, mem: Mem, traces: &[Trace; 2], sh: &'static Shared) -> 
     i32::from(failed > 0)
 }
 
-/// (what it was, seed, round, operations per round).
-fn regress_cases() -> Vec<(&'static str, u64, u64, u64)> {
-    vec![(
-        "the set-up and a first round of every kind of call",
-        1,
-        0,
-        300,
-    )]
+/// (what it was, in-kernel irqchip, the operations after the set-up).
+fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
+    use kvmng_abi::*;
+    use ops::{Call, FdSel, Op, Ptr, Th};
+    let main = |call| Op { th: Th::Main, call };
+    let smi = || {
+        main(Call::Irq {
+            kind: KVMNG_IRQ_SMI,
+            nr: 0,
+            level: 0,
+            flags: 0,
+        })
+    };
+    let run = || {
+        main(Call::Run {
+            flags: 0,
+            imm: false,
+            fill: 0,
+            control: false,
+        })
+    };
+    let add = main(Call::Ioregion {
+        op: KVMNG_IOREGION_ADD,
+        region: kvmng_ioregion {
+            addr: ops::PIO_BASE,
+            size: 4,
+            fd: 0,
+            flags: KVMNG_IOREGION_PIO,
+            user_data: 1,
+            reserved: [0; 4],
+        },
+        fd: FdSel::Dev(0),
+        at: Ptr::Arena(0),
+        flags: 0,
+    });
+    vec![
+        (
+            "the guest's exits through both run paths, no region",
+            false,
+            vec![
+                run(),
+                run(),
+                run(),
+                run(),
+                run(),
+                run(),
+                run(),
+                run(),
+                run(),
+                run(),
+                run(),
+                run(),
+            ],
+        ),
+        (
+            "regions served by an answering device: port and MMIO, posted and not",
+            false,
+            vec![
+                add.clone(),
+                main(Call::Ioregion {
+                    op: KVMNG_IOREGION_ADD,
+                    region: kvmng_ioregion {
+                        addr: ops::MMIO_BASE,
+                        size: 16,
+                        fd: 0,
+                        flags: KVMNG_IOREGION_POSTED,
+                        user_data: 2,
+                        reserved: [0; 4],
+                    },
+                    fd: FdSel::Dev(1),
+                    at: Ptr::Arena(0),
+                    flags: 0,
+                }),
+                run(),
+                run(),
+                run(),
+                run(),
+                run(),
+                run(),
+                run(),
+                run(),
+            ],
+        ),
+        (
+            // Seed 1 round 5 of the first vm-fuzz: an SMI into a VM whose
+            // SMRAM (0x30000) has no memory kills it (KVM's enter_smm
+            // calls kvm_vm_dead); the kernel's ADD answered EIO, the
+            // emulation's succeeded. Fixed in the emulation (5.10: EIO).
+            "a dead VM: kvmng_ioregion ADD answers EIO",
+            false,
+            vec![smi(), run(), add],
+        ),
+        (
+            // Seed 1 round 12: bind_vcpu on a dead VM's vCPU, native 0,
+            // emulation EIO: api.md §6 "A dead VM", masked.
+            "a dead VM: bind_vcpu (the §6 difference, masked exactly)",
+            false,
+            vec![
+                smi(),
+                run(),
+                main(Call::BindVcpu {
+                    fd: FdSel::Vcpu(1),
+                    flags: 0,
+                }),
+            ],
+        ),
+        (
+            // Seed 7 rounds 82 and 99 of vm-fuzz: a region over port 0x704;
+            // the guest's `rep outsb` there (an OUT that KVM emulates) comes
+            // back from kvmng_run as KVM_EXIT_IO on the kernel, is sent to
+            // the device by the emulation (api.md 5.10: sent, one request
+            // per element). The kernel's capture reads vcpu->arch.pio.count,
+            // which x86_emulate_instruction clears for an emulated OUT.
+            "KERNEL BUG: a string OUT to a port region is not sent to the device",
+            false,
+            vec![
+                main(Call::Ioregion {
+                    op: KVMNG_IOREGION_ADD,
+                    region: kvmng_ioregion {
+                        addr: ops::PIO_BASE,
+                        size: 8,
+                        fd: 0,
+                        flags: KVMNG_IOREGION_PIO,
+                        user_data: 3,
+                        reserved: [0; 4],
+                    },
+                    fd: FdSel::Dev(0),
+                    at: Ptr::Arena(0),
+                    flags: 0,
+                }),
+                run(),
+                run(),
+                run(),
+                run(),
+                run(),
+                run(),
+                run(),
+            ],
+        ),
+    ]
 }

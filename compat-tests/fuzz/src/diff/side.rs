@@ -356,6 +356,9 @@ impl Side {
         };
         let vm_bound_before = self.model.vm_bound;
         let regions_before = self.model.regions;
+        // §6 "A dead VM": a bind once a VM of this mm died.
+        let dead_bind = self.model.dead_seen
+            && matches!(op.call, Call::BindVm { fd, .. } | Call::BindVcpu { fd, .. } if fd != FdSel::Minus1);
         let t0 = std::time::Instant::now();
         let r = self.call(op.th, &op.call, &mut rec);
         if t0.elapsed() > std::time::Duration::from_millis(500) {
@@ -373,6 +376,19 @@ impl Side {
             rec.hint = rec.hint.max(super::mask6::hint_of(&op.call) as u8);
         }
         learn(&mut self.model, op, r.is_ok());
+        if r == Err(kvmng::Errno(libc::EIO)) && !self.in_child {
+            // §6 "A dead VM": KVM killed a VM of this mm (every object here
+            // is this mm's, so EIO says so); from here the two
+            // implementations may order their checks differently against
+            // it (bind, the buffer reads of a state batch): the round ends.
+            self.model.dead_seen = true;
+            rec.hint = Hint::DeadBind as u8;
+            end = true;
+        }
+        if dead_bind {
+            rec.hint = Hint::DeadBind as u8;
+            end = true;
+        }
         // §6 "Regions belong to the bound VM": once the mm's binding
         // changed with regions registered, the emulation has forgotten
         // them and the kernel has not; the round ends there.
@@ -1135,8 +1151,15 @@ pub fn describe(op: &Op) -> String {
 
 /// A round's operations: the set-up, then `ops` drawn from `seed`; each
 /// side calls this with its own backend. Returns how many were made.
-pub fn round(side: &mut Side, seed: u64, ops: u64, progress: &std::sync::atomic::AtomicU64) -> u64 {
+pub fn round(
+    side: &mut Side,
+    seed: u64,
+    ops: u64,
+    progress: &std::sync::atomic::AtomicU64,
+    avoid: bool,
+) -> u64 {
     let mut rng = Rng::new(seed);
+    side.model.avoid_string_port = avoid;
     let irqchip = rng.chance(30);
     side.load_guest(irqchip);
     side.model.msr_indices = msr_indices(side.kvm);
@@ -1155,6 +1178,26 @@ pub fn round(side: &mut Side, seed: u64, ops: u64, progress: &std::sync::atomic:
         progress.store(u64::from(idx), std::sync::atomic::Ordering::Relaxed);
         let o = op(&mut rng, &side.model);
         let end = side.exec(idx, &o);
+        idx += 1;
+        if end {
+            break;
+        }
+    }
+    u64::from(idx)
+}
+
+/// A fixed list of operations after the set-up (a regression case).
+pub fn fixed(
+    side: &mut Side,
+    irqchip: bool,
+    list: &[Op],
+    progress: &std::sync::atomic::AtomicU64,
+) -> u64 {
+    side.load_guest(irqchip);
+    let mut idx = 0u32;
+    for op in setup(irqchip).iter().chain(list) {
+        progress.store(u64::from(idx), std::sync::atomic::Ordering::Relaxed);
+        let end = side.exec(idx, op);
         idx += 1;
         if end {
             break;
