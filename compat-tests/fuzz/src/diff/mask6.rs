@@ -41,6 +41,13 @@ pub enum Hint {
     /// kernel, which checks the mm only, binds them. Native: 0; the
     /// emulation: EIO, nothing bound. The round ends.
     DeadBind = 5,
+    /// api.md §6 "Regions belong to the bound VM": "A vCPU of a second,
+    /// unbound VM ... that runs through kvmng_run() is served by the bound
+    /// VM's regions" by the emulation; the kernel serves a vCPU with its
+    /// own VM's regions. A run of a vCPU whose VM is not the bound one,
+    /// while the bound VM has regions: its outcome is the one the spec
+    /// says differs, and the round ends with it.
+    ForeignRun = 6,
 }
 
 /// The hint an operation carries because of what it is.
@@ -86,6 +93,7 @@ pub fn allowed(native: &Rec, legacy: &Rec) -> Option<Hint> {
         2 => Hint::EmfileTwo,
         3 => Hint::EmfileOne,
         5 => Hint::DeadBind,
+        6 => return Some(Hint::ForeignRun),
         _ => return None,
     };
     let ok = match h {

@@ -182,6 +182,7 @@ fn compare(a: &Rec, b: &Rec) -> Option<Result<&'static str, String>> {
             mask6::Hint::EmfileTwo => "api.md §6 The emulation needs fds (two for create)",
             mask6::Hint::EmfileOne => "api.md §6 The emulation needs fds (one for bind/ADD)",
             mask6::Hint::DeadBind => "api.md §6 A dead VM: the emulation's bind answers EIO",
+            mask6::Hint::ForeignRun => "api.md §6 Regions belong to the bound VM: another VM's vCPU served by the bound VM's regions",
             _ => "?",
         }));
     }
@@ -443,6 +444,7 @@ fn tally(t: &mut Totals, r: u64, seed: u64, ra: &[Rec], rb: &[Rec], verbose: boo
                 2 | 3 => "§6 The emulation needs fds (an EMFILE case)",
                 4 => "§6 Regions belong to the bound VM (binding changed with regions)",
                 5 => "§6 A dead VM (KVM killed a VM: EIO)",
+                6 => "§6 Regions belong to the bound VM (a run of another VM's vCPU)",
                 _ => "other",
             };
             *t.ended_by.entry(why).or_default() += 1;

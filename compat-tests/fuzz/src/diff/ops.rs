@@ -300,6 +300,10 @@ pub struct Model {
     /// (0x704..0x708), where the kernel series returns a string OUT to
     /// userspace instead of sending it (docs/reliability.md).
     pub avoid_string_port: bool,
+    /// The VM bound to the mm (index in the side's VM list), and the VM
+    /// of each vCPU.
+    pub bound_vm: Option<usize>,
+    pub vcpu_vm: Vec<Option<usize>>,
 }
 
 fn pick_th(rng: &mut Rng) -> Th {
@@ -1022,6 +1026,7 @@ pub fn learn(m: &mut Model, op: &Op, ok: bool) {
             scope, cmd, arg, ..
         } if ok => {
             if *scope == KVMNG_SCOPE_VM && u64::from(*cmd) == ioctls::KVM_CREATE_VCPU {
+                m.vcpu_vm.push(m.bound_vm);
                 m.vcpus += 1;
                 m.dirty.push(true);
                 if let CtlArg::Int(id) = arg {

@@ -118,6 +118,8 @@ pub struct Side {
     trace: Trace,
     image: Vec<u8>,
     in_child: bool,
+    /// A regression case: it goes on after a dead VM (that is its point).
+    fixed: bool,
 }
 
 fn open(p: &std::ffi::CStr, flags: i32) -> i32 {
@@ -222,6 +224,7 @@ impl Side {
             trace,
             image: vec![0; ARENA],
             in_child: false,
+            fixed: false,
         }
     }
 
@@ -359,6 +362,13 @@ impl Side {
         // §6 "A dead VM": a bind once a VM of this mm died.
         let dead_bind = self.model.dead_seen
             && matches!(op.call, Call::BindVm { fd, .. } | Call::BindVcpu { fd, .. } if fd != FdSel::Minus1);
+        // §6 "Regions belong to the bound VM": a run of another VM's vCPU
+        // while the bound VM has regions.
+        let foreign_run = matches!(op.call, Call::Run { .. })
+            && self.model.regions != 0
+            && self.model.bound[op.th.index()].is_some_and(|v| {
+                self.model.vcpu_vm.get(v).copied().flatten() != self.model.bound_vm
+            });
         let t0 = std::time::Instant::now();
         let r = self.call(op.th, &op.call, &mut rec);
         if t0.elapsed() > std::time::Duration::from_millis(500) {
@@ -376,13 +386,17 @@ impl Side {
             rec.hint = rec.hint.max(super::mask6::hint_of(&op.call) as u8);
         }
         learn(&mut self.model, op, r.is_ok());
-        if r == Err(kvmng::Errno(libc::EIO)) && !self.in_child {
+        if r == Err(kvmng::Errno(libc::EIO)) && !self.in_child && !self.fixed {
             // §6 "A dead VM": KVM killed a VM of this mm (every object here
             // is this mm's, so EIO says so); from here the two
             // implementations may order their checks differently against
             // it (bind, the buffer reads of a state batch): the round ends.
             self.model.dead_seen = true;
             rec.hint = Hint::DeadBind as u8;
+            end = true;
+        }
+        if foreign_run {
+            rec.hint = Hint::ForeignRun as u8;
             end = true;
         }
         if dead_bind {
@@ -1194,6 +1208,7 @@ pub fn fixed(
     progress: &std::sync::atomic::AtomicU64,
 ) -> u64 {
     side.load_guest(irqchip);
+    side.fixed = true;
     let mut idx = 0u32;
     for op in setup(irqchip).iter().chain(list) {
         progress.store(u64::from(idx), std::sync::atomic::Ordering::Relaxed);
