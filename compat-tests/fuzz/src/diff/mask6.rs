@@ -48,6 +48,13 @@ pub enum Hint {
     /// while the bound VM has regions: its outcome is the one the spec
     /// says differs, and the round ends with it.
     ForeignRun = 6,
+    /// api.md §6 "Rollback": the emulation's slot table belongs to the
+    /// bound VM and is emptied when the mm's binding changes; a failed
+    /// multi-region kvmng_memory_map after such a change may touch a slot
+    /// it no longer knows, and restores that one as absent. The call's
+    /// own outcome is the same; the round ends after it, before the maps
+    /// can be told apart.
+    RollbackForgotten = 7,
 }
 
 /// The hint an operation carries because of what it is.

@@ -445,6 +445,7 @@ fn tally(t: &mut Totals, r: u64, seed: u64, ra: &[Rec], rb: &[Rec], verbose: boo
                 4 => "§6 Regions belong to the bound VM (binding changed with regions)",
                 5 => "§6 A dead VM (KVM killed a VM: EIO)",
                 6 => "§6 Regions belong to the bound VM (a run of another VM's vCPU)",
+                7 => "§6 Rollback (a failed multi-region map after the binding changed)",
                 _ => "other",
             };
             *t.ended_by.entry(why).or_default() += 1;

@@ -304,6 +304,9 @@ pub struct Model {
     /// of each vCPU.
     pub bound_vm: Option<usize>,
     pub vcpu_vm: Vec<Option<usize>>,
+    /// The mm's binding changed since the set-up: the emulation has
+    /// emptied its slot table (api.md §6 "Rollback").
+    pub rebound: bool,
 }
 
 fn pick_th(rng: &mut Rng) -> Th {
@@ -783,7 +786,7 @@ pub fn op(rng: &mut Rng, m: &Model) -> Op {
     let th = pick_th(rng);
     let me = m.bound[th.index()];
     let call = match rng.below(1000) {
-        0..=14 => Call::CreateVm {
+        0..=7 => Call::CreateVm {
             kvm: fd_sel(rng, m, FdClass::System),
             ty: if rng.chance(90) {
                 0
@@ -792,15 +795,15 @@ pub fn op(rng: &mut Rng, m: &Model) -> Op {
             },
             flags: flags(rng, 0),
         },
-        15..=39 => Call::BindVm {
-            fd: if rng.chance(30) {
+        8..=29 => Call::BindVm {
+            fd: if rng.chance(10) {
                 FdSel::Minus1
             } else {
                 fd_sel(rng, m, FdClass::Vm)
             },
             flags: flags(rng, 0),
         },
-        40..=64 => Call::CreateVcpu {
+        30..=64 => Call::CreateVcpu {
             id: match rng.below(10) {
                 0 => rng.next(),
                 1 => 1024,
@@ -973,6 +976,17 @@ pub fn op(rng: &mut Rng, m: &Model) -> Op {
 /// return value, fds normalized to 0).
 pub fn learn(m: &mut Model, op: &Op, ok: bool) {
     let t = op.th.index();
+    // The binding changes (the emulation's vm_binding_changed): a new VM,
+    // a bind when none is bound, an unbind when one is.
+    let changes = match &op.call {
+        Call::CreateVm { .. } => m.vcpus > 0,
+        Call::BindVm { fd: FdSel::Minus1, .. } => m.vm_bound,
+        Call::BindVm { .. } => !m.vm_bound,
+        _ => false,
+    };
+    if ok && changes {
+        m.rebound = true;
+    }
     match &op.call {
         Call::CreateVm { .. } if ok => {
             m.vms += 1;

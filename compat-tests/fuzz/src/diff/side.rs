@@ -386,6 +386,9 @@ impl Side {
             rec.hint = rec.hint.max(super::mask6::hint_of(&op.call) as u8);
         }
         learn(&mut self.model, op, r.is_ok());
+        if r == Err(kvmng::Errno(libc::EIO)) && !self.in_child {
+            self.model.dead_seen = true;
+        }
         if r == Err(kvmng::Errno(libc::EIO)) && !self.in_child && !self.fixed {
             // §6 "A dead VM": KVM killed a VM of this mm (every object here
             // is this mm's, so EIO says so); from here the two
@@ -393,6 +396,14 @@ impl Side {
             // it (bind, the buffer reads of a state batch): the round ends.
             self.model.dead_seen = true;
             rec.hint = Hint::DeadBind as u8;
+            end = true;
+        }
+        let regions_n = match &op.call {
+            Call::MemMap { count, regions, .. } => (*count).min(regions.len() as u32),
+            _ => 0,
+        };
+        if regions_n >= 2 && r.is_err() && self.model.rebound {
+            rec.hint = Hint::RollbackForgotten as u8;
             end = true;
         }
         if foreign_run {
