@@ -119,6 +119,14 @@ pub fn allowed(native: &Rec, legacy: &Rec) -> Option<Hint> {
                 && legacy.ret == -1
                 && legacy.out.is_empty()
         }
+        // The kernel bound, the emulation's probe met the dead VM.
+        Hint::DeadBind => {
+            native.errno == 0
+                && native.ret == 0
+                && legacy.errno == libc::EIO
+                && native.out.is_empty()
+                && legacy.out.is_empty()
+        }
         _ => false,
     };
     ok.then_some(h)
@@ -171,5 +179,14 @@ mod tests {
             Some(Hint::CapKvmng)
         );
         assert_eq!(allowed(&c, &rec(Hint::CapKvmng, 1, 0, b"")), None);
+        let d = rec(Hint::DeadBind, 0, 0, b"");
+        assert_eq!(
+            allowed(&d, &rec(Hint::DeadBind, -1, libc::EIO, b"")),
+            Some(Hint::DeadBind)
+        );
+        assert_eq!(
+            allowed(&d, &rec(Hint::DeadBind, -1, libc::EBUSY, b"")),
+            None
+        );
     }
 }

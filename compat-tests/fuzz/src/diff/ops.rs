@@ -980,7 +980,9 @@ pub fn learn(m: &mut Model, op: &Op, ok: bool) {
     // a bind when none is bound, an unbind when one is.
     let changes = match &op.call {
         Call::CreateVm { .. } => m.vcpus > 0,
-        Call::BindVm { fd: FdSel::Minus1, .. } => m.vm_bound,
+        Call::BindVm {
+            fd: FdSel::Minus1, ..
+        } => m.vm_bound,
         Call::BindVm { .. } => !m.vm_bound,
         _ => false,
     };
