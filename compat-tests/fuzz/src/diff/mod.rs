@@ -731,7 +731,7 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
             // emulation's succeeded. Fixed in the emulation (5.10: EIO).
             "a dead VM: kvmng_ioregion ADD answers EIO",
             false,
-            vec![smi(), run(), add],
+            vec![smi(), run(), add.clone()],
         ),
         (
             // Seed 1 round 12: bind_vcpu on a dead VM's vCPU, native 0,
@@ -745,6 +745,53 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
                     fd: FdSel::Vcpu(1),
                     flags: 0,
                 }),
+            ],
+        ),
+        (
+            // vCPU 0 has an access pending on a dead device (EPIPE); vCPU 1
+            // (another thread) takes an SMI, which kills the VM; vCPU 0
+            // runs again: both implementations send the pending access
+            // again first (EPIPE), checked in the guest at 02:18.
+            "a dead VM: a run with an access pending sends it again first (EPIPE)",
+            false,
+            vec![
+                add.clone(),
+                main(Call::Device {
+                    dev: 0,
+                    mode: ops::DevMode::Die,
+                }),
+                run(),
+                run(),
+                Op {
+                    th: Th::W1,
+                    call: Call::BindVcpu {
+                        fd: FdSel::Vcpu(1),
+                        flags: 0,
+                    },
+                },
+                Op {
+                    th: Th::W1,
+                    call: Call::Reset,
+                },
+                Op {
+                    th: Th::W1,
+                    call: Call::Irq {
+                        kind: KVMNG_IRQ_SMI,
+                        nr: 0,
+                        level: 0,
+                        flags: 0,
+                    },
+                },
+                Op {
+                    th: Th::W1,
+                    call: Call::Run {
+                        flags: 0,
+                        imm: false,
+                        fill: 0,
+                        control: false,
+                    },
+                },
+                run(),
             ],
         ),
         (
