@@ -328,6 +328,7 @@ fuzz: fuzz-build
 
 fuzz-smoke: fuzz-build
 	LD_PRELOAD=$(SHIM_LIB) $(FUZZ) --regressions
+	$(FUZZ) --differential --sides legacy,legacy --regressions
 	LD_PRELOAD=$(SHIM_LIB) $(FUZZ) --execs 100000 --seconds 40 --seed $$(date +%s)
 
 stress: $(STRESS)
