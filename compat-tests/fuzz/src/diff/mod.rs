@@ -275,6 +275,7 @@ enum Plan {
 }
 
 /// Forks the side `i` of a round: returns its pid.
+#[allow(clippy::too_many_arguments)]
 fn fork_side(
     i: usize,
     kind: BackendKind,
@@ -328,6 +329,7 @@ fn one_round(
     )
 }
 
+#[allow(clippy::needless_range_loop)]
 fn run_plan(
     a: &Args,
     mem: Mem,
@@ -523,9 +525,8 @@ fn render(a: &Args, t: &Totals, secs: f64, has: bool) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "kvmng-fuzz --differential: {} ({}) against {}; kernel kvmng syscalls: {}",
+        "kvmng-fuzz --differential: {} (side A) against {}; kernel kvmng syscalls: {}",
         a.sides[0].name(),
-        "side A",
         a.sides[1].name(),
         if has { "present" } else { "absent (ENOSYS)" }
     );

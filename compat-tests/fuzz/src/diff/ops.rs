@@ -1068,10 +1068,8 @@ pub fn learn(m: &mut Model, op: &Op, ok: bool) {
                 m.irqchip = true;
             }
         }
-        Call::MemMap { regions, .. } if ok => {
-            if regions.iter().any(|r| r.slot & 0xffff == 0) {
-                m.vm_dirty = true;
-            }
+        Call::MemMap { regions, .. } if ok && regions.iter().any(|r| r.slot & 0xffff == 0) => {
+            m.vm_dirty = true;
         }
         Call::Ioregion { op, .. } if ok => {
             m.regions += if *op == KVMNG_IOREGION_ADD { 1 } else { -1 };

@@ -74,10 +74,9 @@ impl Mem {
         };
         assert!(arena != libc::MAP_FAILED);
         // SAFETY: the guard page of the arena just mapped.
-        assert_eq!(
-            unsafe { libc::mprotect(arena.cast::<u8>().add(ARENA).cast(), 4096, libc::PROT_NONE) },
-            0
-        );
+        let r =
+            unsafe { libc::mprotect(arena.cast::<u8>().add(ARENA).cast(), 4096, libc::PROT_NONE) };
+        assert_eq!(r, 0);
         // SAFETY: as above.
         let pool = unsafe {
             libc::mmap(
@@ -97,6 +96,10 @@ impl Mem {
     }
 }
 
+/// The registers of the guest's start: regs, sregs, and the in-kernel
+/// LAPIC when there is one.
+type Sane = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+
 pub struct Side {
     be: &'static dyn Backend,
     mem: Mem,
@@ -113,7 +116,7 @@ pub struct Side {
     vcpus: Vec<Vcpu>,
     workers: [Option<Worker>; 2],
     run_size: usize,
-    sane: Option<(Vec<u8>, Vec<u8>, Option<Vec<u8>>)>,
+    sane: Option<Sane>,
     pub model: Model,
     trace: Trace,
     image: Vec<u8>,
@@ -263,7 +266,7 @@ impl Side {
         unsafe { std::slice::from_raw_parts_mut(self.mem.arena as *mut u8, ARENA) }
     }
 
-    fn pool(&self) -> &mut [u8] {
+    fn pool(&mut self) -> &mut [u8] {
         // SAFETY: POOL bytes mapped read-write for the process's life; the
         // guests see them through the slots, which is the point.
         unsafe { std::slice::from_raw_parts_mut(self.mem.pool as *mut u8, POOL) }
@@ -325,7 +328,7 @@ impl Side {
     }
 
     /// The guest: the program and the IVT in slot 0's memory.
-    pub fn load_guest(&self, irqchip: bool) {
+    pub fn load_guest(&mut self, irqchip: bool) {
         let pool = self.pool();
         pool[..SLOT0].fill(0);
         for v in 0..256 {

@@ -361,9 +361,8 @@ pub fn ioregion(op: u32, region: u64, flags: u32) -> SysResult {
     // as the kernel's kvmng_ioregion does (api.md 5.10): any VM ioctl
     // tells (the mm is ours: it is the bound VM).
     // SAFETY: KVM_CHECK_EXTENSION takes an integer argument.
-    if let Err(Errno(libc::EIO)) =
-        unsafe { crate::sys::ioctl(vm_fd, kvmng_abi::ioctls::KVM_CHECK_EXTENSION, 0) }
-    {
+    let probe = unsafe { crate::sys::ioctl(vm_fd, kvmng_abi::ioctls::KVM_CHECK_EXTENSION, 0) };
+    if probe == Err(Errno(libc::EIO)) {
         return Err(Errno(libc::EIO));
     }
     let r: kvmng_ioregion = usermem::read_value(region)?;
