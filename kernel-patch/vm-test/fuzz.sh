@@ -35,6 +35,13 @@ seed=${VMFUZZ_SEED:-$(date +%s)}
 mem=${VMFUZZ_MEM:-2G}
 smp=${VMFUZZ_SMP:-2}
 boot_timeout=${VMFUZZ_TIMEOUT:-$((secs + 900))}
+# Single-threaded TCG: the fuzzer flips KVM's LAPIC static keys (APIC
+# enabled/disabled by its random LAPIC and APIC-base states) thousands of
+# times, and multi-threaded TCG now and then runs a stale translation of
+# the text_poke()d code: "Oops: int3" in kvm_apic_accept_events() at
+# 455 s of the 02:11 run (the race vm-test.sh describes for the
+# preempt-notifier key, which its keeper VM avoids).
+accel=${VMFUZZ_ACCEL:-tcg,thread=single}
 
 need_tools qemu-system-x86_64 cpio gzip
 kdir() { kernel_dir "VMFUZZ_KDIR_$1" "$1"; }
@@ -52,7 +59,7 @@ for v in "${variants[@]}"; do
 	echo "==> vm-fuzz $v: $(cat "$kd/kernelrelease") from $kd, $execs executions (at most $secs s), seed $seed (console: $R/console.log)"
 	rc=0
 	boot_guest "$boot_timeout" "$R/console.log" "$W" "$kd" "$v,$R,$kd,$execs,$secs,$seed" \
-		-accel tcg -cpu max -m "$mem" -smp "$smp" || rc=$?
+		-accel "$accel" -cpu max -m "$mem" -smp "$smp" || rc=$?
 	[ -f "$R/results.tsv" ] || : > "$R/results.tsv"
 	oops=$(grep -a -E '^\[ *[0-9]+\.[0-9]+\] (Oops|Kernel panic|BUG:|WARNING:|general protection|kernel BUG|UBSAN|KASAN|list_del corruption)' "$R/console.log" | head -1 | cut -c1-160 || true)
 	[ -n "$oops" ] && printf 'guest-kernel\tFAIL\t\t%s\n' "${oops#*] } (console.log)" >> "$R/results.tsv"
