@@ -2,9 +2,9 @@
 # kvmng vm-fuzz: the differential fuzzer inside the TCG guest, in a chroot
 # of the host root (started by ./init; see fuzz.sh).
 #
-#   fuzz-guest.sh VARIANT RUNDIR KERNELDIR EXECS SECONDS SEED
+#   fuzz-guest.sh VARIANT RUNDIR KERNELDIR EXECS SECONDS SEED [MAXDIV]
 set -u
-v=$1 R=$2 K=$3 execs=$4 secs=$5 seed=$6
+v=$1 R=$2 K=$3 execs=$4 secs=$5 seed=$6 maxdiv=${7:-20}
 S=$(cd "$(dirname "$0")" && pwd)
 # guest_start, now, since, record, keeper_start, keeper_stop
 # shellcheck source=kernel-patch/vm-test/lib.sh
@@ -25,7 +25,7 @@ record diff-fuzz-regressions "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since
 	"exit $rc: $(tail -1 "$R/regressions.log")"
 t0=$(now)
 timeout $((secs + 600)) "$S/kvmng-fuzz" --differential --known-kernel-bugs --execs "$execs" --seconds "$secs" \
-	--seed "$seed" --report "$R/report.txt" > "$R/fuzz.log" 2>&1
+	--seed "$seed" --max-divergences "$maxdiv" --report "$R/report.txt" > "$R/fuzz.log" 2>&1
 rc=$?
 sum=$(grep -m1 '^kvmng-fuzz --differential: [0-9]' "$R/fuzz.log")
 record diff-fuzz "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" "exit $rc: ${sum:-no summary: $(tail -1 "$R/fuzz.log")}"

@@ -14,7 +14,8 @@
 #
 # Needs the kernel (make kernel) and target/release/kvmng-fuzz (the
 # Makefile target builds it). Environment: VMFUZZ_EXECS (default 1000000),
-# VMFUZZ_SECONDS (a time limit for the fuzzer, default 5400), VMFUZZ_SEED
+# VMFUZZ_SECONDS (a time limit for the fuzzer, default 5400),
+# VMFUZZ_MAX_DIVERGENCES (stop after this many, default 20), VMFUZZ_SEED
 # (default: the time), VMFUZZ_MEM (2G), VMFUZZ_SMP (2), VMFUZZ_TIMEOUT (the
 # whole boot, default VMFUZZ_SECONDS + 900), VMFUZZ_KDIR_y, VMFUZZ_KDIR_m,
 # VMFUZZ_GUEST (a script to run in the guest instead of fuzz-guest.sh, same
@@ -32,6 +33,7 @@ W=${VMFUZZ_WORK:-$repo/target/vm-fuzz}
 execs=${VMFUZZ_EXECS:-1000000}
 secs=${VMFUZZ_SECONDS:-5400}
 seed=${VMFUZZ_SEED:-$(date +%s)}
+maxdiv=${VMFUZZ_MAX_DIVERGENCES:-20}
 mem=${VMFUZZ_MEM:-2G}
 smp=${VMFUZZ_SMP:-2}
 boot_timeout=${VMFUZZ_TIMEOUT:-$((secs + 900))}
@@ -58,7 +60,7 @@ for v in "${variants[@]}"; do
 	t0=$SECONDS
 	echo "==> vm-fuzz $v: $(cat "$kd/kernelrelease") from $kd, $execs executions (at most $secs s), seed $seed (console: $R/console.log)"
 	rc=0
-	boot_guest "$boot_timeout" "$R/console.log" "$W" "$kd" "$v,$R,$kd,$execs,$secs,$seed" \
+	boot_guest "$boot_timeout" "$R/console.log" "$W" "$kd" "$v,$R,$kd,$execs,$secs,$seed,$maxdiv" \
 		-accel "$accel" -cpu max -m "$mem" -smp "$smp" || rc=$?
 	[ -f "$R/results.tsv" ] || : > "$R/results.tsv"
 	oops=$(grep -a -E '^\[ *[0-9]+\.[0-9]+\] (Oops|Kernel panic|BUG:|WARNING:|general protection|kernel BUG|UBSAN|KASAN|list_del corruption)' "$R/console.log" | head -1 | cut -c1-160 || true)

@@ -49,6 +49,7 @@ struct Args {
     report: Option<String>,
     ops_given: bool,
     known_kernel_bugs: bool,
+    max_divergences: usize,
 }
 
 fn parse() -> Result<Args, String> {
@@ -66,6 +67,7 @@ fn parse() -> Result<Args, String> {
         report: None,
         ops_given: false,
         known_kernel_bugs: false,
+        max_divergences: 20,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -84,6 +86,7 @@ fn parse() -> Result<Args, String> {
             }
             "--differential" => a.differential = true,
             "--known-kernel-bugs" => a.known_kernel_bugs = true,
+            "--max-divergences" => a.max_divergences = num("--max-divergences")?.max(1) as usize,
             "--report" => a.report = Some(it.next().ok_or("--report wants a path")?),
             "--sides" => {
                 let v = it.next().ok_or("--sides wants A,B")?;
@@ -125,6 +128,7 @@ fn main() {
             sides: args.sides,
             report: args.report,
             known_kernel_bugs: args.known_kernel_bugs,
+            max_divergences: args.max_divergences,
         }));
     }
     if !side::shim_loaded() {

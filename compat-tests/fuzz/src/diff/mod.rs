@@ -42,6 +42,8 @@ pub struct Args {
     /// No I/O region over the guest's string port: the known kernel bug
     /// of docs/reliability.md (string OUT not sent) is not hit again.
     pub known_kernel_bugs: bool,
+    /// Stop after this many divergences, crashes and hangs.
+    pub max_divergences: usize,
 }
 
 /// The errno values docs/api.md documents per syscall (its tables), which
@@ -141,6 +143,8 @@ struct Totals {
     ended_by: BTreeMap<&'static str, u64>,
     divergences: Vec<String>,
     failures: Vec<String>,
+    /// Divergences by syscall, outcomes and what differed.
+    signatures: BTreeMap<String, u64>,
 }
 
 /// Compares two records; None when they are the same (or differ exactly
@@ -436,6 +440,26 @@ fn tally(t: &mut Totals, r: u64, seed: u64, ra: &[Rec], rb: &[Rec], verbose: boo
                 *t.masked.entry(why).or_default() += 1;
             }
             Some(Err(d)) => {
+                let what = if x.errno != y.errno || x.ret != y.ret {
+                    "rc/errno"
+                } else {
+                    "output bytes"
+                };
+                let sig = format!(
+                    "{}: A {} / B {} ({what})",
+                    ops::SYSCALL_NAMES[x.sys as usize % 11],
+                    if x.errno != 0 {
+                        errname(x.errno)
+                    } else {
+                        x.ret.to_string()
+                    },
+                    if y.errno != 0 {
+                        errname(y.errno)
+                    } else {
+                        y.ret.to_string()
+                    },
+                );
+                *t.signatures.entry(sig).or_default() += 1;
                 t.divergences
                     .push(format!("DIVERGENCE in round {r} (seed {seed:#x}), {d}"));
                 return;
@@ -492,7 +516,7 @@ pub fn main(a: Args) -> i32 {
             }
             Err(e) => t.failures.push(e),
         }
-        if t.divergences.len() + t.failures.len() >= 20 {
+        if t.divergences.len() + t.failures.len() >= a.max_divergences {
             break;
         }
         if last.elapsed() > Duration::from_secs(30) {
@@ -538,6 +562,12 @@ fn render(a: &Args, t: &Totals, secs: f64, has: bool) -> String {
         "kvmng-fuzz --differential: {} executions (each: the same operation on both sides) in {} rounds, {:.1} s ({:.0}/s), seed {}, {} divergences, {} crashes/hangs",
         t.execs, t.rounds, secs, t.execs as f64 / secs.max(1e-9), a.seed, t.divergences.len(), t.failures.len()
     );
+    if !t.signatures.is_empty() {
+        let _ = writeln!(s, "divergences by signature:");
+        for (sig, n) in &t.signatures {
+            let _ = writeln!(s, "  {n:>5}  {sig}");
+        }
+    }
     for (why, n) in &t.masked {
         let _ = writeln!(s, "  masked ({why}): {n}");
     }
