@@ -34,6 +34,7 @@ help:
 	@echo "  make fuzz | soak | vm-stress   1M differential fuzz executions | 5-minute soak | debug kernel stress"
 	@echo "  make smp-smoke  an SMP VMM in miniature (2 and 4 vCPU threads, irqchip, slot changes, pauses)"
 	@echo "               natively, through the shim and in passthrough: same summary, wall times in target/smp-smoke"
+	@echo "  make vm-fuzz  the kernel's kvmng syscalls against the emulation, 1M executions in the TCG guest"
 
 # Installs missing Debian packages (as root), or names them and stops.
 deps:
@@ -342,7 +343,7 @@ kernel: deps linux-source
 	@kernel-patch/scripts/kernel.sh $(KERNEL_VARIANTS)
 
 vm-test-build: deps
-	$(CARGO) build -q --release -p kvmshim -p kvmng-cli -p kvmng-compat
+	$(CARGO) build -q --release -p kvmshim -p kvmng-cli -p kvmng-compat -p kvmng-fuzz
 	@$(MAKE) -s conformance
 
 vm-test: kernel vm-test-build
@@ -375,7 +376,7 @@ STRESS := build/stress/kvmng-stress
 STRESS_SRCS := $(wildcard compat-tests/stress/*.c) $(wildcard compat-tests/stress/*.h)
 SOAK_SECONDS ?= 300
 
-.PHONY: fuzz fuzz-smoke fuzz-build stress stress-smoke soak vm-stress
+.PHONY: fuzz fuzz-smoke fuzz-build stress stress-smoke soak vm-stress vm-fuzz
 
 fuzz-build:
 	$(CARGO) build -q --release -p kvmshim -p kvmng-fuzz
@@ -388,6 +389,7 @@ fuzz: fuzz-build
 
 fuzz-smoke: fuzz-build
 	LD_PRELOAD=$(SHIM_LIB) $(FUZZ) --regressions
+	$(FUZZ) --differential --sides legacy,legacy --regressions
 	LD_PRELOAD=$(SHIM_LIB) $(FUZZ) --execs 100000 --seconds 40 --seed $$(date +%s)
 
 stress: $(STRESS)
@@ -404,6 +406,16 @@ stress-smoke: $(STRESS)
 soak: $(STRESS)
 	$(CARGO) build -q --release -p kvmshim
 	LD_PRELOAD=$(SHIM_LIB) $(STRESS) soak --seconds $(SOAK_SECONDS)
+
+# `make vm-fuzz`: the y kernel (make kernel) under QEMU TCG, kvmng-fuzz
+# --differential inside: the kernel's kvmng syscalls against the library's
+# emulation, VMFUZZ_EXECS (default 1000000) executions; the rate, the
+# divergences and the census per syscall and errno, unreached ones named
+# (kernel-patch/vm-test/fuzz.sh; target/vm-fuzz/y/report.txt).
+vm-fuzz: deps linux-source
+	$(CARGO) build -q --release -p kvmng-fuzz
+	@kernel-patch/scripts/kernel.sh y
+	@kernel-patch/vm-test/fuzz.sh y
 
 vm-stress: deps linux-source $(STRESS) conformance
 	$(CARGO) build -q --release -p kvmshim

@@ -87,6 +87,23 @@ else
 	record conformance FAIL "$(since "$t0")" "exit $rc: ${sum:-no summary}; $nfail failed: ${failing:-see conformance.log}"
 fi
 
+# ---- ii b. the kernel's kvmng syscalls against the emulation ------------
+# kvmng-fuzz --differential (make vm-fuzz is the long run): its regression
+# rounds, then 30 s of seeded rounds, native backend against legacy
+# backend; any divergence, crash or hang fails the step.
+t0=$(now)
+dseed=$(date +%s)
+{
+	"$S/kvmng-fuzz" --differential --regressions &&
+		timeout 120 "$S/kvmng-fuzz" --differential --known-kernel-bugs --execs 1000000 --seconds 30 --seed "$dseed" \
+			--report "$R/diff-fuzz-report.txt"
+} > "$R/diff-fuzz.log" 2>&1
+rc=$?
+sum=$(grep -m1 '^kvmng-fuzz --differential: [0-9]' "$R/diff-fuzz.log")
+reg=$(grep -m1 '^kvmng-fuzz --differential --regressions:' "$R/diff-fuzz.log")
+record diff-fuzz "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" \
+	"exit $rc, seed $dseed: ${reg:-no regressions summary}; ${sum:-no summary: $(tail -1 "$R/diff-fuzz.log" | cut -c1-160)}"
+
 # ---- iii. legacy selftests, native vs. the shim in syscall mode ----------
 t0=$(now)
 if [ "$list" = all ]; then

@@ -9,7 +9,8 @@
 # (./init), the host root read-only over 9p and target/vm-test read-write
 # over its own path. In a chroot of the host root, guest.sh runs: (m: probe
 # ENOSYS, modprobe) the probe (native), kvmng_test and kvmng_ioregion_test,
-# the C conformance suite natively (every check must pass), the legacy KVM
+# the C conformance suite natively (every check must pass), a smoke of
+# kvmng-fuzz --differential (the syscalls against the emulation), the legacy KVM
 # selftests natively and through libkvmshim.so in
 # KVMNG_MODE=syscall (kvmng-compat; selftests.list, or all with --full),
 # Debian's QEMU under the shim booting a nested Linux to "kvmng-nested-ok",
@@ -75,8 +76,9 @@ need_kernels VMTEST_KDIR_ "make kernel" y "${variants[@]}"
 
 # ---- stage -----------------------------------------------------------------
 stage "$W" "${VMTEST_GUEST:-$here/guest.sh}" \
-	"cargo build --release -p kvmshim -p kvmng-cli -p kvmng-compat; make conformance" \
-	target/release/kvmng target/release/kvmng-compat target/release/libkvmshim.so build/conformance/conformance
+	"cargo build --release -p kvmshim -p kvmng-cli -p kvmng-compat -p kvmng-fuzz; make conformance" \
+	target/release/kvmng target/release/kvmng-compat target/release/libkvmshim.so build/conformance/conformance \
+	target/release/kvmng-fuzz
 cp "$list_src" "$W/stage/selftests.list"
 cp "$repo/compat-tests/selftests/notes.list" "$W/stage/" 2> /dev/null || : > "$W/stage/notes.list"
 initramfs "$W/stage/nested.d" "$here/nested-init" > "$W/stage/nested-initramfs.gz"

@@ -10,8 +10,18 @@
 //!         [--seconds S] [--seed S] [--ops-per-round K] [--jobs J]
 //!     kvmng-fuzz --seed S --round R [-v]     one round, in this process
 //!     kvmng-fuzz --regressions               the divergences found so far
+//!
+//! `--differential`: the kvmng syscalls of the running kernel (the native
+//! backend) against the library's emulation (the legacy backend), each in
+//! its own process, no preload (src/diff/). `--sides legacy,legacy`
+//! checks the fuzzer itself where the kernel has no kvmng.
+//!
+//!     kvmng-fuzz --differential [--execs N] [--seconds S] [--seed S]
+//!         [--ops-per-round K] [--report FILE] [--round R [-v]]
+//!         [--regressions] [--sides A,B]
 
 mod arena;
+mod diff;
 mod exec;
 mod gen;
 mod mask;
@@ -34,6 +44,12 @@ struct Args {
     round: Option<u64>,
     verbose: bool,
     regressions: bool,
+    differential: bool,
+    sides: [kvmng::BackendKind; 2],
+    report: Option<String>,
+    ops_given: bool,
+    known_kernel_bugs: bool,
+    max_divergences: usize,
 }
 
 fn parse() -> Result<Args, String> {
@@ -46,6 +62,12 @@ fn parse() -> Result<Args, String> {
         round: None,
         verbose: false,
         regressions: false,
+        differential: false,
+        sides: [kvmng::BackendKind::Native, kvmng::BackendKind::Legacy],
+        report: None,
+        ops_given: false,
+        known_kernel_bugs: false,
+        max_divergences: 20,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -58,7 +80,24 @@ fn parse() -> Result<Args, String> {
             "--execs" => a.execs = num("--execs")?,
             "--seconds" => a.seconds = num("--seconds")?,
             "--seed" => a.seed = num("--seed")?,
-            "--ops-per-round" => a.ops = num("--ops-per-round")?.max(1),
+            "--ops-per-round" => {
+                a.ops = num("--ops-per-round")?.max(1);
+                a.ops_given = true;
+            }
+            "--differential" => a.differential = true,
+            "--known-kernel-bugs" => a.known_kernel_bugs = true,
+            "--max-divergences" => a.max_divergences = num("--max-divergences")?.max(1) as usize,
+            "--report" => a.report = Some(it.next().ok_or("--report wants a path")?),
+            "--sides" => {
+                let v = it.next().ok_or("--sides wants A,B")?;
+                let kind = |s: &str| match s {
+                    "native" => Ok(kvmng::BackendKind::Native),
+                    "legacy" => Ok(kvmng::BackendKind::Legacy),
+                    _ => Err(format!("--sides: {s} is not native or legacy")),
+                };
+                let (x, y) = v.split_once(',').ok_or("--sides wants A,B")?;
+                a.sides = [kind(x)?, kind(y)?];
+            }
             "--jobs" => a.jobs = num("--jobs")?.max(1) as usize,
             "--round" => a.round = Some(num("--round")?),
             "-v" => a.verbose = true,
@@ -77,6 +116,21 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if args.differential {
+        std::process::exit(diff::main(diff::Args {
+            execs: args.execs,
+            seconds: args.seconds,
+            seed: args.seed,
+            ops: if args.ops_given { args.ops } else { 1000 },
+            round: args.round,
+            verbose: args.verbose,
+            regressions: args.regressions,
+            sides: args.sides,
+            report: args.report,
+            known_kernel_bugs: args.known_kernel_bugs,
+            max_divergences: args.max_divergences,
+        }));
+    }
     if !side::shim_loaded() {
         eprintln!("kvmng-fuzz: libkvmshim.so is not preloaded: both sides would be the raw ioctl");
         std::process::exit(2);

@@ -4,9 +4,9 @@
 
 use kvmng_abi::ioctls;
 
-/// MSRs whose value moves with time (TSC, APERF/MPERF, Hyper-V reference
-/// counter).
-const TIME_MSRS: [u32; 4] = [0x10, 0xe7, 0xe8, 0x4000_0020];
+/// MSRs whose value moves with time (TSC, APERF/MPERF, Hyper-V VP
+/// runtime and reference counter).
+const TIME_MSRS: [u32; 5] = [0x10, 0xe7, 0xe8, 0x4000_0010, 0x4000_0020];
 
 fn zero(buf: &mut [u8], at: usize, len: usize) {
     if at < buf.len() {

@@ -356,7 +356,15 @@ pub fn ioregion(op: u32, region: u64, flags: u32) -> SysResult {
     if op != KVMNG_IOREGION_ADD && op != KVMNG_IOREGION_DEL {
         return Err(einval());
     }
-    binding::vm_fd()?;
+    let vm_fd = binding::vm_fd()?;
+    // A VM that KVM has marked dead answers EIO, as its VM ioctls do and
+    // as the kernel's kvmng_ioregion does (api.md 5.10): any VM ioctl
+    // tells (the mm is ours: it is the bound VM).
+    // SAFETY: KVM_CHECK_EXTENSION takes an integer argument.
+    let probe = unsafe { crate::sys::ioctl(vm_fd, kvmng_abi::ioctls::KVM_CHECK_EXTENSION, 0) };
+    if probe == Err(Errno(libc::EIO)) {
+        return Err(Errno(libc::EIO));
+    }
     let r: kvmng_ioregion = usermem::read_value(region)?;
     if r.flags & !KVMNG_IOREGION_FLAGS != 0 || r.reserved != [0; 4] {
         return Err(einval());
