@@ -105,6 +105,25 @@ fn ioctl(fd: i32, cmd: u64, arg: u64) -> i32 {
     unsafe { libc::ioctl(fd, cmd as libc::c_ulong, arg) }
 }
 
+/// The `kvm_run` area of vCPU fd `vcpu` (`size` bytes), mapped.
+fn map_run(vcpu: i32, size: i32) -> Result<*mut libc::c_void, String> {
+    // SAFETY: a new shared mapping of the vCPU fd; checked below.
+    let run = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            size as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            vcpu,
+            0,
+        )
+    };
+    if run == libc::MAP_FAILED {
+        return Err("mmap of a vCPU failed".into());
+    }
+    Ok(run)
+}
+
 fn worker(s: &Settings) -> Result<(), String> {
     let mut pipe = [0i32; 2];
     // SAFETY: pipe writes two fds into `pipe`.
@@ -139,20 +158,7 @@ fn worker(s: &Settings) -> Result<(), String> {
     if vcpu < 0 || size <= 0 {
         return Err("KVM_CREATE_VCPU failed".into());
     }
-    // SAFETY: maps the vCPU's kvm_run page; checked below.
-    let run = unsafe {
-        libc::mmap(
-            core::ptr::null_mut(),
-            size as usize,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            vcpu,
-            0,
-        )
-    };
-    if run == libc::MAP_FAILED {
-        return Err("mmap of the vCPU failed".into());
-    }
+    let run = map_run(vcpu, size)?;
     // struct kvm_run: immediate_exit is the byte at offset 1. A run that
     // returns at once binds the thread through the shim in auto mode.
     // SAFETY: the page is mapped read-write.
@@ -275,21 +281,7 @@ fn memory_update_with_running_vcpus(s: &Settings, kvm: i32, n: usize) -> Result<
         let mut regs = [0u64; 18];
         regs[17] = 2; // rflags; rip (regs[16]) = 0
         ioctl(vcpu, KVM_SET_REGS, regs.as_ptr() as u64);
-        // SAFETY: maps the vCPU's kvm_run page; checked below.
-        let run = unsafe {
-            libc::mmap(
-                core::ptr::null_mut(),
-                size as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                vcpu,
-                0,
-            )
-        };
-        if run == libc::MAP_FAILED {
-            return Err("mmap of a vCPU failed".into());
-        }
-        vcpus.push((vcpu, run as usize));
+        vcpus.push((vcpu, map_run(vcpu, size)? as usize));
     }
     let page = anonymous(4096)?;
     let mut slot = Region {
