@@ -176,63 +176,7 @@ exit_qemu:
         hlt
         jmp     2b
 
-/* ---- serial ---- */
-
-serial_init:
-        mov     $COM1 + 1, %dx          /* IER: no interrupts */
-        xor     %al, %al
-        out     %al, %dx
-        mov     $COM1 + 3, %dx          /* LCR: DLAB */
-        mov     $0x80, %al
-        out     %al, %dx
-        mov     $COM1, %dx              /* divisor 1: 115200 baud */
-        mov     $1, %al
-        out     %al, %dx
-        mov     $COM1 + 1, %dx
-        xor     %al, %al
-        out     %al, %dx
-        mov     $COM1 + 3, %dx          /* 8N1 */
-        mov     $0x03, %al
-        out     %al, %dx
-        mov     $COM1 + 2, %dx          /* FIFO on, cleared */
-        mov     $0xc7, %al
-        out     %al, %dx
-        mov     $COM1 + 4, %dx          /* DTR, RTS, OUT2 */
-        mov     $0x0b, %al
-        out     %al, %dx
-        ret
-
-/* %al: the byte. Waits for the transmit holding register to be empty. */
-putc:
-        push    %edx
-        push    %eax
-        mov     $COM1 + 5, %dx
-1:      in      %dx, %al
-        test    $0x20, %al
-        jz      1b
-        pop     %eax
-        mov     $COM1, %dx
-        out     %al, %dx
-        pop     %edx
-        ret
-
-/* %esi: NUL-terminated string. */
-puts:
-        push    %eax
-1:      lodsb
-        test    %al, %al
-        jz      2f
-        call    putc
-        jmp     1b
-2:      pop     %eax
-        ret
-
-newline:
-        push    %eax
-        mov     $'\n', %al
-        call    putc
-        pop     %eax
-        ret
+#include "serial.inc"
 
 /* %eax: printed as 0x + 8 hex digits. */
 put_hex32:
