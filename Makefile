@@ -346,10 +346,10 @@ vm-test-build: deps
 	$(CARGO) build -q --release -p kvmshim -p kvmng-cli -p kvmng-compat -p kvmng-fuzz
 	@$(MAKE) -s conformance
 
-vm-test: kernel vm-test-build
+vm-test: kernel vm-test-build krun
 	@kernel-patch/vm-test/vm-test.sh $(KERNEL_VARIANTS)
 
-vm-test-full: kernel vm-test-build
+vm-test-full: kernel vm-test-build krun
 	@kernel-patch/vm-test/vm-test.sh --full $(KERNEL_VARIANTS)
 
 # ---- Robustness (issue 8): fuzzing, stress, soak. See docs/reliability.md ----

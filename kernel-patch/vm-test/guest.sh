@@ -232,6 +232,30 @@ fi
 census_check qemu-nested qemu-stats 1
 census_check qemu-nested-smp2 qemu-smp2-stats 2
 
+# ---- v. a second VMM: libkrun under the shim (syscall mode), 2 and 4 vCPUs --
+# libkrun (crates.io, on rust-vmm's kvm-ioctls) through compat-tests/krun's
+# launcher boots the SMP guest (compat-tests/qemu/smp.S built for it) natively
+# and under the shim in syscall mode, here on the kernel's own syscalls.
+# kvmng-compat fails the step unless both runs print the same lines and exit
+# the same way, and unless the census shows every vCPU thread's KVM_RUN
+# translated (--require-stats).
+t0=$(now)
+if [ -x "$S/kvmng-krun" ]; then
+	"$S/kvmng-compat" qemu --mode syscall --krun "$S/kvmng-krun" --shim "$S/libkvmshim.so" \
+		--scenario krun-smp2 --scenario krun-smp4 --require-stats --timeout 300 \
+		--work-dir "$R/krun" --json "$R/krun.json" > "$R/krun.log" 2>&1
+	rc=$?
+	# One line per scenario ("krun  krun-smp2  native exit 0 … | syscall …")
+	# and the census's vCPU threads of each shim run.
+	d=$( (grep -E '^krun +krun-smp' "$R/krun.log" | sed -E 's/^krun +//; s/ +PROBLEMS:.*/ (PROBLEMS: krun.log)/'
+		sed -n 's/^--- shim statistics: \(krun-smp[0-9]*\) .* --- threads /\1 census: /p' "$R/krun.log") |
+		tr -s ' ' | paste -sd ';' | sed 's/;/; /g')
+	[ -n "$d" ] || d=$(grep -v '^\s*$' "$R/krun.log" | tail -1 | cut -c1-200)
+	record krun "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" "exit $rc: $d"
+else
+	record krun FAIL "$(since "$t0")" "$S/kvmng-krun is missing (make krun)"
+fi
+
 keeper_stop
 
 # ---- KVM as modules: unload, nothing again --------------------------------

@@ -14,18 +14,20 @@
 # selftests natively and through libkvmshim.so in
 # KVMNG_MODE=syscall (kvmng-compat; selftests.list, or all with --full),
 # Debian's QEMU under the shim booting a nested Linux to "kvmng-nested-ok",
-# the shim's census of it (m: rmmod, probe ENOSYS). The table per variant is
+# the shim's census of it, libkrun (compat-tests/krun) booting an SMP guest
+# on 2 and 4 vCPUs natively and under the shim (m: rmmod, probe ENOSYS). The table per variant is
 # printed; results in target/vm-test/V/ (results.tsv, results.json, logs,
 # console.log). Exit status 1 if any step failed, or the guest kernel
 # printed an oops, BUG or WARNING.
 #
 # Needs: the kernels (make kernel), target/release/{kvmng,kvmng-compat,
-# libkvmshim.so} and build/conformance/conformance (the Makefile target
-# builds them), busybox (busybox-static), qemu-system-x86, jq.
+# libkvmshim.so}, build/conformance/conformance and libkrun's launcher
+# kvmng-krun (make krun; the Makefile target builds them all), busybox (busybox-static), qemu-system-x86, jq.
 # Environment: VMTEST_MEM (4G), VMTEST_SMP (2), VMTEST_TIMEOUT (whole boot,
 # seconds), VMTEST_ST_TIMEOUT (per selftest run, seconds), VMTEST_LIST (a
 # selftest list instead of selftests.list), VMTEST_KDIR_y, VMTEST_KDIR_m
-# (kernel directories instead of make kernel's cache entries), VMTEST_GUEST
+# (kernel directories instead of make kernel's cache entries), VMTEST_KRUN
+# (kvmng-krun elsewhere than make krun's cache), VMTEST_GUEST
 # (a script to run in the guest instead of guest.sh, same arguments: for
 # debugging).
 set -euo pipefail
@@ -79,6 +81,9 @@ stage "$W" "${VMTEST_GUEST:-$here/guest.sh}" \
 	"cargo build --release -p kvmshim -p kvmng-cli -p kvmng-compat -p kvmng-fuzz; make conformance" \
 	target/release/kvmng target/release/kvmng-compat target/release/libkvmshim.so build/conformance/conformance \
 	target/release/kvmng-fuzz
+krun=${VMTEST_KRUN:-${KVMNG_CACHE:-$HOME/.cache/kvmng}/krun-target/release/kvmng-krun}
+[ -x "$krun" ] || die "$krun is missing: run make krun (libkrun's launcher, compat-tests/krun)"
+cp "$krun" "$W/stage/kvmng-krun"
 cp "$list_src" "$W/stage/selftests.list"
 cp "$repo/compat-tests/selftests/notes.list" "$W/stage/" 2> /dev/null || : > "$W/stage/notes.list"
 initramfs "$W/stage/nested.d" "$here/nested-init" > "$W/stage/nested-initramfs.gz"
