@@ -170,7 +170,10 @@ qemu_nested qemu-nested-smp2 max,-svm 2
 # native backend), never fallbacks; every fallback is listed with its reason.
 # And per vCPU thread: every thread that ran a vCPU had all its KVM_RUN
 # calls, and its vCPU ioctls after its first KVM_RUN, translated.
-census_check() { # NAME (the census of qemu_nested NAME) RECORD VCPUS
+census_check() { # NAME (the census of run NAME) RECORD VCPUS [GROUPS]
+# GROUPS: the groups of hot calls the VMM must have made (default all four;
+# libkrun injects interrupts through irqfd only, so it makes no irq call).
+local need=${4:-run state irq memory}
 t0=$(now)
 st=$R/$1-stats.jsonl
 "$S/kvmng" stats "$st" > "$R/$2.txt" 2>&1
@@ -207,7 +210,12 @@ if [ -s "$st" ]; then
 		count=${count#count=} translated=${translated#translated=} fallback=${fallback#fallback=} setup=${setup#setup=}
 		allowed=0
 		[ "$g" = state ] && allowed=$setup
-		if [ "$count" = 0 ] || [ "$translated" = 0 ] || [ "$fallback" != "$allowed" ]; then
+		if [ "$count" = 0 ] && ! [[ " $need " == *" $g "* ]]; then
+			continue
+		fi
+		# Calls the thread made before its first KVM_RUN (allowed) may be all
+		# there is (libkrun sets registers up once and never syncs them).
+		if [ "$count" = 0 ] || { [ "$translated" = 0 ] && [ "$count" != "$allowed" ]; } || [ "$fallback" != "$allowed" ]; then
 			bad="$bad $g: $count calls, $translated translated, $fallback fallbacks ($allowed allowed);"
 		fi
 	done <<< "$(echo "$chk" | grep '^group ')"
@@ -232,29 +240,51 @@ fi
 census_check qemu-nested qemu-stats 1
 census_check qemu-nested-smp2 qemu-smp2-stats 2
 
-# ---- v. a second VMM: libkrun under the shim (syscall mode), 2 and 4 vCPUs --
+# ---- v. a second VMM: libkrun under the shim (syscall mode) ---------------
 # libkrun (crates.io, on rust-vmm's kvm-ioctls) through compat-tests/krun's
-# launcher boots the SMP guest (compat-tests/qemu/smp.S built for it) natively
-# and under the shim in syscall mode, here on the kernel's own syscalls.
-# kvmng-compat fails the step unless both runs print the same lines and exit
-# the same way, and unless the census shows every vCPU thread's KVM_RUN
-# translated (--require-stats).
+# launcher, natively and under the shim in syscall mode, here on the
+# kernel's own syscalls:
+#  - krun: the SMP guest (compat-tests/qemu/smp.S) on 2 and 4 vCPUs;
+#    kvmng-compat fails the step unless both runs print the same lines and
+#    exit the same way, and the census shows every vCPU thread's KVM_RUN
+#    translated (--require-stats);
+#  - krun-linux: this kernel (vmlinux, from the bzImage by vm-test.sh) with
+#    the nested initramfs on 2 vCPUs; both runs must print kvmng-nested-ok
+#    with "2 CPUs online" and exit 0 (libkrun ends when the guest resets
+#    through the i8042: kvmng_end=reboot), and the census is checked per
+#    vCPU thread as QEMU's is.
 t0=$(now)
-if [ -x "$S/kvmng-krun" ]; then
-	"$S/kvmng-compat" qemu --mode syscall --krun "$S/kvmng-krun" --shim "$S/libkvmshim.so" \
-		--scenario krun-smp2 --scenario krun-smp4 --require-stats --timeout 300 \
-		--work-dir "$R/krun" --json "$R/krun.json" > "$R/krun.log" 2>&1
-	rc=$?
-	# One line per scenario ("krun  krun-smp2  native exit 0 … | syscall …")
-	# and the census's vCPU threads of each shim run.
-	d=$( (grep -E '^krun +krun-smp' "$R/krun.log" | sed -E 's/^krun +//; s/ +PROBLEMS:.*/ (PROBLEMS: krun.log)/'
-		sed -n 's/^--- shim statistics: \(krun-smp[0-9]*\) .* --- threads /\1 census: /p' "$R/krun.log") |
-		tr -s ' ' | paste -sd ';' | sed 's/;/; /g')
-	[ -n "$d" ] || d=$(grep -v '^\s*$' "$R/krun.log" | tail -1 | cut -c1-200)
-	record krun "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" "exit $rc: $d"
-else
-	record krun FAIL "$(since "$t0")" "$S/kvmng-krun is missing (make krun)"
-fi
+"$S/kvmng-compat" qemu --mode syscall --krun "$S/kvmng-krun" --shim "$S/libkvmshim.so" \
+	--scenario krun-smp2 --scenario krun-smp4 --require-stats --timeout 300 \
+	--work-dir "$R/krun" --json "$R/krun.json" > "$R/krun.log" 2>&1
+rc=$?
+# One line per scenario ("krun  krun-smp2  native exit 0 … | syscall …")
+# and the census's vCPU threads of each shim run.
+d=$( (grep -E '^krun +krun-smp' "$R/krun.log" | sed -E 's/^krun +//; s/ +PROBLEMS:.*/ (PROBLEMS: krun.log)/'
+	sed -n 's/^--- shim statistics: \(krun-smp[0-9]*\) .* --- threads /\1 census: /p' "$R/krun.log") |
+	tr -s ' ' | paste -sd ';' | sed 's/;/; /g')
+[ -n "$d" ] || d=$(grep -v '^\s*$' "$R/krun.log" | tail -1 | cut -c1-200)
+record krun "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" "exit $rc: $d"
+
+krun_linux() { # NAME MODE VCPUS
+	local t0 rc pre=() ok
+	rm -f "$R/$1-stats.jsonl"
+	[ "$2" = syscall ] && pre=("$S/kvmng" exec --mode syscall --stats "$R/$1-stats.jsonl" --)
+	t0=$(now)
+	timeout 300 "${pre[@]}" "$S/kvmng-krun" --vcpus "$3" --mem 256 \
+		--initrd "$S/nested-initramfs.gz" --cmdline "console=ttyS0 panic=-1 loglevel=4 kvmng_end=reboot" \
+		"$S/vmlinux-$v" < /dev/null 2>&1 | perl -ne 'BEGIN { $| = 1; $t0 = time } printf "%4d %s", time - $t0, $_' > "$R/$1.log"
+	rc=${PIPESTATUS[0]}
+	ok=$(grep -m1 -a 'kvmng-nested-ok' "$R/$1.log" | tr -d '\r' | sed 's/^ *[0-9]* //')
+	if [ -n "$ok" ] && [ "$rc" = 0 ] && echo "$ok" | grep -q ", $3 CPUs online\$"; then
+		record "$1" PASS "$(since "$t0")" "$2, $3 vCPUs, exit $rc: $ok"
+	else
+		record "$1" FAIL "$(since "$t0")" "$2, $3 vCPUs, exit $rc (0 expected), ${ok:-no kvmng-nested-ok}: $(grep -a -v '^\s*$' "$R/$1.log" | tail -1 | tr -d '\r' | cut -c1-160)"
+	fi
+}
+krun_linux krun-linux-native native 2
+krun_linux krun-linux syscall 2
+census_check krun-linux krun-linux-census 2 "run state memory"
 
 keeper_stop
 

@@ -15,7 +15,8 @@
 # KVMNG_MODE=syscall (kvmng-compat; selftests.list, or all with --full),
 # Debian's QEMU under the shim booting a nested Linux to "kvmng-nested-ok",
 # the shim's census of it, libkrun (compat-tests/krun) booting an SMP guest
-# on 2 and 4 vCPUs natively and under the shim (m: rmmod, probe ENOSYS). The table per variant is
+# on 2 and 4 vCPUs and this kernel on 2, natively and under the shim (m:
+# rmmod, probe ENOSYS). The table per variant is
 # printed; results in target/vm-test/V/ (results.tsv, results.json, logs,
 # console.log). Exit status 1 if any step failed, or the guest kernel
 # printed an oops, BUG or WARNING.
@@ -84,6 +85,12 @@ stage "$W" "${VMTEST_GUEST:-$here/guest.sh}" \
 krun=${VMTEST_KRUN:-${KVMNG_CACHE:-$HOME/.cache/kvmng}/krun-target/release/kvmng-krun}
 [ -x "$krun" ] || die "$krun is missing: run make krun (libkrun's launcher, compat-tests/krun)"
 cp "$krun" "$W/stage/kvmng-krun"
+# libkrun boots an ELF kernel: each variant's vmlinux, out of its bzImage.
+xv=${KVMNG_LINUX_SRC:-${KVMNG_CACHE:-$HOME/.cache/kvmng}/linux-source-6.12}/scripts/extract-vmlinux
+[ -x "$xv" ] || die "$xv is missing: run make linux-source"
+for v in "${variants[@]}"; do
+	"$xv" "$(kdir "$v")/bzImage" > "$W/stage/vmlinux-$v" || die "cannot extract vmlinux from $(kdir "$v")/bzImage"
+done
 cp "$list_src" "$W/stage/selftests.list"
 cp "$repo/compat-tests/selftests/notes.list" "$W/stage/" 2> /dev/null || : > "$W/stage/notes.list"
 initramfs "$W/stage/nested.d" "$here/nested-init" > "$W/stage/nested-initramfs.gz"

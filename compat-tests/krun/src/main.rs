@@ -3,7 +3,12 @@
 //! krun_start_enter), with a legacy serial console (COM1) on stdout or in
 //! a file.
 //!
-//!     kvmng-krun --vcpus 2 --mem 64 [--serial FILE] KERNEL.elf
+//!     kvmng-krun --vcpus 2 --mem 64 [--serial FILE] [--initrd FILE]
+//!                [--cmdline STRING] KERNEL.elf
+//!
+//! KERNEL.elf is an ELF64 kernel: the project's SMP guest, or a Linux
+//! vmlinux, which then gets --initrd and --cmdline (the Linux boot
+//! protocol, as libkrun sets it up).
 //!
 //! krun_start_enter does not return while the VM runs: the process exits
 //! with the guest (libkrun exits on a guest reset or shutdown).
@@ -12,13 +17,14 @@ use std::ffi::CString;
 use std::os::fd::IntoRawFd;
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: kvmng-krun [--vcpus N] [--mem MiB] [--serial FILE] [--log LEVEL] KERNEL.elf";
+const USAGE: &str = "usage: kvmng-krun [--vcpus N] [--mem MiB] [--serial FILE] [--log LEVEL] [--initrd FILE] [--cmdline STRING] KERNEL.elf";
 
 fn main() -> ExitCode {
     let mut vcpus: u8 = 2;
     let mut mem: u32 = 64;
     let mut kernel = None;
+    let mut initrd: Option<CString> = None;
+    let mut cmdline: Option<CString> = None;
     let mut serial_fd = 1;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -36,6 +42,17 @@ fn main() -> ExitCode {
                         eprintln!("kvmng-krun: {path}: {e}");
                         return ExitCode::from(1);
                     }
+                }
+            }
+            "--initrd" | "--cmdline" => {
+                let Some(v) = args.next().and_then(|v| CString::new(v).ok()) else {
+                    eprintln!("{USAGE}");
+                    return ExitCode::from(2);
+                };
+                if a == "--initrd" {
+                    initrd = Some(v);
+                } else {
+                    cmdline = Some(v);
                 }
             }
             "--log" => {
@@ -83,10 +100,17 @@ fn main() -> ExitCode {
         krun::krun_add_serial_console_default(ctx, -1, serial_fd)
     });
     let path = CString::new(kernel).expect("no NUL in the path");
+    let ptr_or_null = |s: &Option<CString>| s.as_ref().map_or(std::ptr::null(), |s| s.as_ptr());
     // Format 1: ELF.
-    // SAFETY: valid C strings or NULL.
+    // SAFETY: valid C strings or NULL, alive until the call returns.
     check("krun_set_kernel", unsafe {
-        krun::krun_set_kernel(ctx, path.as_ptr(), 1, std::ptr::null(), std::ptr::null())
+        krun::krun_set_kernel(
+            ctx,
+            path.as_ptr(),
+            1,
+            ptr_or_null(&initrd),
+            ptr_or_null(&cmdline),
+        )
     });
     check("krun_start_enter", krun::krun_start_enter(ctx));
     ExitCode::SUCCESS
