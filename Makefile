@@ -129,7 +129,7 @@ test: deps linux-source
 clean:
 	$(CARGO) clean
 
-# ---- The C conformance suite, and install (issue 4: trap and emulate) ----
+# ---- The C conformance suite of the syscalls, and install ----
 # `make conformance` builds build/conformance/conformance from
 # compat-tests/conformance/*.c against the uapi header; `make
 # conformance-test` runs it with libkvmshim.so preloaded (on a stock kernel
@@ -144,7 +144,7 @@ CONF_CFLAGS := -O2 -g -Wall -Wextra -std=gnu11 -Ikernel-patch/include/uapi -I$(C
 CONF_SRCS := $(wildcard $(CONF_DIR)/*.c)
 CONF_HDRS := $(wildcard $(CONF_DIR)/*.h) kernel-patch/include/uapi/linux/kvmng.h
 
-.PHONY: conformance conformance-test conformance-bench install trapbench
+.PHONY: conformance conformance-test install
 
 conformance: $(CONF_OUT)/conformance
 
@@ -179,11 +179,6 @@ spec-outsider: $(SPEC_OUTSIDER)
 spec-outsider-test: $(SPEC_OUTSIDER)
 	$(CARGO) build -q --release -p kvmshim
 	LD_PRELOAD=$(CURDIR)/target/release/libkvmshim.so $(SPEC_OUTSIDER)
-
-# The trap's cost per call against the ioctl (a measurement, not a test).
-conformance-bench: conformance
-	$(CARGO) build -q --release -p kvmshim
-	LD_PRELOAD=$(CURDIR)/target/release/libkvmshim.so $(CONF_OUT)/conformance --bench
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -263,12 +258,7 @@ compat-full: compat-build
 	  --json target/kvmng-compat/qemu.json || rc=1; \
 	exit $$rc
 
-# The trap against the library and the ioctl, in one run (compat-tests/trapbench).
-trapbench:
-	$(CARGO) build -q --release -p kvmshim -p trapbench
-	LD_PRELOAD=$(CURDIR)/target/release/libkvmshim.so target/release/trapbench
-
-# ---- Benchmarks (issue 7): `make bench` regenerates docs/bench.md ----
+# ---- Measurement (shim/bench, kvmng-bench): `make bench` regenerates docs/bench.md ----
 # `kvmng ab` runs one KVM selftest alternately without and with translation
 # (the shim's passthrough and auto modes; passthrough and syscall on a
 # kvmng kernel); `kvmng bench` measures every operation through every path
@@ -322,7 +312,7 @@ bench-doc:
 	  $$([ -f docs/bench/vm-bench.json ] && echo --vm-bench-json docs/bench/vm-bench.json) > /dev/null
 	@echo "==> docs/bench.md written from docs/bench/{bench,ab,vm-bench}.json"
 
-# ---- The kernel and the tests inside it (issue 5) ----
+# ---- The kernel series: build, and the tests inside the booted kernels ----
 # `make kernel`: checks the series (each patch applies in order with git am
 # and patch -p1; checkpatch.pl --strict clean), then builds Debian's
 # linux-source-6.12 + the series in two variants, y (KVM built in) and m
@@ -352,7 +342,7 @@ vm-test: kernel vm-test-build krun
 vm-test-full: kernel vm-test-build krun
 	@kernel-patch/vm-test/vm-test.sh --full $(KERNEL_VARIANTS)
 
-# ---- Robustness (issue 8): fuzzing, stress, soak. See docs/reliability.md ----
+# ---- Robustness: fuzzing, stress, soak. See docs/reliability.md ----
 # `make fuzz`: kvmng-fuzz drives /dev/kvm, VM and vCPU fds with the mapping
 # table's requests and random ones, with integers, buffers, buffers running
 # into an unmapped page and bad pointers, through libkvmshim.so's
@@ -422,7 +412,7 @@ vm-stress: deps linux-source $(STRESS) conformance
 	@kernel-patch/scripts/kernel.sh debug m
 	@kernel-patch/vm-test/stress.sh
 
-# ---- SMP VMM behaviour through the shim (issue 13, item 5) ----
+# ---- An SMP VMM in miniature through the shim ----
 # `make smp-smoke` (< 60 s): kvmng-smp, an SMP VMM in miniature through
 # plain ioctl(): an in-kernel irqchip, 2 and 4 vCPU threads masked as QEMU
 # masks them (pthread_sigmask + immediate_exit, or KVM_SET_SIGNAL_MASK),

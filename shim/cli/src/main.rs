@@ -1,13 +1,12 @@
 //! `kvmng`: the command-line face of kvmng.
 
-mod ab;
-mod bench;
 mod demo;
 mod exec;
 mod info;
 mod stats;
 
 use clap::{Parser, Subcommand};
+use kvmng_bench::{ab, bench};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -62,7 +61,7 @@ enum Command {
 fn main() -> std::process::ExitCode {
     // `kvmng bench` re-executes this program as the worker of one path.
     if let Some(path) = std::env::var_os(bench::WORKER_ENV) {
-        return bench::worker::main(&path.to_string_lossy());
+        return kvmng_bench::worker::main(&path.to_string_lossy());
     }
     let cli = Cli::parse();
     let result = match cli.command {

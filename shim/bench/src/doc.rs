@@ -4,11 +4,11 @@
 //! still pending. Every number in it comes from the reports; the prose
 //! around them says what they can and cannot show.
 
-use super::delivery;
-use super::icount::VmBench;
-use super::ops::{Op, PathKind};
-use super::report::{self, fmt_ns, fmt_ratio, BenchReport};
 use crate::ab::AbReport;
+use crate::delivery;
+use crate::icount::VmBench;
+use crate::ops::{Op, PathKind};
+use crate::report::{self, fmt_ns, fmt_ratio, BenchReport};
 use std::fmt::Write as _;
 
 fn ratio(r: &BenchReport, op: Op, path: PathKind) -> Option<String> {
@@ -507,12 +507,12 @@ pub fn render_document(
     let _ = writeln!(s, "## Instruction counts on the patched kernel\n");
     match vm {
         Some(vm) => {
-            s.push_str(&super::icount::render(vm));
+            s.push_str(&crate::icount::render(vm));
             if let Some(dir) = svg_link {
                 let _ = writeln!(
                     s,
                     "![instructions of each path against the ioctl, in the guest]({dir}/{})\n",
-                    super::icount::RATIO_CHART
+                    crate::icount::RATIO_CHART
                 );
             }
         }
@@ -614,8 +614,8 @@ pub fn render_document(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::report::*;
-    use crate::bench::stats::{Bootstrap, Estimate, Summary};
+    use crate::report::*;
+    use crate::stats::{Bootstrap, Estimate, Summary};
 
     fn result(path: PathKind, median: f64, ratio: Option<f64>) -> PathResult {
         PathResult {

@@ -2,8 +2,8 @@
 //! markdown document (for people: docs/bench.md), and the machine they
 //! were measured on.
 
-use super::ops::{Op, PathKind};
-use super::stats::{Bootstrap, Estimate, Summary};
+use crate::ops::{Op, PathKind};
+use crate::stats::{Bootstrap, Estimate, Summary};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
@@ -360,7 +360,7 @@ pub struct BenchReport {
     pub ops: Vec<OpResult>,
     /// The mmio-delivery operation (four ways, not per path), if asked.
     #[serde(default)]
-    pub mmio_delivery: Option<super::delivery::DeliveryResult>,
+    pub mmio_delivery: Option<crate::delivery::DeliveryResult>,
 }
 
 impl BenchReport {
@@ -515,7 +515,7 @@ pub fn render_tables(report: &BenchReport, svg_link: Option<&str>) -> String {
     }
     if let Some(d) = &report.mmio_delivery {
         let _ = writeln!(s, "### mmio-delivery\n");
-        s.push_str(&super::delivery::render(d));
+        s.push_str(&crate::delivery::render(d));
         if let (Some(dir), None) = (svg_link, &d.error) {
             let _ = writeln!(
                 s,
@@ -701,7 +701,7 @@ mod tests {
                     },
                 ],
             }],
-            mmio_delivery: Some(super::super::delivery::DeliveryResult {
+            mmio_delivery: Some(crate::delivery::DeliveryResult {
                 backend: "legacy".into(),
                 accesses_per_batch: 10,
                 batches_per_round: 1,

@@ -5,8 +5,8 @@
 //! the worker answers one JSON line, prefixed with [`REPLY_TAG`], on its
 //! stdout.
 
-use super::driver::{Api, Fixture};
-use super::ops::{Op, PathKind};
+use crate::fixture::{Api, Fixture};
+use crate::ops::{Op, PathKind};
 use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
@@ -73,7 +73,7 @@ pub enum Request {
     },
     /// Release the fixture.
     Teardown,
-    /// The MMIO delivery harness (`kvmng_guests::bench::ioregion_dispatch`,
+    /// The MMIO delivery harness (`crate::dispatch::ioregion_dispatch`,
     /// the ioregion work's four ways) once: `batches` batches of
     /// `accesses` accesses per way, on a VM of its own.
     Dispatch {
@@ -115,8 +115,7 @@ pub type NamedSeries = Vec<(String, Vec<f64>)>;
 /// backend the kernel calls for: ns per access of each way, per batch.
 fn dispatch(accesses: u64, batches: usize) -> Result<Dispatched, String> {
     let kvm = kvmng::Kvmng::open().map_err(|e| e.to_string())?;
-    let d =
-        kvmng_guests::bench::ioregion_dispatch_with(&kvm, accesses, batches, super::clock::now)?;
+    let d = crate::dispatch::ioregion_dispatch_with(&kvm, accesses, batches, crate::clock::now)?;
     Ok(Dispatched {
         backend: d.backend.to_string(),
         series: d
@@ -159,7 +158,7 @@ pub fn main(path: &str) -> ExitCode {
         eprintln!("kvmng bench worker: unknown path {path:?}");
         return ExitCode::from(2);
     };
-    super::clock::use_tsc(std::env::var(super::clock::CLOCK_ENV).as_deref() == Ok("tsc"));
+    crate::clock::use_tsc(std::env::var(crate::clock::CLOCK_ENV).as_deref() == Ok("tsc"));
     if let Some(cpu) = std::env::var(CPU_ENV)
         .ok()
         .and_then(|c| c.parse::<usize>().ok())
@@ -310,10 +309,10 @@ impl Worker {
             cmd.env_remove(var);
         }
         cmd.env(WORKER_ENV, path.name()).env_remove(CPU_ENV);
-        if super::clock::is_tsc() {
-            cmd.env(super::clock::CLOCK_ENV, "tsc");
+        if crate::clock::is_tsc() {
+            cmd.env(crate::clock::CLOCK_ENV, "tsc");
         } else {
-            cmd.env_remove(super::clock::CLOCK_ENV);
+            cmd.env_remove(crate::clock::CLOCK_ENV);
         }
         if let Some(cpu) = cpu {
             cmd.env(CPU_ENV, cpu.to_string());

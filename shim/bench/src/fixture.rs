@@ -10,7 +10,7 @@
 //! `native`). Fds are closed with glibc's `close()`, so that the shim sees
 //! them go.
 
-use super::ops::{Op, PathKind};
+use crate::ops::{Op, PathKind};
 use kvm_bindings::*;
 use kvmng::{Backend, BackendKind, Errno, GuestMemory};
 use kvmng_abi::ioctls::*;
@@ -767,11 +767,11 @@ impl StateSeq {
             Api::Kvmng(b) => {
                 let count = self.entries.len() as u32;
                 let ptr = self.entries.as_mut_ptr();
-                let t = super::clock::now();
+                let t = crate::clock::now();
                 // SAFETY: the entries and every buffer they name live in
                 // `self` for the call.
                 let r = unsafe { b.vcpu_state(ptr, count, 0) };
-                let ns = super::clock::since(t);
+                let ns = crate::clock::since(t);
                 if r != Ok(i64::from(count)) {
                     return Err(format!("kvmng_vcpu_state answered {r:?}"));
                 }
@@ -801,7 +801,7 @@ where
     C: FnMut(&Step) -> Result<i64, Errno>,
     W: FnOnce(u64) -> String,
 {
-    let t = super::clock::now();
+    let t = crate::clock::now();
     let mut bad = None;
     for (i, s) in steps.iter().enumerate() {
         match call(s) {
@@ -812,7 +812,7 @@ where
             }
         }
     }
-    let ns = super::clock::since(t);
+    let ns = crate::clock::since(t);
     match bad {
         None => Ok(ns),
         Some((i, r)) => Err(format!(
@@ -1096,10 +1096,10 @@ impl Fixture {
     pub fn sample(&mut self, api: &Api, kvm_fd: i32) -> R<u64> {
         match self {
             Fixture::VmCreate => {
-                let t = super::clock::now();
+                let t = crate::clock::now();
                 let fd = api.create_vm(kvm_fd);
                 let dropped = fd.map(|fd| api.drop_vm_fd(fd));
-                let ns = super::clock::since(t);
+                let ns = crate::clock::since(t);
                 fd.map_err(e("create the VM"))?;
                 dropped.expect("checked").map_err(e("unbind the VM"))?;
                 Ok(ns)
@@ -1113,9 +1113,9 @@ impl Fixture {
                     *next = 0;
                 }
                 let VmFdBox(v) = vm.as_mut().ok_or("no VM")?;
-                let t = super::clock::now();
+                let t = crate::clock::now();
                 let r = api.create_vcpu(v.fd, *next, false);
-                let ns = super::clock::since(t);
+                let ns = crate::clock::since(t);
                 let fd = r.map_err(e("create a vCPU"))?;
                 v.bare_vcpus.push(fd);
                 *next += 1;
@@ -1126,9 +1126,9 @@ impl Fixture {
                 exit,
             } => {
                 let fd = vm.vcpu_fd();
-                let t = super::clock::now();
+                let t = crate::clock::now();
                 let r = api.run(fd);
-                let ns = super::clock::since(t);
+                let ns = crate::clock::since(t);
                 r.map_err(e("run"))?;
                 let got = vm.vcpus[0].exit_reason();
                 if got != *exit {
@@ -1142,10 +1142,10 @@ impl Fixture {
                 control,
             } => seq.0.sample(api, vm.vcpu_fd(), *control),
             Fixture::Irq { vm: VmFdBox(vm) } => {
-                let t = super::clock::now();
+                let t = crate::clock::now();
                 let up = api.irq_line(vm.fd, IRQ_GSI, 1);
                 let down = api.irq_line(vm.fd, IRQ_GSI, 0);
-                let ns = super::clock::since(t);
+                let ns = crate::clock::since(t);
                 up.map_err(e("raise the line"))?;
                 down.map_err(e("lower the line"))?;
                 Ok(ns)
@@ -1154,9 +1154,9 @@ impl Fixture {
                 vm: VmFdBox(vm),
                 op,
             } => {
-                let t = super::clock::now();
+                let t = crate::clock::now();
                 let r = api.breakdown_call(*op, kvm_fd, vm.fd, vm.bare_vcpus[0]);
-                let ns = super::clock::since(t);
+                let ns = crate::clock::since(t);
                 r.map_err(e(&op.name()))?;
                 Ok(ns)
             }
@@ -1167,9 +1167,9 @@ impl Fixture {
                 at,
             } => {
                 let to = 1 - *at;
-                let t = super::clock::now();
+                let t = crate::clock::now();
                 let r = api.set_memory(vm.fd, &v1[to], &v2[to]);
-                let ns = super::clock::since(t);
+                let ns = crate::clock::since(t);
                 r.map_err(e("move the slots"))?;
                 *at = to;
                 Ok(ns)

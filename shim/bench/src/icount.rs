@@ -7,8 +7,8 @@
 //! (the determinism check), the targets, and the sub-operations
 //! that say where a call's instructions go.
 
-use super::ops::{Op, PathKind};
-use super::report::{fmt_insns, BenchReport};
+use crate::ops::{Op, PathKind};
+use crate::report::{fmt_insns, BenchReport};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -466,7 +466,7 @@ fn delivery(vm: &VmBench) -> String {
     let base = d
         .rows
         .iter()
-        .find(|r| r.way == super::delivery::BASELINE_WAY)
+        .find(|r| r.way == crate::delivery::BASELINE_WAY)
         .map(|r| r.summary.median);
     for r in &d.rows {
         let all: Vec<f64> = vm
