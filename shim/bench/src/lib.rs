@@ -5,6 +5,8 @@
 //! | [`bench`] | `kvmng bench`: the driver; interleaves the paths' workers per operation |
 //! | [`worker`] | the worker process of one path (the kvmng binary re-executed) |
 //! | [`fixture`] | what one operation needs on one path, on kvm-ioctls and the kvmng library; `sample()` times it |
+//! | [`calls`] | how each path issues the timed call (raw ioctl, glibc `ioctl()`, a library backend) |
+//! | [`state`] | the register-sync buffers and steps (QEMU's order, or one batched call) |
 //! | [`ops`] | the table of operations and paths |
 //! | [`clock`] | the timer (TSC or CLOCK_MONOTONIC) |
 //! | [`stats`] | medians, quantiles, bootstrap intervals |
@@ -20,6 +22,7 @@
 
 pub mod ab;
 pub mod bench;
+pub mod calls;
 pub mod clock;
 pub mod delivery;
 pub mod dispatch;
@@ -29,6 +32,7 @@ pub mod icount;
 pub mod locate;
 pub mod ops;
 pub mod report;
+pub mod state;
 pub mod stats;
 pub mod svg;
 pub mod worker;

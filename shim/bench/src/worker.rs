@@ -5,13 +5,13 @@
 //! the worker answers one JSON line, prefixed with [`REPLY_TAG`], on its
 //! stdout.
 
-use crate::fixture::{Api, Fixture};
+use crate::calls::Api;
+use crate::fixture::Fixture;
 use crate::ops::{Op, PathKind};
 use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -168,18 +168,13 @@ pub fn main(path: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let kvm = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
+    let kvm = match kvm_ioctls::Kvm::new() {
         Ok(f) => f,
         Err(e) => {
             eprintln!("kvmng bench worker: /dev/kvm: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let kvm_fd = kvm.as_raw_fd();
     let api = Api::of(path);
     let mut fixture: Option<Fixture> = None;
     let stdin = std::io::stdin();
@@ -204,9 +199,9 @@ pub fn main(path: &str) -> ExitCode {
                 if let Some(f) = fixture.take() {
                     f.destroy(&api);
                 }
-                Fixture::new(op, &api, kvm_fd).and_then(|(mut f, info)| {
+                Fixture::new(op, &api, &kvm).and_then(|(mut f, info)| {
                     reply.info = Some(info).filter(|i| !i.is_empty());
-                    let warmed = (0..warmup).try_for_each(|_| f.sample(&api, kvm_fd).map(|_| ()));
+                    let warmed = (0..warmup).try_for_each(|_| f.sample(&api, &kvm).map(|_| ()));
                     match warmed {
                         Ok(()) => {
                             fixture = Some(f);
@@ -223,11 +218,11 @@ pub fn main(path: &str) -> ExitCode {
                 None => Err("no fixture: send setup first".into()),
                 Some(f) => (|| {
                     for _ in 0..warmup {
-                        f.sample(&api, kvm_fd)?;
+                        f.sample(&api, &kvm)?;
                     }
                     reply.samples.reserve(iters);
                     for _ in 0..iters {
-                        reply.samples.push(f.sample(&api, kvm_fd)?);
+                        reply.samples.push(f.sample(&api, &kvm)?);
                     }
                     Ok(())
                 })(),
