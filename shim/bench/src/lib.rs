@@ -13,6 +13,7 @@
 //! | [`dispatch`], [`delivery`] | the MMIO delivery harness (exit, ioeventfd, ioregion socket) and its analysis |
 //! | [`ab`] | `kvmng ab`: a whole program alternately in two modes |
 //! | [`icount`] | the in-guest instruction counts of `make vm-bench` |
+//! | [`machine`] | what the run detected about this machine (which KVM, kernel, CPU, load) |
 //! | [`report`] | the JSON result and its tables |
 //! | [`doc`] | docs/bench.md from the JSON results |
 //! | [`svg`] | the charts |
@@ -30,6 +31,7 @@ pub mod doc;
 pub mod fixture;
 pub mod icount;
 pub mod locate;
+pub mod machine;
 pub mod ops;
 pub mod report;
 pub mod state;
