@@ -16,11 +16,11 @@ DEB_PACKAGES := gcc binutils make xz-utils linux-source-$(LINUX_VERSION) rsync q
 # make kernel, make vm-test: the kernel build, the series checks, the VM.
 DEB_PACKAGES += flex bison bc libelf-dev libssl-dev cpio kmod patch perl git ccache busybox-static jq
 
-.PHONY: help deps linux-source build demo check test fmt-check clippy unit-tests clean
+.PHONY: help deps demo-deps linux-source build demo check test fmt-check clippy unit-tests clean
 
 help:
 	@echo "kvmng: KVM driven by system calls"
-	@echo "  make demo    run a real guest through the kvmng library and say which backend did it"
+	@echo "  make demo    unmodified QEMU running a guest through libkvmshim.so, its census, the A/B of syscall vs ioctl"
 	@echo "  make test    every test: fmt, clippy, Rust tests on /dev/kvm, conformance, fuzz, stress and SMP smokes,"
 	@echo "               selftests and QEMU through the shim, the kernel series built and booted (KVMNG_TEST_KERNEL=0 skips it)"
 	@echo "  make check   the quick subset of make test (no dependency installation)"
@@ -36,10 +36,11 @@ help:
 	@echo "               natively, through the shim and in passthrough: same summary, wall times in target/smp-smoke"
 	@echo "  make vm-fuzz  the kernel's kvmng syscalls against the emulation, 1M executions in the TCG guest"
 
-# Installs missing Debian packages (as root), or names them and stops.
-deps:
+# Installs the Debian packages $(1) that are missing (as root), or names
+# them and stops.
+define apt_install
 	@missing=""; \
-	for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "==> installing Debian packages:$$missing"; \
@@ -49,8 +50,18 @@ deps:
 	    echo "       install them with: sudo apt-get install$$missing"; exit 1; \
 	  fi; \
 	fi
+endef
+
+# Everything the project needs: packages, cargo, cargo-nextest.
+deps:
+	$(call apt_install,$(DEB_PACKAGES))
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust with rustup (https://rustup.rs), then rerun"; exit 1; }
 	@$(CARGO) nextest --version >/dev/null 2>&1 || { echo "==> installing cargo-nextest (cargo install cargo-nextest --locked)"; $(CARGO) install -q cargo-nextest --locked; }
+
+# What `make demo` needs, and nothing more.
+demo-deps:
+	$(call apt_install,$(DEMO_PACKAGES))
+	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust with rustup (https://rustup.rs), then rerun"; exit 1; }
 
 # The Linux 6.12 tree from Debian's linux-source package, with its uapi headers.
 linux-source: deps $(KVMNG_LINUX_SRC)/.kvmng-headers
@@ -69,9 +80,25 @@ $(KVMNG_LINUX_SRC)/.kvmng-headers:
 build: deps
 	$(CARGO) build --workspace --release
 
-demo: deps
-	@$(CARGO) build -q --release -p kvmng-cli
-	@./target/release/kvmng demo
+# `make demo`: Debian's unmodified qemu-system-x86_64 boots our SMP guest
+# (compat-tests/qemu/smp.S, 2 vCPUs) through libkvmshim.so, then the
+# shim's census of the run and the committed A/B of syscall against ioctl
+# (docs/bench/*.json). It installs only what it needs: QEMU and the
+# assembler, not the kernel toolchain or linux-source.
+DEMO_PACKAGES := gcc binutils qemu-system-x86
+DEMO_GUEST := build/demo/smp.elf
+
+$(DEMO_GUEST): compat-tests/qemu/smp.S compat-tests/qemu/serial.inc
+	@mkdir -p $(@D)
+	@gcc -m32 -c -nostdinc -o $(@D)/smp.o $<
+	@ld -m elf_i386 -nostdlib -Ttext-segment=0x100000 -e _start --build-id=none -z noexecstack \
+	  -z noseparate-code -z max-page-size=0x1000 -o $@ $(@D)/smp.o
+
+demo: demo-deps
+	@$(MAKE) --no-print-directory $(DEMO_GUEST)
+	@echo "==> building kvmng and libkvmshim.so (release)"
+	@$(CARGO) build -q --release -p kvmng-cli -p kvmshim
+	@./target/release/kvmng demo --guest $(DEMO_GUEST) --results docs/bench
 
 fmt-check:
 	$(CARGO) fmt --all -- --check

@@ -17,6 +17,7 @@
 //! | [`report`] | the JSON result and its tables |
 //! | [`doc`] | docs/bench.md from the JSON results |
 //! | [`svg`] | the charts |
+//! | [`summary`] | the short A/B table of `make demo`, from the committed JSON |
 //! | [`locate`] | where libkvmshim.so is |
 //!
 //! See README.md for the benchmarks that live elsewhere and why.
@@ -36,5 +37,6 @@ pub mod ops;
 pub mod report;
 pub mod state;
 pub mod stats;
+pub mod summary;
 pub mod svg;
 pub mod worker;

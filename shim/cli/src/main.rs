@@ -20,9 +20,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run real guests (real mode and long mode) through the kvmng library
-    /// and print what they did and which backend carried it out.
-    Demo,
+    /// Run unmodified QEMU with a guest through libkvmshim.so, print the
+    /// census of what the shim translated and the committed A/B of
+    /// syscall against ioctl (`make demo`).
+    Demo(demo::DemoArgs),
     /// Describe this machine: kernel, /dev/kvm, kvmng syscalls, backend.
     Info,
     /// Run a program with libkvmshim.so preloaded: its KVM ioctls are
@@ -65,7 +66,7 @@ fn main() -> std::process::ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo => demo::run(),
+        Command::Demo(args) => demo::run(&args),
         Command::Info => info::run(),
         Command::Exec {
             mode,
