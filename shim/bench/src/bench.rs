@@ -610,8 +610,12 @@ fn write_outputs(args: &BenchArgs, report: &BenchReport) -> anyhow::Result<()> {
             .map(icount::VmBench::read)
             .transpose()?;
         let svg_link = args.svg_dir.as_deref().map(|d| link_from(path, d));
-        let text = doc::render_document(report, ab.as_ref(), svg_link.as_deref(), vm.as_ref());
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        // The page is written by people; only its marked blocks are
+        // generated (a missing page gets the blocks alone).
+        let page = std::fs::read_to_string(path).unwrap_or_default();
+        let blocks = doc::blocks(report, ab.as_ref(), svg_link.as_deref(), vm.as_ref());
+        std::fs::write(path, doc::fill(&page, &blocks))
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
