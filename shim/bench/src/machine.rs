@@ -73,17 +73,20 @@ pub enum Virt {
 }
 
 impl Virt {
-    /// From the `kvm*` modules in /sys/module.
-    pub fn from_modules(modules: &[&str]) -> Virt {
+    /// From the `kvm*` modules in /sys/module and the CPU flags. A kernel
+    /// with KVM built in lists both vendor modules; the CPU's `vmx` or
+    /// `svm` flag then says which one runs.
+    pub fn detect(modules: &[&str], cpu_flags: &str) -> Virt {
         let has = |m: &str| modules.contains(&m);
-        if has("kvm_pvm") {
-            Virt::Pvm
-        } else if has("kvm_intel") {
-            Virt::Vmx
-        } else if has("kvm_amd") {
-            Virt::Svm
-        } else {
-            Virt::Unknown
+        let flag = |f: &str| cpu_flags.split_whitespace().any(|x| x == f);
+        match (has("kvm_pvm"), has("kvm_intel"), has("kvm_amd")) {
+            (true, _, _) => Virt::Pvm,
+            (false, true, true) if flag("svm") => Virt::Svm,
+            (false, true, true) if flag("vmx") => Virt::Vmx,
+            (false, true, true) => Virt::Unknown,
+            (false, true, false) => Virt::Vmx,
+            (false, false, true) => Virt::Svm,
+            (false, false, false) => Virt::Unknown,
         }
     }
 
@@ -107,7 +110,7 @@ impl Virt {
 /// the report records (and [`Machine::virt`] reads back).
 pub fn kvm_flavour(modules: &[&str], cpu_flags: &str) -> String {
     let guest = cpu_flags.split_whitespace().any(|f| f == "hypervisor");
-    match Virt::from_modules(modules) {
+    match Virt::detect(modules, cpu_flags) {
         Virt::Pvm => format!(
             "PVM (kvm_pvm: software virtualization on page tables, no VMX/SVM{})",
             if guest {
@@ -211,5 +214,24 @@ impl Machine {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_flag_decides_when_both_vendor_modules_are_built_in() {
+        let both = ["kvm", "kvm_intel", "kvm_amd"];
+        assert_eq!(Virt::detect(&both, "fpu svm hypervisor"), Virt::Svm);
+        assert_eq!(Virt::detect(&both, "fpu vmx"), Virt::Vmx);
+        assert_eq!(Virt::detect(&both, "fpu"), Virt::Unknown);
+        assert_eq!(Virt::detect(&["kvm", "kvm_intel"], ""), Virt::Vmx);
+        assert_eq!(
+            Virt::detect(&["kvm", "kvm_pvm", "kvm_intel"], "vmx"),
+            Virt::Pvm
+        );
+        assert_eq!(kvm_flavour(&both, "svm"), "kvm_amd (hardware SVM)");
     }
 }
