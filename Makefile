@@ -16,11 +16,11 @@ DEB_PACKAGES := gcc binutils make xz-utils linux-source-$(LINUX_VERSION) rsync q
 # make kernel, make vm-test: the kernel build, the series checks, the VM.
 DEB_PACKAGES += flex bison bc libelf-dev libssl-dev cpio kmod patch perl git ccache busybox-static jq
 
-.PHONY: help deps linux-source build demo check test fmt-check clippy unit-tests clean
+.PHONY: help deps demo-deps linux-source build demo check test fmt-check clippy unit-tests clean
 
 help:
 	@echo "kvmng: KVM driven by system calls"
-	@echo "  make demo    run a real guest through the kvmng library and say which backend did it"
+	@echo "  make demo    unmodified QEMU running a guest through libkvmshim.so, its census, the A/B of syscall vs ioctl"
 	@echo "  make test    every test: fmt, clippy, Rust tests on /dev/kvm, conformance, fuzz, stress and SMP smokes,"
 	@echo "               selftests and QEMU through the shim, the kernel series built and booted (KVMNG_TEST_KERNEL=0 skips it)"
 	@echo "  make check   the quick subset of make test (no dependency installation)"
@@ -36,10 +36,11 @@ help:
 	@echo "               natively, through the shim and in passthrough: same summary, wall times in target/smp-smoke"
 	@echo "  make vm-fuzz  the kernel's kvmng syscalls against the emulation, 1M executions in the TCG guest"
 
-# Installs missing Debian packages (as root), or names them and stops.
-deps:
+# Installs the Debian packages $(1) that are missing (as root), or names
+# them and stops.
+define apt_install
 	@missing=""; \
-	for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "==> installing Debian packages:$$missing"; \
@@ -49,8 +50,18 @@ deps:
 	    echo "       install them with: sudo apt-get install$$missing"; exit 1; \
 	  fi; \
 	fi
+endef
+
+# Everything the project needs: packages, cargo, cargo-nextest.
+deps:
+	$(call apt_install,$(DEB_PACKAGES))
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust with rustup (https://rustup.rs), then rerun"; exit 1; }
 	@$(CARGO) nextest --version >/dev/null 2>&1 || { echo "==> installing cargo-nextest (cargo install cargo-nextest --locked)"; $(CARGO) install -q cargo-nextest --locked; }
+
+# What `make demo` needs, and nothing more.
+demo-deps:
+	$(call apt_install,$(DEMO_PACKAGES))
+	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust with rustup (https://rustup.rs), then rerun"; exit 1; }
 
 # The Linux 6.12 tree from Debian's linux-source package, with its uapi headers.
 linux-source: deps $(KVMNG_LINUX_SRC)/.kvmng-headers
@@ -69,9 +80,25 @@ $(KVMNG_LINUX_SRC)/.kvmng-headers:
 build: deps
 	$(CARGO) build --workspace --release
 
-demo: deps
-	@$(CARGO) build -q --release -p kvmng-cli
-	@./target/release/kvmng demo
+# `make demo`: Debian's unmodified qemu-system-x86_64 boots our SMP guest
+# (compat-tests/qemu/smp.S, 2 vCPUs) through libkvmshim.so, then the
+# shim's census of the run and the committed A/B of syscall against ioctl
+# (docs/bench/*.json). It installs only what it needs: QEMU and the
+# assembler, not the kernel toolchain or linux-source.
+DEMO_PACKAGES := gcc binutils qemu-system-x86
+DEMO_GUEST := build/demo/smp.elf
+
+$(DEMO_GUEST): compat-tests/qemu/smp.S compat-tests/qemu/serial.inc
+	@mkdir -p $(@D)
+	@gcc -m32 -c -nostdinc -o $(@D)/smp.o $<
+	@ld -m elf_i386 -nostdlib -Ttext-segment=0x100000 -e _start --build-id=none -z noexecstack \
+	  -z noseparate-code -z max-page-size=0x1000 -o $@ $(@D)/smp.o
+
+demo: demo-deps
+	@$(MAKE) --no-print-directory $(DEMO_GUEST)
+	@echo "==> building kvmng and libkvmshim.so (release)"
+	@$(CARGO) build -q --release -p kvmng-cli -p kvmshim
+	@./target/release/kvmng demo --guest $(DEMO_GUEST) --results docs/bench
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -129,7 +156,7 @@ test: deps linux-source
 clean:
 	$(CARGO) clean
 
-# ---- The C conformance suite, and install (issue 4: trap and emulate) ----
+# ---- The C conformance suite of the syscalls, and install ----
 # `make conformance` builds build/conformance/conformance from
 # compat-tests/conformance/*.c against the uapi header; `make
 # conformance-test` runs it with libkvmshim.so preloaded (on a stock kernel
@@ -144,7 +171,7 @@ CONF_CFLAGS := -O2 -g -Wall -Wextra -std=gnu11 -Ikernel-patch/include/uapi -I$(C
 CONF_SRCS := $(wildcard $(CONF_DIR)/*.c)
 CONF_HDRS := $(wildcard $(CONF_DIR)/*.h) kernel-patch/include/uapi/linux/kvmng.h
 
-.PHONY: conformance conformance-test conformance-bench install trapbench
+.PHONY: conformance conformance-test install
 
 conformance: $(CONF_OUT)/conformance
 
@@ -180,11 +207,6 @@ spec-outsider-test: $(SPEC_OUTSIDER)
 	$(CARGO) build -q --release -p kvmshim
 	LD_PRELOAD=$(CURDIR)/target/release/libkvmshim.so $(SPEC_OUTSIDER)
 
-# The trap's cost per call against the ioctl (a measurement, not a test).
-conformance-bench: conformance
-	$(CARGO) build -q --release -p kvmshim
-	LD_PRELOAD=$(CURDIR)/target/release/libkvmshim.so $(CONF_OUT)/conformance --bench
-
 PREFIX ?= /usr/local
 DESTDIR ?=
 KVMNG_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
@@ -207,8 +229,9 @@ install:
 # on pc, q35 and microvm, and libkrun booting the SMP guest on 2 vCPUs,
 # natively and under the shim; fails when the shim changes an outcome or an
 # output, and writes its report to target/kvmng-compat/compat.md. About 8-12
-# minutes here. `make compat-doc`: the same, writing the report's sections
-# into docs/compat.md (the committed results).
+# minutes here. `make compat-doc`: the same, then the result line and
+# tables of each section (not the run's log) into docs/compat.md, the
+# committed results (`kvmng-compat brief`).
 # `make compat-full`: every x86_64 selftest (hardware_disable_test and
 # rseq_test add several minutes per mode). See docs/compat.md.
 COMPAT := target/release/kvmng-compat
@@ -253,7 +276,8 @@ compat: compat-build
 	exit $$rc
 
 compat-doc:
-	@$(MAKE) --no-print-directory compat COMPAT_REPORT=docs/compat.md
+	@rc=0; $(MAKE) --no-print-directory compat || rc=$$?; \
+	$(COMPAT) brief --from $(COMPAT_REPORT) --into docs/compat.md || exit 1; exit $$rc
 
 compat-full: compat-build
 	@mkdir -p target/kvmng-compat; rc=0; \
@@ -263,12 +287,7 @@ compat-full: compat-build
 	  --json target/kvmng-compat/qemu.json || rc=1; \
 	exit $$rc
 
-# The trap against the library and the ioctl, in one run (compat-tests/trapbench).
-trapbench:
-	$(CARGO) build -q --release -p kvmshim -p trapbench
-	LD_PRELOAD=$(CURDIR)/target/release/libkvmshim.so target/release/trapbench
-
-# ---- Benchmarks (issue 7): `make bench` regenerates docs/bench.md ----
+# ---- Measurement (shim/bench, kvmng-bench): `make bench` regenerates docs/bench.md ----
 # `kvmng ab` runs one KVM selftest alternately without and with translation
 # (the shim's passthrough and auto modes; passthrough and syscall on a
 # kvmng kernel); `kvmng bench` measures every operation through every path
@@ -322,7 +341,7 @@ bench-doc:
 	  $$([ -f docs/bench/vm-bench.json ] && echo --vm-bench-json docs/bench/vm-bench.json) > /dev/null
 	@echo "==> docs/bench.md written from docs/bench/{bench,ab,vm-bench}.json"
 
-# ---- The kernel and the tests inside it (issue 5) ----
+# ---- The kernel series: build, and the tests inside the booted kernels ----
 # `make kernel`: checks the series (each patch applies in order with git am
 # and patch -p1; checkpatch.pl --strict clean), then builds Debian's
 # linux-source-6.12 + the series in two variants, y (KVM built in) and m
@@ -352,7 +371,7 @@ vm-test: kernel vm-test-build krun
 vm-test-full: kernel vm-test-build krun
 	@kernel-patch/vm-test/vm-test.sh --full $(KERNEL_VARIANTS)
 
-# ---- Robustness (issue 8): fuzzing, stress, soak. See docs/reliability.md ----
+# ---- Robustness: fuzzing, stress, soak. See docs/reliability.md ----
 # `make fuzz`: kvmng-fuzz drives /dev/kvm, VM and vCPU fds with the mapping
 # table's requests and random ones, with integers, buffers, buffers running
 # into an unmapped page and bad pointers, through libkvmshim.so's
@@ -422,7 +441,7 @@ vm-stress: deps linux-source $(STRESS) conformance
 	@kernel-patch/scripts/kernel.sh debug m
 	@kernel-patch/vm-test/stress.sh
 
-# ---- SMP VMM behaviour through the shim (issue 13, item 5) ----
+# ---- An SMP VMM in miniature through the shim ----
 # `make smp-smoke` (< 60 s): kvmng-smp, an SMP VMM in miniature through
 # plain ioctl(): an in-kernel irqchip, 2 and 4 vCPU threads masked as QEMU
 # masks them (pthread_sigmask + immediate_exit, or KVM_SET_SIGNAL_MASK),

@@ -2,7 +2,7 @@
 /*
  * The conformance suite's runner: see harness.h.
  *
- *   conformance [--list] [--bench] [NAME...]
+ *   conformance [--list] [NAME...]
  *
  * With names, only the cases whose names contain one of them run.
  * Exit status: 0 when nothing failed, 1 otherwise.
@@ -18,7 +18,6 @@
 
 extern const struct test_case __start_kvmng_tests[], __stop_kvmng_tests[];
 
-int bench_main(int argc, char **argv);
 
 struct counters {
 	int passed, failed, skipped, points;
@@ -149,8 +148,6 @@ int main(int argc, char **argv)
 	int have_kvm, present, list = 0;
 
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--bench"))
-			return bench_main(argc, argv);
 		if (!strcmp(argv[i], "--list"))
 			list = 1;
 	}

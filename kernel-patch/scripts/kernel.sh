@@ -50,6 +50,10 @@
 # KVMNG_CCACHE_DIR (another ccache, e.g. to time a cold build),
 # KVMNG_KERNEL_FORCE=1 (rebuild even when cached).
 set -euo pipefail
+# Called as `make -s kernel` (make test does), the -s would reach Kbuild
+# through MAKEFLAGS and silence its "  CC" lines: no progress for the whole
+# build, and 0 objects counted. The builds here take their own -j.
+unset MAKEFLAGS MFLAGS MAKELEVEL GNUMAKEFLAGS
 
 here=$(cd "$(dirname "$0")" && pwd)
 kp=$(dirname "$here")
@@ -210,6 +214,7 @@ default_objects() {
 	case $1 in
 	y) echo 2107 ;;
 	m) echo 2133 ;;
+	*) echo 0 ;;
 	esac
 }
 
@@ -227,7 +232,9 @@ build_variant() {
 	mkdir -p "$cache/kbuild" "$cache/kernels"
 	echo "==> kernel $v: building $(basename "$out") (log: $log)"
 	rm -f "$log"
-	total=$(cat "$log.objects" 2>/dev/null || default_objects "$v")
+	total=$(cat "$log.objects" 2>/dev/null || true)
+	# A previous count of 0 came from a silenced build: no total to trust.
+	[ "${total:-0}" -gt 0 ] 2>/dev/null || total=$(default_objects "$v")
 	rm -rf "$tree" "$out.tmp"
 	cp -a "$src" "$tree"
 	rm -f "$tree/.kvmng-headers"

@@ -113,8 +113,13 @@ fi
 	--src "$Y/selftests-src" --build-dir "$Y/selftests" "${sel[@]}" \
 	--notes "$S/notes.list" --shim "$S/libkvmshim.so" --timeout "$st_timeout" \
 	--work-dir "$R/selftests" --json "$R/selftests.json" \
-	--report "$R/selftests.md" --section "vm-test selftests" > "$R/selftests.log" 2>&1
-rc=$?
+	--report "$R/selftests.md" --section "vm-test selftests" 2>&1 |
+	tee "$R/selftests.log" |
+	# Progress on the console: every tenth test and the last ("[n/total] ..."
+	# lines of kvmng-compat off a terminal).
+	awk -F'[][/]' '/^\[[0-9]+\/[0-9]+\] / && ($2 % 10 == 0 || $2 == $3) {
+		print "VMTEST: ... selftests " $2 "/" $3; fflush() }'
+rc=${PIPESTATUS[0]}
 if [ -s "$R/selftests.json" ]; then
 	d=$(jq -r '
 		def cnt(m): [.tests[] | .runs[m].outcome.kind] | group_by(.) | map("\(length) \(.[0])") | join(" ");

@@ -192,6 +192,44 @@ pub fn replace_section(doc: &str, name: &str, body: &str) -> String {
     format!("{out}{begin}\n{body}\n{end}\n")
 }
 
+/// The marked results sections of a report.
+pub const RESULT_SECTIONS: [&str; 2] = ["kvmng-compat selftests", "kvmng-compat qemu"];
+
+/// The text between `<!-- BEGIN name -->` and `<!-- END name -->`.
+pub fn section<'a>(doc: &'a str, name: &str) -> Option<&'a str> {
+    let begin = format!("<!-- BEGIN {name} -->");
+    let end = format!("<!-- END {name} -->");
+    let b = doc.find(&begin)? + begin.len();
+    let e = doc[b..].find(&end)? + b;
+    Some(doc[b..e].trim_matches('\n'))
+}
+
+/// The summary of a results section for the committed page: its lines up
+/// to the end of its tables (the run line, the result, the tables), not
+/// what follows them (per-test lists, skip reasons, outputs, the census),
+/// then a pointer to `full`, where the rest is.
+pub fn brief(body: &str, full: &str) -> String {
+    let mut out = String::new();
+    let mut seen_table = false;
+    let mut cut = false;
+    for line in body.lines() {
+        let is_table = line.starts_with('|');
+        let log = line.starts_with("### ") || line.starts_with("- ") || line.starts_with("```");
+        cut |= seen_table && log;
+        seen_table |= is_table;
+        // After the cut only the problems stay (a failed run lists them).
+        if !cut || line.trim_start().starts_with("- PROBLEM") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let out = out.trim_end_matches('\n');
+    format!(
+        "{out}\n\nThe rest of this run's report (per-test outcomes, skip reasons, outputs, \
+         the shim's census) is in `{full}`, written by `make compat`.\n"
+    )
+}
+
 /// Writes `body` into the named section of the Markdown file at `path`.
 pub fn update_doc(path: &Path, name: &str, body: &str) -> Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
@@ -235,6 +273,21 @@ mod tests {
         assert!(env.contains(&("LD_PRELOAD".into(), "/lib/libkvmshim.so".into())));
         assert!(env.contains(&("KVMNG_STATS".into(), "/w/s.jsonl".into())));
         assert!(Mode::Auto.env(None, Path::new("s"), None).is_err());
+    }
+
+    #[test]
+    fn a_brief_keeps_the_tables_and_drops_the_log() {
+        let body = "Run of X.\n\n**Result: ok.**\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n\
+                    ### Per test\n\n| t | r |\n- detail\n  - PROBLEM (q): differs\n";
+        let doc = replace_section("# Page\n", "s", body);
+        let b = brief(section(&doc, "s").unwrap(), "target/r.md");
+        assert!(
+            b.starts_with("Run of X.\n\n**Result: ok.**\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n")
+        );
+        assert!(!b.contains("Per test") && !b.contains("detail"), "{b}");
+        assert!(b.contains("`target/r.md`"), "{b}");
+        assert!(b.contains("  - PROBLEM (q): differs"), "{b}");
+        assert_eq!(section("no markers", "s"), None);
     }
 
     #[test]

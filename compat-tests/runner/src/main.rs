@@ -35,6 +35,18 @@ enum Cmd {
     /// Run Debian's qemu-system-x86_64 -accel kvm on SeaBIOS and on our own
     /// guest, natively and under the shim, and compare output and exit status.
     Qemu(QemuArgs),
+    /// Copy the summary of each results section of a full report (`make
+    /// compat` writes one to target/kvmng-compat/compat.md) into a
+    /// committed page (docs/compat.md): its result line and tables, not
+    /// the run's log.
+    Brief {
+        /// The full report.
+        #[arg(long)]
+        from: PathBuf,
+        /// The page whose marked sections are replaced.
+        #[arg(long)]
+        into: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -144,6 +156,7 @@ fn main() -> ExitCode {
     let res = match cli.cmd {
         Cmd::Selftests(a) => cmd_selftests(a),
         Cmd::Qemu(a) => cmd_qemu(a),
+        Cmd::Brief { from, into } => cmd_brief(&from, &into),
     };
     match res {
         Ok(true) => ExitCode::SUCCESS,
@@ -153,6 +166,27 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn cmd_brief(from: &Path, into: &Path) -> Result<bool> {
+    let full =
+        std::fs::read_to_string(from).with_context(|| format!("cannot read {}", from.display()))?;
+    let mut found = false;
+    for name in kvmng_compat::RESULT_SECTIONS {
+        if let Some(body) = kvmng_compat::section(&full, name) {
+            update_doc(
+                into,
+                name,
+                &kvmng_compat::brief(body, &from.display().to_string()),
+            )?;
+            found = true;
+        }
+    }
+    if !found {
+        bail!("{} has no results section", from.display());
+    }
+    eprintln!("report: {}", into.display());
+    Ok(true)
 }
 
 fn cache_dir() -> PathBuf {

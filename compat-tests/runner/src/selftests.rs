@@ -247,7 +247,13 @@ pub fn run_suite(
                     Ok(tr) => {
                         let line = progress_line(&tr);
                         if progress.is_hidden() {
-                            eprintln!("{line}");
+                            // No bar off a terminal (make test | tee, a VM's
+                            // log): a counter on every line instead.
+                            eprintln!(
+                                "[{}/{}] {line}",
+                                progress.position() + 1,
+                                progress.length().unwrap_or(0)
+                            );
                         } else {
                             progress.println(line);
                         }

@@ -276,3 +276,39 @@ mod tests {
         assert_eq!(parse(LINE).strict().unwrap().len(), 1);
     }
 }
+
+/// The census of a file: processes and per-command figures, summed over
+/// processes (`kvmng stats`, `kvmng bench`'s check run).
+#[derive(Debug, Default)]
+pub struct Census {
+    /// (pid, exe, mode, backend) of each line.
+    pub processes: Vec<(u64, String, String, String)>,
+    /// Figures by command name.
+    pub commands: BTreeMap<String, CommandStats>,
+    /// (pid, thread) of every thread that ran a vCPU.
+    pub vcpu_threads: Vec<(u64, ThreadStats)>,
+}
+
+impl Census {
+    /// Reads census lines (any line that is not one is an error).
+    pub fn read(text: &str) -> Result<Census, Error> {
+        let mut census = Census::default();
+        for p in parse(text).strict()? {
+            for c in &p.commands {
+                census
+                    .commands
+                    .entry(c.name.clone())
+                    .or_insert_with(|| CommandStats {
+                        name: c.name.clone(),
+                        ..CommandStats::default()
+                    })
+                    .add(c);
+            }
+            for t in p.threads.iter().filter(|t| t.is_vcpu_thread()) {
+                census.vcpu_threads.push((p.pid, t.clone()));
+            }
+            census.processes.push((p.pid, p.exe, p.mode, p.backend));
+        }
+        Ok(census)
+    }
+}

@@ -1,13 +1,12 @@
 //! `kvmng`: the command-line face of kvmng.
 
-mod ab;
-mod bench;
 mod demo;
 mod exec;
 mod info;
 mod stats;
 
 use clap::{Parser, Subcommand};
+use kvmng_bench::{ab, bench};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -21,9 +20,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run real guests (real mode and long mode) through the kvmng library
-    /// and print what they did and which backend carried it out.
-    Demo,
+    /// Run unmodified QEMU with a guest through libkvmshim.so, print the
+    /// census of what the shim translated and the committed A/B of
+    /// syscall against ioctl (`make demo`).
+    Demo(demo::DemoArgs),
     /// Describe this machine: kernel, /dev/kvm, kvmng syscalls, backend.
     Info,
     /// Run a program with libkvmshim.so preloaded: its KVM ioctls are
@@ -62,11 +62,11 @@ enum Command {
 fn main() -> std::process::ExitCode {
     // `kvmng bench` re-executes this program as the worker of one path.
     if let Some(path) = std::env::var_os(bench::WORKER_ENV) {
-        return bench::worker::main(&path.to_string_lossy());
+        return kvmng_bench::worker::main(&path.to_string_lossy());
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Demo => demo::run(),
+        Command::Demo(args) => demo::run(&args),
         Command::Info => info::run(),
         Command::Exec {
             mode,

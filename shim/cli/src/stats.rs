@@ -3,47 +3,17 @@
 //! command with totals, and the fallback reasons.
 
 use anyhow::{bail, Context};
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
 /// One command's figures, summed over processes.
 pub type Figures = kvmng_census::CommandStats;
-
-/// The census of a file: processes and per-command figures.
-#[derive(Debug, Default)]
-pub struct Census {
-    /// (pid, exe, mode, backend) of each line.
-    pub processes: Vec<(u64, String, String, String)>,
-    /// Figures by command name.
-    pub commands: BTreeMap<String, Figures>,
-    /// (pid, thread) of every thread that ran a vCPU.
-    pub vcpu_threads: Vec<(u64, kvmng_census::ThreadStats)>,
-}
+/// The census of a file, summed per command.
+pub use kvmng_census::Census;
 
 /// Reads census lines (any line that is not one is an error).
 pub fn read(text: &str) -> anyhow::Result<Census> {
-    let mut census = Census::default();
-    let processes = kvmng_census::parse(text)
-        .strict()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    for p in processes {
-        for c in &p.commands {
-            census
-                .commands
-                .entry(c.name.clone())
-                .or_insert_with(|| Figures {
-                    name: c.name.clone(),
-                    ..Figures::default()
-                })
-                .add(c);
-        }
-        for t in p.threads.iter().filter(|t| t.is_vcpu_thread()) {
-            census.vcpu_threads.push((p.pid, t.clone()));
-        }
-        census.processes.push((p.pid, p.exe, p.mode, p.backend));
-    }
-    Ok(census)
+    Census::read(text).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 fn ms(ns: u64) -> String {

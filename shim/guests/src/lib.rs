@@ -26,8 +26,6 @@
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "boot")]
-pub mod bench;
-#[cfg(feature = "boot")]
 pub mod boot;
 
 /// Guest physical address where a guest's first byte is loaded; execution

@@ -2,14 +2,14 @@
 //! by a device thread over an AF_UNIX SOCK_SEQPACKET socket, without an
 //! exit to the caller of kvmng_run; several vCPUs on one socket; posted
 //! writes; the failure semantics (EPIPE, EBADMSG, EINTR and the retry);
-//! every errno of the registration; the dispatch benchmark.
+//! every errno of the registration (the dispatch benchmark is in
+//! shim/bench/tests/kvm_dispatch.rs).
 
 mod support;
 
 use kvmng::ioregion::{self, IoRegion, RegisterFile, Request};
 use kvmng::{BoundVcpu, Errno, VcpuExit};
 use kvmng_abi::*;
-use kvmng_guests::bench::{self, Way};
 use kvmng_guests::boot::GuestVm;
 use kvmng_guests::*;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -1004,32 +1004,6 @@ fn registration_checks_every_argument_in_order() {
     // Unbinding the VM dropped its regions.
     let _vm = env.kvm.create_vm().unwrap();
     assert_eq!(raw(&env, ADD, &good, 0), Ok(0));
-}
-
-#[test]
-fn the_dispatch_benchmark_runs() {
-    let Some(env) = support::env("the_dispatch_benchmark_runs") else {
-        return;
-    };
-    // KVMNG_IOREGION_BENCH="accesses,batches" for real figures (release).
-    let (accesses, batches) = std::env::var("KVMNG_IOREGION_BENCH")
-        .ok()
-        .and_then(|v| {
-            let (a, b) = v.split_once(',')?;
-            Some((a.parse().ok()?, b.parse().ok()?))
-        })
-        .unwrap_or((200u64, 5usize));
-    let result = bench::ioregion_dispatch(&env.kvm, accesses, batches).unwrap();
-    eprintln!("{result}");
-    assert_eq!(result.series.len(), 4);
-    for s in &result.series {
-        assert_eq!(s.ns_per_access.len(), batches);
-        assert!(s.median() > 0.0 && s.median().is_finite(), "{s:?}");
-    }
-    assert!(
-        result.of(Way::Ioeventfd).median() < result.of(Way::MmioExit).median(),
-        "an ioeventfd write costs no exit"
-    );
 }
 
 #[test]

@@ -13,8 +13,8 @@
 //! Each comparison is the ratio of the medians B/A with a bootstrap 95%
 //! interval over the (paired) runs.
 
-use crate::bench::report::{fmt_ratio, Machine};
-use crate::bench::stats::{self, Bootstrap, Estimate, Summary};
+use crate::report::{fmt_ratio, Machine};
+use crate::stats::{self, Bootstrap, Estimate, Summary};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
@@ -434,7 +434,7 @@ pub fn compare(runs: &[Run], modes: [Mode; 2], bootstrap: &Bootstrap) -> Vec<Com
 /// written with their own unit).
 fn fmt_value(v: f64, unit: &str) -> String {
     if unit == "s" {
-        crate::bench::report::fmt_ns(v * 1e9)
+        crate::report::fmt_ns(v * 1e9)
     } else if v.abs() >= 100.0 {
         format!("{v:.0}")
     } else {
@@ -511,7 +511,7 @@ pub fn this_command_line() -> String {
 
 /// `kvmng ab`.
 pub fn run(args: &AbArgs) -> anyhow::Result<()> {
-    let load_at_start = crate::bench::report::loadavg();
+    let load_at_start = crate::report::loadavg();
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -527,7 +527,7 @@ pub fn run(args: &AbArgs) -> anyhow::Result<()> {
         );
     }
     let shim = if modes.iter().any(|m| m.shim_mode().is_some()) {
-        Some(crate::exec::shim_library()?)
+        Some(crate::locate::shim_library()?)
     } else {
         None
     };
@@ -605,7 +605,7 @@ pub fn run(args: &AbArgs) -> anyhow::Result<()> {
             .collect(),
         modes,
         runs: args.runs,
-        date: crate::bench::report::utc_now(),
+        date: crate::report::utc_now(),
         machine: {
             let mut m = Machine::detect();
             m.load.end = std::mem::replace(&mut m.load.start, load_at_start);
@@ -777,7 +777,7 @@ Random seed: 12345
             modes,
             runs: 2,
             date: "2026-01-01 00:00 UTC".into(),
-            machine: crate::bench::report::Machine {
+            machine: crate::report::Machine {
                 cpu_model: "x".into(),
                 cpus: 2,
                 cpu_mhz: 0.0,
@@ -785,7 +785,7 @@ Random seed: 12345
                 kernel: "6.18".into(),
                 kvm: "PVM".into(),
                 kvmng_syscalls: false,
-                load: crate::bench::report::Load::default(),
+                load: crate::report::Load::default(),
             },
             bootstrap: Bootstrap::default(),
             comparisons: c,

@@ -1,5 +1,5 @@
 //! `mmio-delivery`: MMIO accesses delivered four ways, measured with the
-//! harness of the ioregion work (`kvmng_guests::bench::ioregion_dispatch`):
+//! harness of the ioregion work (`crate::dispatch::ioregion_dispatch`):
 //! an exit to userspace (`KVM_EXIT_MMIO` handled by the vCPU thread),
 //! `KVM_IOEVENTFD` (handled in the kernel, no exit), a posted write over a
 //! `kvmng_ioregion` socket, and a synchronous read over it. Unlike the
@@ -9,10 +9,10 @@
 //! kernel on a kvmng kernel). The harness runs once per round in a worker
 //! of its own, so that the rounds interleave with time like the rest.
 
-use super::ops::PathKind;
-use super::report::{fmt_ns, fmt_ratio};
-use super::stats::{self, Bootstrap, Estimate, Summary};
-use super::worker::{Request, Worker};
+use crate::ops::PathKind;
+use crate::report::{fmt_ns, fmt_ratio};
+use crate::stats::{self, Bootstrap, Estimate, Summary};
+use crate::worker::{Request, Worker};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -16,10 +16,10 @@
 //! (the exit still happens inside `kvmng_run`, but returns to no caller);
 //! on a kvmng kernel through the kernel.
 
-use crate::boot::GuestVm;
-use crate::{by_name, long_mode, DONE_PORT, LOAD_ADDR, MMIO_LONG};
 use kvmng::ioregion::{self, IoRegion};
 use kvmng::{BoundVcpu, Kvmng, VcpuExit};
+use kvmng_guests::boot::GuestVm;
+use kvmng_guests::{by_name, long_mode, DONE_PORT, LOAD_ADDR, MMIO_LONG};
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd};
 use std::time::Instant;

@@ -5,13 +5,13 @@
 //! the worker answers one JSON line, prefixed with [`REPLY_TAG`], on its
 //! stdout.
 
-use super::driver::{Api, Fixture};
-use super::ops::{Op, PathKind};
+use crate::calls::Api;
+use crate::fixture::Fixture;
+use crate::ops::{Op, PathKind};
 use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
@@ -73,7 +73,7 @@ pub enum Request {
     },
     /// Release the fixture.
     Teardown,
-    /// The MMIO delivery harness (`kvmng_guests::bench::ioregion_dispatch`,
+    /// The MMIO delivery harness (`crate::dispatch::ioregion_dispatch`,
     /// the ioregion work's four ways) once: `batches` batches of
     /// `accesses` accesses per way, on a VM of its own.
     Dispatch {
@@ -115,8 +115,7 @@ pub type NamedSeries = Vec<(String, Vec<f64>)>;
 /// backend the kernel calls for: ns per access of each way, per batch.
 fn dispatch(accesses: u64, batches: usize) -> Result<Dispatched, String> {
     let kvm = kvmng::Kvmng::open().map_err(|e| e.to_string())?;
-    let d =
-        kvmng_guests::bench::ioregion_dispatch_with(&kvm, accesses, batches, super::clock::now)?;
+    let d = crate::dispatch::ioregion_dispatch_with(&kvm, accesses, batches, crate::clock::now)?;
     Ok(Dispatched {
         backend: d.backend.to_string(),
         series: d
@@ -159,7 +158,7 @@ pub fn main(path: &str) -> ExitCode {
         eprintln!("kvmng bench worker: unknown path {path:?}");
         return ExitCode::from(2);
     };
-    super::clock::use_tsc(std::env::var(super::clock::CLOCK_ENV).as_deref() == Ok("tsc"));
+    crate::clock::use_tsc(std::env::var(crate::clock::CLOCK_ENV).as_deref() == Ok("tsc"));
     if let Some(cpu) = std::env::var(CPU_ENV)
         .ok()
         .and_then(|c| c.parse::<usize>().ok())
@@ -169,18 +168,13 @@ pub fn main(path: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let kvm = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
+    let kvm = match kvm_ioctls::Kvm::new() {
         Ok(f) => f,
         Err(e) => {
             eprintln!("kvmng bench worker: /dev/kvm: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let kvm_fd = kvm.as_raw_fd();
     let api = Api::of(path);
     let mut fixture: Option<Fixture> = None;
     let stdin = std::io::stdin();
@@ -205,9 +199,9 @@ pub fn main(path: &str) -> ExitCode {
                 if let Some(f) = fixture.take() {
                     f.destroy(&api);
                 }
-                Fixture::new(op, &api, kvm_fd).and_then(|(mut f, info)| {
+                Fixture::new(op, &api, &kvm).and_then(|(mut f, info)| {
                     reply.info = Some(info).filter(|i| !i.is_empty());
-                    let warmed = (0..warmup).try_for_each(|_| f.sample(&api, kvm_fd).map(|_| ()));
+                    let warmed = (0..warmup).try_for_each(|_| f.sample(&api, &kvm).map(|_| ()));
                     match warmed {
                         Ok(()) => {
                             fixture = Some(f);
@@ -224,11 +218,11 @@ pub fn main(path: &str) -> ExitCode {
                 None => Err("no fixture: send setup first".into()),
                 Some(f) => (|| {
                     for _ in 0..warmup {
-                        f.sample(&api, kvm_fd)?;
+                        f.sample(&api, &kvm)?;
                     }
                     reply.samples.reserve(iters);
                     for _ in 0..iters {
-                        reply.samples.push(f.sample(&api, kvm_fd)?);
+                        reply.samples.push(f.sample(&api, &kvm)?);
                     }
                     Ok(())
                 })(),
@@ -310,10 +304,10 @@ impl Worker {
             cmd.env_remove(var);
         }
         cmd.env(WORKER_ENV, path.name()).env_remove(CPU_ENV);
-        if super::clock::is_tsc() {
-            cmd.env(super::clock::CLOCK_ENV, "tsc");
+        if crate::clock::is_tsc() {
+            cmd.env(crate::clock::CLOCK_ENV, "tsc");
         } else {
-            cmd.env_remove(super::clock::CLOCK_ENV);
+            cmd.env_remove(crate::clock::CLOCK_ENV);
         }
         if let Some(cpu) = cpu {
             cmd.env(CPU_ENV, cpu.to_string());

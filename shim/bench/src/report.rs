@@ -1,165 +1,12 @@
-//! The results of `kvmng bench`: the JSON document (for machines), the
-//! markdown document (for people: docs/bench.md), and the machine they
-//! were measured on.
+//! The results of `kvmng bench`: the JSON document and its tables (the
+//! machine they were measured on is in [`crate::machine`]).
 
-use super::ops::{Op, PathKind};
-use super::stats::{Bootstrap, Estimate, Summary};
+use crate::ops::{Op, PathKind};
+use crate::stats::{Bootstrap, Estimate, Summary};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
-/// The machine a run was made on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Machine {
-    /// `model name` of /proc/cpuinfo.
-    pub cpu_model: String,
-    /// Online logical CPUs.
-    pub cpus: usize,
-    /// `cpu MHz` of the first CPU in /proc/cpuinfo (0 if absent).
-    pub cpu_mhz: f64,
-    /// MemTotal, GiB.
-    pub memory_gib: f64,
-    /// `uname -r`.
-    pub kernel: String,
-    /// Which KVM: hardware (VMX/SVM) or the software PVM, from the loaded
-    /// modules.
-    pub kvm: String,
-    /// The kernel implements the kvmng syscalls.
-    pub kvmng_syscalls: bool,
-    /// The load average (/proc/loadavg) when the run started and ended.
-    #[serde(default)]
-    pub load: Load,
-}
-
-/// /proc/loadavg's 1, 5 and 15 minute averages at the start and the end
-/// of a run: how busy the shared machine was.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Load {
-    /// At the start.
-    pub start: String,
-    /// At the end.
-    pub end: String,
-}
-
-/// The 1, 5 and 15 minute load averages, as /proc/loadavg has them.
-pub fn loadavg() -> String {
-    read("/proc/loadavg")
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-fn cpuinfo_field(cpuinfo: &str, key: &str) -> Option<String> {
-    cpuinfo.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        (k.trim() == key).then(|| v.trim().to_string())
-    })
-}
-
-/// The KVM flavour, from /sys/module and the CPU flags.
-pub fn kvm_flavour(modules: &[&str], cpu_flags: &str) -> String {
-    let has = |m: &str| modules.contains(&m);
-    let flags: Vec<&str> = cpu_flags.split_whitespace().collect();
-    if has("kvm_pvm") {
-        format!(
-            "PVM (kvm_pvm: software virtualization on page tables, no VMX/SVM{})",
-            if flags.contains(&"hypervisor") {
-                "; this machine is itself a guest"
-            } else {
-                ""
-            }
-        )
-    } else if has("kvm_intel") {
-        "kvm_intel (hardware VMX)".into()
-    } else if has("kvm_amd") {
-        "kvm_amd (hardware SVM)".into()
-    } else if has("kvm") {
-        "kvm (vendor module not identified)".into()
-    } else {
-        "no KVM module found in /sys/module".into()
-    }
-}
-
-impl Machine {
-    /// Reads /proc and /sys of this machine.
-    pub fn detect() -> Machine {
-        let cpuinfo = read("/proc/cpuinfo");
-        let meminfo = read("/proc/meminfo");
-        let mem_kib: f64 = meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0.0);
-        let modules: Vec<String> = std::fs::read_dir("/sys/module")
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.starts_with("kvm"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let module_refs: Vec<&str> = modules.iter().map(String::as_str).collect();
-        Machine {
-            cpu_model: cpuinfo_field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".into()),
-            cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
-            cpu_mhz: cpuinfo_field(&cpuinfo, "cpu MHz")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0),
-            memory_gib: mem_kib / (1024.0 * 1024.0),
-            kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
-            kvm: kvm_flavour(
-                &module_refs,
-                &cpuinfo_field(&cpuinfo, "flags").unwrap_or_default(),
-            ),
-            kvmng_syscalls: kvmng::select::kernel_has_kvmng(),
-            load: Load {
-                start: loadavg(),
-                end: String::new(),
-            },
-        }
-    }
-
-    /// The machine as a markdown table.
-    pub fn markdown(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(s, "| | |\n|---|---|");
-        let _ = writeln!(s, "| CPU | {} |", self.cpu_model);
-        let _ = writeln!(s, "| logical CPUs | {} |", self.cpus);
-        if self.cpu_mhz > 0.0 {
-            let _ = writeln!(s, "| CPU clock (/proc/cpuinfo) | {:.0} MHz |", self.cpu_mhz);
-        }
-        let _ = writeln!(s, "| memory | {:.1} GiB |", self.memory_gib);
-        let _ = writeln!(s, "| kernel | {} |", self.kernel);
-        let _ = writeln!(s, "| KVM | {} |", self.kvm);
-        let _ = writeln!(
-            s,
-            "| kvmng syscalls | {} |",
-            if self.kvmng_syscalls {
-                "present (kvmng_run(~0) answers EINVAL)"
-            } else {
-                "absent (kvmng_run(~0) answers ENOSYS): stock kernel"
-            }
-        );
-        if !self.load.start.is_empty() {
-            let _ = writeln!(
-                s,
-                "| load average (1, 5, 15 min) | {} at the start, {} at the end, on {} CPUs |",
-                self.load.start,
-                if self.load.end.is_empty() {
-                    "?"
-                } else {
-                    &self.load.end
-                },
-                self.cpus
-            );
-        }
-        s
-    }
-}
+pub use crate::machine::{kvm_flavour, loadavg, Load, Machine};
 
 /// Today's date and time, UTC, as `YYYY-MM-DD HH:MM UTC`.
 pub fn utc_now() -> String {
@@ -360,7 +207,7 @@ pub struct BenchReport {
     pub ops: Vec<OpResult>,
     /// The mmio-delivery operation (four ways, not per path), if asked.
     #[serde(default)]
-    pub mmio_delivery: Option<super::delivery::DeliveryResult>,
+    pub mmio_delivery: Option<crate::delivery::DeliveryResult>,
 }
 
 impl BenchReport {
@@ -515,7 +362,7 @@ pub fn render_tables(report: &BenchReport, svg_link: Option<&str>) -> String {
     }
     if let Some(d) = &report.mmio_delivery {
         let _ = writeln!(s, "### mmio-delivery\n");
-        s.push_str(&super::delivery::render(d));
+        s.push_str(&crate::delivery::render(d));
         if let (Some(dir), None) = (svg_link, &d.error) {
             let _ = writeln!(
                 s,
@@ -701,7 +548,7 @@ mod tests {
                     },
                 ],
             }],
-            mmio_delivery: Some(super::super::delivery::DeliveryResult {
+            mmio_delivery: Some(crate::delivery::DeliveryResult {
                 backend: "legacy".into(),
                 accesses_per_batch: 10,
                 batches_per_round: 1,

@@ -2,8 +2,8 @@
 //! operation (median per path, 95% interval whiskers) and one of every
 //! ratio to the ioctl path.
 
-use super::ops::PathKind;
-use super::report::{BenchReport, OpResult};
+use crate::ops::PathKind;
+use crate::report::{BenchReport, OpResult};
 use anyhow::{anyhow, Context};
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;

@@ -7,8 +7,8 @@
 //! (the determinism check), the issue's targets, and the sub-operations
 //! that say where a call's instructions go.
 
-use super::ops::{Op, PathKind};
-use super::report::{fmt_insns, BenchReport};
+use crate::ops::{Op, PathKind};
+use crate::report::{fmt_insns, BenchReport};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -139,11 +139,11 @@ pub fn render(vm: &VmBench) -> String {
          instruction executed, whatever the host does; `--instructions` reads the TSC around \
          each sample, so a figure is the number of instructions the whole guest machine \
          executed for the operation: the guest kernel's, the program's, and those of the \
-         nested guest (KVM runs on the emulated SVM). Interrupts land at fixed instruction \
+         nested guest (its KVM as the guest detected it, emulated by QEMU: {}). Interrupts land at fixed instruction \
          counts too, so the medians are reproducible; the spread column compares the two \
          runs. The VM took {:.0} s.\n\n\
          What the counts leave out: instructions are not time. The nested guest's world \
-         switches (VMRUN, #VMEXIT) are single instructions whose work QEMU does in its \
+         switches (a VM entry, an exit) are single instructions whose work QEMU does in its \
          helpers, so an exit costs here only the software around it, while on hardware the \
          switch itself takes hundreds to thousands of cycles: paths that save exits (ioeventfd, \
          kvmng_ioregion) look worse here than they are, and cache and TLB effects do not show. \
@@ -151,6 +151,7 @@ pub fn render(vm: &VmBench) -> String {
          its clock to the next timer deadline: deterministic, but not instructions; the \
          measured calls do not wait, except the socket ways of mmio-delivery, whose device \
          thread runs on the same CPU.\n",
+        first.machine.kvm,
         vm.seconds
     );
     for (i, r) in vm.runs.iter().enumerate() {
@@ -466,7 +467,7 @@ fn delivery(vm: &VmBench) -> String {
     let base = d
         .rows
         .iter()
-        .find(|r| r.way == super::delivery::BASELINE_WAY)
+        .find(|r| r.way == crate::delivery::BASELINE_WAY)
         .map(|r| r.summary.median);
     for r in &d.rows {
         let all: Vec<f64> = vm

@@ -107,7 +107,7 @@ pub enum Op {
     VcpuReject,
     /// MMIO accesses delivered four ways (exit to userspace, ioeventfd,
     /// posted socket write, synchronous socket read), by the ioregion
-    /// work's harness ([`super::delivery`]); not per path.
+    /// work's harness ([`crate::delivery`]); not per path.
     MmioDelivery,
 }
 

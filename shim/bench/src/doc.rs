@@ -1,14 +1,17 @@
-//! docs/bench.md: the whole document `make bench` regenerates, from a
-//! bench report (and a `kvmng ab` report): the machine, the commands, the
-//! tables, the charts, the published figures next to ours, and what is
-//! still pending. Every number in it comes from the reports; the prose
-//! around them says what they can and cannot show.
+//! The generated blocks of docs/bench.md, from a bench report (and a
+//! `kvmng ab` report, and `make vm-bench`'s): the machine, the commands,
+//! the tables, the charts, the published figures next to ours, and what is
+//! still pending. The page around them is written by people; only the
+//! marked blocks are replaced ([`fill`]). Every number comes from the
+//! reports, and every sentence about the machine from what the run
+//! detected ([`crate::machine`]).
 
-use super::delivery;
-use super::icount::VmBench;
-use super::ops::{Op, PathKind};
-use super::report::{self, fmt_ns, fmt_ratio, BenchReport};
 use crate::ab::AbReport;
+use crate::delivery;
+use crate::icount::VmBench;
+use crate::machine::{Machine, Virt};
+use crate::ops::{Op, PathKind};
+use crate::report::{self, fmt_ns, fmt_ratio, BenchReport};
 use std::fmt::Write as _;
 
 fn ratio(r: &BenchReport, op: Op, path: PathKind) -> Option<String> {
@@ -61,6 +64,63 @@ fn headline(r: &BenchReport) -> String {
     s
 }
 
+/// How far this machine's absolute times compare with published figures,
+/// from the KVM the run detected.
+fn machine_caveat(m: &Machine) -> String {
+    match m.virt() {
+        Virt::Pvm => format!(
+            "The run detected {}: KVM in software, where every KVM operation costs several \
+             times what it costs on VMX/SVM hardware, so absolute times are not comparable to \
+             the published ones, and overheads that are a constant number of nanoseconds (the \
+             shim, the trap) look smaller as ratios than they would on hardware.",
+            m.kvm
+        ),
+        v if v.is_hardware() => format!(
+            "The run detected {} ({}): absolute times can be set beside the published ones, \
+             which were measured on other CPUs.",
+            v.name(),
+            m.kvm
+        ),
+        _ => format!(
+            "The run could not tell which KVM this is ({}), so how far its absolute times \
+             compare with the published ones is open.",
+            m.kvm
+        ),
+    }
+}
+
+/// Whose cost a KVM_RUN round trip is, from the KVM the run detected.
+fn whose_cost(m: &Machine) -> String {
+    match m.virt() {
+        Virt::Pvm => "That is the cost of KVM in software, not of VMX or SVM: the guest is run \
+                      by software on page tables, so a hardware figure cannot be checked on \
+                      this machine. "
+            .to_string(),
+        v if v.is_hardware() => format!("That is the cost on {}. ", v.name()),
+        _ => String::new(),
+    }
+}
+
+/// Where the native path (the patched kernel) can be timed, from what
+/// this machine is.
+fn where_native_is_timed(m: &Machine) -> String {
+    if m.kvmng_syscalls {
+        "this kernel has the kvmng syscalls.".to_string()
+    } else if m.virt().is_hardware() {
+        format!(
+            "this host has {}: the patched kernel booted on it (`make kernel`) would time it.",
+            m.virt().name()
+        )
+    } else {
+        format!(
+            "this host has {}, so the patched kernel runs here under QEMU TCG (`make \
+             vm-bench`), counted in instructions, not timed; its times need it booted on a \
+             host with VMX or SVM.",
+            m.virt().name()
+        )
+    }
+}
+
 fn cycles(ns: f64, mhz: f64) -> Option<f64> {
     (mhz > 0.0).then(|| ns * mhz / 1000.0)
 }
@@ -72,11 +132,8 @@ fn published(r: &BenchReport) -> String {
     let _ = writeln!(
         s,
         "The design brief (`shared/DESIGN.md`) quotes these figures. Ours come from the \
-         tables above; the sentences say how far each comparison carries. The machine is \
-         a software-virtualized KVM (see Machine): every KVM operation here costs several \
-         times what it costs on VMX/SVM hardware, so absolute times are not comparable to \
-         the published ones, and overheads that are a constant number of nanoseconds \
-         (the shim, the trap) look smaller as ratios than they would on hardware.\n"
+         tables above; the sentences say how far each comparison carries. {}\n",
+        machine_caveat(&r.machine)
     );
 
     // 1. QEMU's register sync.
@@ -169,13 +226,12 @@ fn published(r: &BenchReport) -> String {
             let _ = writeln!(
                 s,
                 "Here a KVM_RUN round trip ending in a PIO exit to userspace takes {}{c}{}. \
-                 That is PVM's cost, not VMX's: the guest is run by software on page tables, \
-                 so a hardware figure cannot be checked on this machine. The paths add to the \
-                 round trip: trap {}, shim {}, legacy {}.",
+                 {}The paths add to the round trip: trap {}, shim {}, legacy {}.",
                 fmt_ns(pio),
                 median(r, Op::RunMmio, PathKind::Ioctl)
                     .map(|m| format!("; with an MMIO exit {}", fmt_ns(m)))
                     .unwrap_or_default(),
+                whose_cost(&r.machine),
                 or_not_measured(ratio(r, Op::RunPio, PathKind::Trap)),
                 or_not_measured(ratio(r, Op::RunPio, PathKind::Shim)),
                 or_not_measured(ratio(r, Op::RunPio, PathKind::Legacy)),
@@ -325,33 +381,68 @@ fn published(r: &BenchReport) -> String {
     s
 }
 
-/// The whole docs/bench.md.
+/// The generated blocks of docs/bench.md, by name, in page order. The
+/// page around them (headings, how the method works, how to run it) is
+/// written by people in docs/bench.md itself; each block sits between
+/// `<!-- BEGIN generated: NAME -->` and `<!-- END generated: NAME -->`.
+pub fn blocks(
+    r: &BenchReport,
+    ab: Option<&AbReport>,
+    svg_link: Option<&str>,
+    vm: Option<&VmBench>,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("machine", machine_block(r)),
+        ("method", method_block(r, ab)),
+        ("headline", headline_block(r, svg_link)),
+        ("published", published(r)),
+        ("ab", ab_block(ab)),
+        ("per-op", report::render_tables(r, svg_link)),
+        ("vm-bench", vm_block(vm, svg_link)),
+        ("pending", pending_block(r, vm)),
+    ]
+}
+
+/// `page` with each block's marked region replaced by the block (a block
+/// whose markers are missing is appended at the end).
+pub fn fill(page: &str, blocks: &[(&'static str, String)]) -> String {
+    let mut out = page.to_string();
+    for (name, body) in blocks {
+        let begin = format!("<!-- BEGIN generated: {name} -->");
+        let end = format!("<!-- END generated: {name} -->");
+        let body = body.trim_end_matches('\n');
+        let spans = out
+            .find(&begin)
+            .and_then(|b| out[b..].find(&end).map(|e| (b, b + e)));
+        out = match spans {
+            Some((b, e)) => format!("{}{begin}\n{body}\n{}", &out[..b], &out[e..]),
+            None => format!("{}\n\n{begin}\n{body}\n{end}\n", out.trim_end_matches('\n')),
+        };
+    }
+    out
+}
+
+/// The blocks alone, each under its markers (what `fill` makes of an empty
+/// page).
 pub fn render_document(
     r: &BenchReport,
     ab: Option<&AbReport>,
     svg_link: Option<&str>,
     vm: Option<&VmBench>,
 ) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "# kvmng benchmarks\n");
-    let _ = writeln!(
-        s,
-        "Generated by `make bench` on {} — do not edit by hand: the text is in \
-         `shim/cli/src/bench/doc.rs`, the figures in the JSON next to the charts. Every \
-         figure below was measured in the run this page describes; nothing is carried over \
-         from elsewhere except the published figures, which are marked as such.\n",
-        r.date
-    );
-    let _ = writeln!(s, "## Machine\n\n{}", r.machine.markdown());
-    let _ = writeln!(
-        s,
-        "The CPU is shared: other jobs (a kernel build, tests) may run during the \
-         measurement. The method below is built for that: paths are interleaved in rounds, \
-         and the intervals are taken over rounds, so contention widens them instead of \
-         biasing one path.\n"
-    );
+    fill("", &blocks(r, ab, svg_link, vm))
+}
 
-    let _ = writeln!(s, "## How the figures were made\n");
+fn machine_block(r: &BenchReport) -> String {
+    format!(
+        "Measured by `make bench` on {}, on this machine (as the run detected it):\n\n{}",
+        r.date,
+        r.machine.markdown()
+    )
+}
+
+fn method_block(r: &BenchReport, ab: Option<&AbReport>) -> String {
+    let mut s = String::new();
     let _ = writeln!(
         s,
         "Operations, per path (`kvmng bench`):\n\n```\n{}\n```\n",
@@ -379,10 +470,10 @@ pub fn render_document(
         r.settings.bootstrap.seed,
         match r.settings.cpu {
             Some(c) => format!(
-                "Every worker is pinned to CPU {c}: on this machine where the scheduler \
-                 puts a process changes some figures tenfold (memory-slot updates wait for \
-                 an SRCU grace period, which takes a scheduler tick when the CPU's neighbour \
-                 is busy), so all paths run on the same CPU."
+                "Every worker is pinned to CPU {c}, so that all paths run on the same CPU: \
+                 where the scheduler puts a process can change some figures many times over \
+                 (memory-slot updates wait for an SRCU grace period, which takes a scheduler \
+                 tick when the CPU's neighbour is busy)."
             ),
             None => "Workers are not pinned to a CPU (`--cpu none`).".into(),
         }
@@ -407,44 +498,11 @@ pub fn render_document(
             }
         );
     }
-    let _ = writeln!(
-        s,
-        "\nEach path runs in a worker process of its own (`kvmng` re-executed; the shim and \
-         trap workers with `LD_PRELOAD=libkvmshim.so KVMNG_MODE=auto`), holding the fixture \
-         of one operation (a VM, a vCPU that has run its guest, state buffers). A sample is \
-         timed in the worker around the calls only (`clock_gettime` through the vDSO). Round \
-         *r* asks every worker for a batch, the order rotated by *r*. For the shim path a \
-         check run confirms that the measured ioctls were translated, not passed through: \
-         two more shim workers with a census file (`KVMNG_STATS`), one that only sets the \
-         fixture up and one that also takes 4 samples; the difference of the two censuses is \
-         what the samples did (the notes under each table). For the trap path the shim's \
-         counter of emulated calls (`kvmshim_trapped_calls()`) is read around every batch.\n"
-    );
-    let _ = writeln!(
-        s,
-        "Statistics: min, median and p99 (nearest rank) of all samples of a path; a 95% \
-         interval for the median, and for the ratio of a path's median to the ioctl \
-         median, by a round bootstrap (whole rounds resampled with replacement, the same \
-         rounds for both sides of a ratio, percentile interval). The unit tests of \
-         `shim/cli/src/bench/stats.rs` check it on synthetic data with a known answer, \
-         including its coverage.\n"
-    );
+    s
+}
 
-    let _ = writeln!(
-        s,
-        "To measure by hand: `cargo build --release -p kvmshim -p kvmng-cli`, then \
-         `target/release/kvmng bench [--ops LIST] [--paths LIST] [--iters N] [--rounds R] \
-         [--json F] [--markdown F] [--svg-dir D] [--cpu N|none]` and `target/release/kvmng \
-         ab [--runs N] [--modes A,B] [--json F] [--markdown F] -- COMMAND...` (`--help` \
-         explains each option; ops, paths and modes are listed above and below). Progress goes \
-         to stderr; a compact table to stdout.\n"
-    );
-    let _ = writeln!(s, "## Headline: each path against the raw ioctl\n");
-    let _ = writeln!(
-        s,
-        "Ratio of medians, path / ioctl, with the 95% interval. Below 1 is faster than the \
-         ioctl.\n"
-    );
+fn headline_block(r: &BenchReport, svg_link: Option<&str>) -> String {
+    let mut s = String::new();
     s.push_str(&headline(r));
     if let Some(native) = r
         .paths
@@ -463,10 +521,11 @@ pub fn render_document(
     }
     let _ = writeln!(s);
 
-    let _ = writeln!(s, "## Against the published figures\n");
-    s.push_str(&published(r));
+    s
+}
 
-    let _ = writeln!(s, "## A real program through the shim: `kvmng ab`\n");
+fn ab_block(ab: Option<&AbReport>) -> String {
+    let mut s = String::new();
     match ab {
         Some(ab) => {
             let _ = writeln!(
@@ -501,18 +560,19 @@ pub fn render_document(
         }
     }
 
-    let _ = writeln!(s, "## Per operation\n");
-    s.push_str(&report::render_tables(r, svg_link));
+    s
+}
 
-    let _ = writeln!(s, "## Instruction counts on the patched kernel\n");
+fn vm_block(vm: Option<&VmBench>, svg_link: Option<&str>) -> String {
+    let mut s = String::new();
     match vm {
         Some(vm) => {
-            s.push_str(&super::icount::render(vm));
+            s.push_str(&crate::icount::render(vm));
             if let Some(dir) = svg_link {
                 let _ = writeln!(
                     s,
                     "![instructions of each path against the ioctl, in the guest]({dir}/{})\n",
-                    super::icount::RATIO_CHART
+                    crate::icount::RATIO_CHART
                 );
             }
         }
@@ -525,14 +585,11 @@ pub fn render_document(
             );
         }
     }
-    let _ = writeln!(
-        s,
-        "To count by hand: `make vm-bench` (kernel-patch/vm-test/bench.sh; VMBENCH_ITERS, \
-         VMBENCH_ROUNDS, VMBENCH_OPS, VMBENCH_RUNS set its size), then `target/release/kvmng \
-         bench --show-vm-bench docs/bench/vm-bench.json` prints these tables.\n"
-    );
+    s
+}
 
-    let _ = writeln!(s, "## Pending\n");
+fn pending_block(r: &BenchReport, vm: Option<&VmBench>) -> String {
+    let mut s = String::new();
     match &r.mmio_delivery {
         Some(d) if d.error.is_some() => {
             let _ = writeln!(
@@ -551,12 +608,15 @@ pub fn render_document(
                 "* **mmio-delivery in the kernel, in time**: on this host the socket ways were \
                  measured through the library's emulation; {}",
                 if in_guest {
-                    "the kernel's own `kvmng_ioregion` is counted in instructions in the \
-                     `make vm-bench` guest (above), and its time needs the patched kernel on \
-                     VMX or SVM hardware."
+                    format!(
+                        "the kernel's own `kvmng_ioregion` is counted in instructions in the \
+                         `make vm-bench` guest (above); {}",
+                        where_native_is_timed(&r.machine)
+                    )
                 } else {
                     "the kernel's own `kvmng_ioregion` is measured the same way on the patched \
                      kernel."
+                        .to_string()
                 }
             );
         }
@@ -573,10 +633,9 @@ pub fn render_document(
         let _ = writeln!(
             s,
             "* **native path in time**: {}. `kvmng bench` measures it automatically where \
-             `select::kernel_has_kvmng()` is true; the only kvmng kernel here runs under QEMU \
-             TCG, where it is counted in instructions (above), not timed: times on hardware \
-             need the patched kernel on a host with VMX or SVM.",
-            native.reason.as_deref().unwrap_or("unavailable")
+             `select::kernel_has_kvmng()` is true; {}",
+            native.reason.as_deref().unwrap_or("unavailable"),
+            where_native_is_timed(&r.machine)
         );
     }
     match vm
@@ -614,8 +673,8 @@ pub fn render_document(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::report::*;
-    use crate::bench::stats::{Bootstrap, Estimate, Summary};
+    use crate::report::*;
+    use crate::stats::{Bootstrap, Estimate, Summary};
 
     fn result(path: PathKind, median: f64, ratio: Option<f64>) -> PathResult {
         PathResult {
@@ -727,14 +786,32 @@ mod tests {
     }
 
     #[test]
+    fn sentences_about_the_machine_follow_what_the_run_detected() {
+        let mut r = report();
+        r.machine.kvm = crate::machine::kvm_flavour(&["kvm", "kvm_pvm"], "hypervisor");
+        let pvm = render_document(&r, None, None, None);
+        assert!(pvm.contains("KVM in software"), "{pvm}");
+        assert!(!pvm.contains("That is the cost on VMX"));
+        r.machine.kvm = crate::machine::kvm_flavour(&["kvm", "kvm_intel"], "vmx");
+        let vmx = render_document(&r, None, None, None);
+        assert!(vmx.contains("That is the cost on VMX hardware."), "{vmx}");
+        assert!(!vmx.contains("software"), "{vmx}");
+        assert!(!vmx.contains("PVM"), "{vmx}");
+        r.machine.kvm = crate::machine::kvm_flavour(&["kvm", "kvm_amd"], "svm");
+        let svm = render_document(&r, None, None, None);
+        assert!(svm.contains("SVM hardware"), "{svm}");
+        assert!(
+            !svm.contains("PVM") && !svm.contains("VMX hardware"),
+            "{svm}"
+        );
+    }
+
+    #[test]
     fn the_document_has_every_section_and_figure() {
         let d = render_document(&report(), None, Some("bench"), None);
         for needle in [
-            "# kvmng benchmarks",
-            "## Machine",
             "| CPU | Test |",
             "```\nkvmng bench --iters 10\n```",
-            "## Headline",
             "| op | ioctl median | legacy / ioctl | shim / ioctl | trap / ioctl |",
             "| run-pio | 20.00 µs | 1.10 [1.09, 1.11] | 1.20 [1.19, 1.21] | 1.30 [1.29, 1.31] |",
             "![ratio of each path to the ioctl](bench/ratios.svg)",
@@ -743,10 +820,8 @@ mod tests {
             "about 20000 cycles",
             "10 µs",
             "6.50 µs − 5.50 µs = 1.00 µs (about 1000 cycles)",
-            "## Per operation",
             "### state-get",
             "![state-get median per path](bench/state-get.svg)",
-            "## Instruction counts on the patched kernel",
             "`make vm-bench`",
             "No `make vm-bench` result was given",
             "native: not measured on this host",
@@ -762,6 +837,21 @@ mod tests {
         }
         // Nothing unmeasured is presented as a figure.
         assert!(!d.contains("NaN"), "{d}");
+    }
+
+    #[test]
+    fn only_the_marked_blocks_of_the_page_are_written() {
+        let b = blocks(&report(), None, None, None);
+        let page = "# Page\n\nby hand\n\n<!-- BEGIN generated: machine -->\nold\n\
+                    <!-- END generated: machine -->\n\nmore by hand\n";
+        let once = fill(page, &b);
+        assert!(once.starts_with("# Page\n\nby hand\n\n<!-- BEGIN generated: machine -->\n"));
+        assert!(once.contains("<!-- END generated: machine -->\n\nmore by hand\n"));
+        assert!(!once.contains("\nold\n"), "{once}");
+        assert!(once.contains("| CPU | Test |"), "{once}");
+        // The other blocks had no markers: appended, each once.
+        assert_eq!(once.matches("<!-- BEGIN generated: pending -->").count(), 1);
+        assert_eq!(fill(&once, &b), once, "filling again changes nothing");
     }
 
     #[test]

@@ -10,27 +10,17 @@
 //! every ratio. Statistics are in [`stats`], outputs in [`report`] (JSON,
 //! tables), [`doc`] (docs/bench.md) and [`svg`] (charts).
 
-pub mod clock;
-pub mod delivery;
-pub mod doc;
-pub mod driver;
-pub mod icount;
-pub mod ops;
-pub mod report;
-pub mod stats;
-pub mod svg;
-pub mod worker;
-
+use crate::ops::{Op, PathKind};
+use crate::report::{BenchReport, CensusRow, OpResult, PathInfo, PathResult, Settings};
+use crate::stats::{self, Bootstrap};
+use crate::worker::{Request, Worker};
+use crate::{clock, delivery, doc, icount, ops, report, svg, worker};
 use anyhow::{bail, Context};
-use ops::{Op, PathKind};
-use report::{BenchReport, CensusRow, OpResult, PathInfo, PathResult, Settings};
-use stats::Bootstrap;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use worker::{Request, Worker};
 
-pub use worker::WORKER_ENV;
+pub use crate::worker::WORKER_ENV;
 
 /// The options of `kvmng bench`.
 #[derive(clap::Args, Debug)]
@@ -280,7 +270,7 @@ fn census_run(
     shim: &Path,
     cpu: Option<usize>,
     batch: usize,
-) -> anyhow::Result<crate::stats::Census> {
+) -> anyhow::Result<kvmng_census::Census> {
     let file = std::env::temp_dir().join(format!(
         "kvmng-bench-census.{}.{}.{batch}.jsonl",
         std::process::id(),
@@ -314,7 +304,7 @@ fn census_run(
     outcome?;
     let text = std::fs::read_to_string(&file).unwrap_or_default();
     let _ = std::fs::remove_file(&file);
-    crate::stats::read(&text)
+    kvmng_census::Census::read(&text).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// The check run of the shim path: what the shim did with the op's own
@@ -331,7 +321,7 @@ fn shim_census(op: Op, shim: &Path, cpu: Option<usize>) -> anyhow::Result<Vec<Ce
         .iter()
         .filter_map(|&name| {
             let f = with.commands.get(name)?;
-            let zero = crate::stats::Figures::default();
+            let zero = kvmng_census::CommandStats::default();
             let b = base.commands.get(name).unwrap_or(&zero);
             let d = |x: u64, y: u64| x.saturating_sub(y);
             let reasons = f
@@ -469,7 +459,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .open("/dev/kvm")
         .context("kvmng bench needs /dev/kvm, opened read-write")?;
     let has_kvmng = kvmng::select::kernel_has_kvmng();
-    let shim = crate::exec::shim_library().map_err(|e| format!("{e:#}"));
+    let shim = crate::locate::shim_library().map_err(|e| format!("{e:#}"));
     let mut infos = path_availability(has_kvmng, &shim);
     let explicit = args.paths.split(',').all(|p| p.trim() != "all");
     let mut paths: Vec<PathKind> = infos
@@ -620,8 +610,12 @@ fn write_outputs(args: &BenchArgs, report: &BenchReport) -> anyhow::Result<()> {
             .map(icount::VmBench::read)
             .transpose()?;
         let svg_link = args.svg_dir.as_deref().map(|d| link_from(path, d));
-        let text = doc::render_document(report, ab.as_ref(), svg_link.as_deref(), vm.as_ref());
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        // The page is written by people; only its marked blocks are
+        // generated (a missing page gets the blocks alone).
+        let page = std::fs::read_to_string(path).unwrap_or_default();
+        let blocks = doc::blocks(report, ab.as_ref(), svg_link.as_deref(), vm.as_ref());
+        std::fs::write(path, doc::fill(&page, &blocks))
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
