@@ -365,10 +365,10 @@ vm-test-build: deps
 	$(CARGO) build -q --release -p kvmshim -p kvmng-cli -p kvmng-compat -p kvmng-fuzz
 	@$(MAKE) -s conformance
 
-vm-test: kernel vm-test-build krun
+vm-test: kernel vm-test-build krun qemu-backports
 	@kernel-patch/vm-test/vm-test.sh $(KERNEL_VARIANTS)
 
-vm-test-full: kernel vm-test-build krun
+vm-test-full: kernel vm-test-build krun qemu-backports
 	@kernel-patch/vm-test/vm-test.sh --full $(KERNEL_VARIANTS)
 
 # ---- Robustness: fuzzing, stress, soak. See docs/reliability.md ----
@@ -431,12 +431,12 @@ soak: $(STRESS)
 # emulation, VMFUZZ_EXECS (default 1000000) executions; the rate, the
 # divergences and the census per syscall and errno, unreached ones named
 # (kernel-patch/vm-test/fuzz.sh; target/vm-fuzz/y/report.txt).
-vm-fuzz: deps linux-source
+vm-fuzz: deps linux-source qemu-backports
 	$(CARGO) build -q --release -p kvmng-fuzz
 	@kernel-patch/scripts/kernel.sh y
 	@kernel-patch/vm-test/fuzz.sh y
 
-vm-stress: deps linux-source $(STRESS) conformance
+vm-stress: deps linux-source qemu-backports $(STRESS) conformance
 	$(CARGO) build -q --release -p kvmshim
 	@kernel-patch/scripts/kernel.sh debug m
 	@kernel-patch/vm-test/stress.sh

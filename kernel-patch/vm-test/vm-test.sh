@@ -4,7 +4,7 @@
 #
 #   vm-test.sh [--full] [VARIANT...]      default variants: y m
 #
-# Each variant boots with qemu-system-x86_64 -accel tcg -cpu max (nested
+# Each variant boots with QEMU 10.0 (lib.sh) -accel tcg -cpu max (nested
 # SVM, so kvm-amd works in the guest) -m 4G -smp 2, a busybox initramfs
 # (./init), the host root read-only over 9p and target/vm-test read-write
 # over its own path. In a chroot of the host root, guest.sh runs: (m: probe
@@ -28,7 +28,8 @@
 # seconds), VMTEST_ST_TIMEOUT (per selftest run, seconds), VMTEST_LIST (a
 # selftest list instead of selftests.list), VMTEST_KDIR_y, VMTEST_KDIR_m
 # (kernel directories instead of make kernel's cache entries), VMTEST_KRUN
-# (kvmng-krun elsewhere than make krun's cache), VMTEST_GUEST
+# (kvmng-krun elsewhere than make krun's cache), VMTEST_ACCEL (QEMU's -accel,
+# default tcg), VMTEST_QEMU (another outer QEMU), VMTEST_GUEST
 # (a script to run in the guest instead of guest.sh, same arguments: for
 # debugging).
 set -euo pipefail
