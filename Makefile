@@ -33,7 +33,7 @@ help:
 	@echo "  make install [PREFIX=/usr/local]   header, libkvmshim.so, kvmng, kvmshim.pc"
 	@echo "  make fuzz | soak | vm-stress   1M differential fuzz executions | 5-minute soak | debug kernel stress"
 	@echo "  make smp-smoke  an SMP VMM in miniature (2 and 4 vCPU threads, irqchip, slot changes, pauses)"
-	@echo "               natively, through the shim and in passthrough: same summary, wall times in target/smp-smoke"
+	@echo "               natively, through the shim (with and without a census) and in passthrough: same summary, wall times in target/smp-smoke"
 	@echo "  make vm-fuzz  the kernel's kvmng syscalls against the emulation, 1M executions in the TCG guest"
 
 # Installs the Debian packages $(1) that are missing (as root), or names

@@ -69,7 +69,7 @@ mkdir -p "$W/run"
 # Debian's QEMU, not vm-test's QEMU 10 (lib.sh): one TCG thread under
 # -icount has neither of the problems that made vm-test change, and the
 # committed results were measured under it (-cpu max differs by version).
-export VMTEST_QEMU=${VMTEST_QEMU:-qemu-system-x86_64}
+export VMTEST_QEMU=${VMTEST_QEMU:-$(command -v qemu-system-x86_64 || echo qemu-system-x86_64)}
 echo "==> vm-bench: $rel from $kd, $runs runs of kvmng bench --instructions (console: $W/run/console.log)"
 t0=$SECONDS
 rc=0

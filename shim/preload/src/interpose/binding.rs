@@ -9,8 +9,9 @@
 //!   to it), and the next KVM_CREATE_VM is translated again.
 //! * **The vCPUs.** `OWNERS[id]` holds (serial, tid) of the thread bound to
 //!   vCPU `id` of the bound VM; each thread caches its own binding in a
-//!   thread-local, so that a translated vCPU ioctl costs a table load and a
-//!   compare. A thread binds to a vCPU only at its first KVM_RUN on it
+//!   thread-local, and a copy of it in an initial-exec TLS slot (HELD),
+//!   so that a translated vCPU ioctl costs a table load, one `fs:` load
+//!   and a compare. A thread binds to a vCPU only at its first KVM_RUN on it
 //!   (taking over from the thread's previous vCPU if that one is free):
 //!   the thread that runs a vCPU is the one that owns it, whichever thread
 //!   created it or set it up (VMMs touch vCPUs from set-up and main threads
@@ -58,6 +59,7 @@ impl Drop for ThreadState {
         // The thread exits: the kernel (or the emulation's key destructor)
         // drops its binding; make the vCPU free in the shim's view.
         let bound = self.bound.get();
+        set_held(0);
         if bound != 0 {
             release_owner(bound, self.tid.get());
         }
@@ -90,7 +92,63 @@ fn my_binding() -> u64 {
 }
 
 fn set_my_binding(value: u64) {
-    let _ = THREAD.try_with(|t| t.bound.set(value));
+    if THREAD.try_with(|t| t.bound.set(value)).is_ok() {
+        set_held(value);
+    }
+}
+
+// HELD: a copy of the thread's `bound` for [`holds`], the test every
+// translated vCPU call makes. The shim is a shared library, where a Rust
+// thread-local is reached through `__tls_get_addr` (a call, about 20
+// instructions with the state check); HELD is an 8-byte slot of the
+// static TLS block (initial-exec model: the shim is loaded at start-up by
+// LD_PRELOAD), read with one `fs:`-relative load. A new thread's slot is
+// zero (`.tbss`). It is written wherever `bound` is, and zeroed when
+// THREAD is destroyed, so it always equals `my_binding()`.
+core::arch::global_asm!(
+    ".section .tbss,\"awT\",@nobits",
+    ".globl kvmshim_held_binding",
+    ".hidden kvmshim_held_binding",
+    ".type kvmshim_held_binding,@object",
+    ".size kvmshim_held_binding,8",
+    ".p2align 3",
+    "kvmshim_held_binding:",
+    ".zero 8",
+    ".previous",
+);
+
+/// The calling thread's binding (HELD).
+#[inline(always)]
+fn held() -> u64 {
+    let value: u64;
+    // SAFETY: loads the offset of this thread's HELD slot from the GOT and
+    // reads the slot: 8 bytes of the static TLS block, always mapped for a
+    // running thread (signal handlers included).
+    unsafe {
+        core::arch::asm!(
+            "mov {v}, qword ptr [rip + kvmshim_held_binding@GOTTPOFF]",
+            "mov {v}, qword ptr fs:[{v}]",
+            v = out(reg) value,
+            options(nostack, readonly, preserves_flags),
+        );
+    }
+    value
+}
+
+/// Sets HELD.
+#[inline]
+fn set_held(value: u64) {
+    // SAFETY: as in [`held`]; writes this thread's own slot. `tp` is an
+    // `out` operand, so it never shares a register with `value`.
+    unsafe {
+        core::arch::asm!(
+            "mov {tp}, qword ptr [rip + kvmshim_held_binding@GOTTPOFF]",
+            "mov qword ptr fs:[{tp}], {v}",
+            tp = out(reg) _,
+            v = in(reg) value,
+            options(nostack, preserves_flags),
+        );
+    }
 }
 
 fn vcpu_key(serial: u32, id: u16) -> u64 {
@@ -259,7 +317,7 @@ pub fn vcpu_created(vcpu_fd: i32, serial: u32, id: u16) {
 /// `entry`: the hot path, no lock, no syscall.
 #[inline]
 pub fn holds(entry: Entry) -> bool {
-    entry.serial() != 0 && my_binding() == vcpu_key(entry.serial(), entry.vcpu_id())
+    entry.serial() != 0 && held() == vcpu_key(entry.serial(), entry.vcpu_id())
 }
 
 /// Makes sure the calling thread is bound to the vCPU behind `fd`
@@ -350,11 +408,29 @@ pub fn after_fork_child(pid: i32) {
         t.tid.set(0);
         t.bound.set(0);
     });
+    set_held(0);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_follows_the_binding_per_thread() {
+        set_my_binding(vcpu_key(5, 2));
+        assert_eq!(held(), my_binding());
+        assert!(holds(Entry::made(Kind::Vcpu, 5, 2, false)));
+        assert!(!holds(Entry::made(Kind::Vcpu, 5, 3, false)));
+        std::thread::spawn(|| {
+            assert_eq!(held(), 0);
+            assert!(!holds(Entry::made(Kind::Vcpu, 5, 2, false)));
+        })
+        .join()
+        .unwrap();
+        set_my_binding(0);
+        assert_eq!(held(), 0);
+        assert!(!holds(Entry::made(Kind::Vcpu, 5, 2, false)));
+    }
 
     #[test]
     fn packing() {

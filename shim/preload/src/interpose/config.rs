@@ -38,6 +38,9 @@ static INIT_TID: AtomicI32 = AtomicI32::new(0);
 static ENABLED: AtomicBool = AtomicBool::new(false);
 static MODE: AtomicU8 = AtomicU8::new(Mode::Auto as u8);
 static OBSERVE: AtomicBool = AtomicBool::new(false);
+/// Set once set-up is done: enabled, a translating mode, no census or
+/// trace ([`fast_backend`]). None of these changes after set-up.
+static FAST: AtomicBool = AtomicBool::new(false);
 static BACKEND: OnceLock<&'static dyn Backend> = OnceLock::new();
 /// Auto mode: the backend is chosen at the first KVM ioctl.
 static LAZY_BACKEND: AtomicBool = AtomicBool::new(false);
@@ -69,6 +72,10 @@ pub fn ensure_init() -> bool {
             INIT_TID.store(kvmng::sys::gettid(), SeqCst);
             let _ = std::panic::catch_unwind(set_up);
             STATE.store(READY, SeqCst);
+            FAST.store(
+                enabled() && !observe() && mode() != Mode::Passthrough,
+                SeqCst,
+            );
             super::cabi::set_errno(saved);
             true
         }
@@ -103,6 +110,18 @@ pub fn mode() -> Mode {
 #[inline]
 pub fn observe() -> bool {
     OBSERVE.load(SeqCst)
+}
+
+/// The backend when the hot-call path ([`super::hot`]) may answer: set-up
+/// done, the shim enabled, a translating mode, no census or trace, and the
+/// backend already chosen (the first KVM ioctl chooses it on the general
+/// path).
+#[inline]
+pub fn fast_backend() -> Option<&'static dyn Backend> {
+    if !FAST.load(SeqCst) {
+        return None;
+    }
+    BACKEND.get().copied()
 }
 
 /// The backend KVM ioctls are carried out through (none in passthrough).

@@ -14,10 +14,11 @@ use crate::config::Mode;
 use core::ffi::c_int;
 use core::sync::atomic::Ordering::Relaxed;
 
-/// The slow path of the `ioctl` hook.
+/// The general path of the `ioctl` hook (after [`super::hot`] declined).
 ///
 /// # Safety
 /// `arg` is the caller's ioctl argument.
+#[inline(never)]
 pub unsafe fn kvm_ioctl(fd: c_int, cmd: u64, arg: u64) -> c_int {
     if !config::ready() || !config::enabled() {
         // SAFETY: the caller's own arguments, passed on.

@@ -5,10 +5,11 @@
 //! which is where a three-argument function finds it.
 //!
 //! The fast path: a request whose type field is not KVMIO (0xAE) goes to
-//! the kernel as a raw syscall at once, touching no state of the shim.
+//! the kernel as a raw syscall at once, touching no state of the shim. A
+//! KVM request is offered to [`hot`] first, then to [`dispatch`].
 
-use super::cabi::{abort_on_panic, set_errno};
-use super::dispatch;
+use super::cabi::{abort_on_panic, c_ret, set_errno};
+use super::{dispatch, hot};
 use core::ffi::{c_int, c_ulong, c_void};
 
 /// The KVM ioctl type byte.
@@ -35,6 +36,12 @@ pub unsafe extern "C-unwind" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_v
     }
     // The kernel takes the request as a 32-bit number.
     let cmd = u64::from(request as u32);
-    // SAFETY: forwarded.
-    abort_on_panic(|| unsafe { dispatch::kvm_ioctl(fd, cmd, arg as u64) })
+    abort_on_panic(|| {
+        // SAFETY: forwarded.
+        match unsafe { hot::try_call(fd, cmd, arg as u64) } {
+            Some(result) => c_ret(result),
+            // SAFETY: forwarded.
+            None => unsafe { dispatch::kvm_ioctl(fd, cmd, arg as u64) },
+        }
+    })
 }

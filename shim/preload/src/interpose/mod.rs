@@ -13,6 +13,8 @@
 //! One job per module:
 //! * [`entry`]: the exported `ioctl`, with the fast path for non-KVM
 //!   requests;
+//! * [`hot`]: the hot calls (KVM_RUN, register ioctls, KVM_IRQ_LINE,
+//!   KVM_CHECK_EXTENSION) answered without classification or census;
 //! * [`dispatch`]: a KVM ioctl from classification to census;
 //! * [`translate`]: the new-API form of each command;
 //! * [`binding`]: which VM and vCPUs this process and its threads have bound;
@@ -40,6 +42,7 @@ pub mod exechooks;
 pub mod fdhooks;
 pub mod fdtable;
 pub mod fmtbuf;
+pub mod hot;
 pub mod lifecycle;
 pub mod pathtmpl;
 pub mod real;

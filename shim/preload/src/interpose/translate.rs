@@ -75,8 +75,14 @@ pub unsafe fn carry_out(
         }
         (_, _) => Err(Reason::NotInTable),
     }?;
-    // EUNATCH and ESRCH never come from an ioctl: the backend's bindings are
-    // not what the shim recorded. Nothing was done; the kernel answers.
+    settle(translated)
+}
+
+/// The answer of a translated call: EUNATCH and ESRCH never come from an
+/// ioctl: the backend's bindings are not what the shim recorded. Nothing
+/// was done; the kernel answers.
+#[inline]
+pub fn settle(translated: SysResult) -> Translation {
     match translated {
         Err(Errno(libc::EUNATCH)) => {
             binding::vm_binding_lost();
@@ -134,11 +140,7 @@ unsafe fn vm(
         NewApiForm::CreateVcpu => backend.create_vcpu(arg, 0).inspect(|&vcpu_fd| {
             binding::vcpu_created(vcpu_fd as i32, entry.serial(), arg as u16);
         }),
-        NewApiForm::Irq { kind } => match usermem::read_value::<kvm_irq_level>(arg) {
-            // SAFETY: reading the union's `irq` member: both members are u32.
-            Ok(line) => backend.irq(kind, unsafe { line.__bindgen_anon_1.irq }, line.level, 0),
-            Err(e) => Err(e),
-        },
+        NewApiForm::Irq { kind } => irq_line(kind, arg, backend),
         NewApiForm::MemoryMap => {
             let region = match memory_region(cmd, arg)? {
                 Ok(region) => region,
@@ -185,16 +187,8 @@ unsafe fn vcpu(form: NewApiForm, cmd: u64, arg: u64, backend: &dyn Backend) -> T
                 Ok(size) => size,
                 Err(e) => return Ok(Err(e)),
             };
-            let mut entry = kvmng_state_entry {
-                kind,
-                op,
-                addr: arg,
-                size,
-                result: 0,
-            };
-            // SAFETY: one entry on this frame; its buffer is the caller's,
-            // which the backend reads and writes as the ioctl would.
-            unsafe { backend.vcpu_state(&mut entry, 1, 0) }.map(|_| i64::from(entry.result))
+            // SAFETY: forwarded.
+            unsafe { state_entry(kind, op, arg, size, backend) }
         }
         NewApiForm::Irq {
             kind: KVMNG_IRQ_INTERRUPT,
@@ -206,6 +200,42 @@ unsafe fn vcpu(form: NewApiForm, cmd: u64, arg: u64, backend: &dyn Backend) -> T
         // SAFETY: `arg` is the caller's argument for `cmd`, handed on.
         _ => unsafe { backend.control(KVMNG_SCOPE_VCPU, cmd as u32, arg, 0) },
     })
+}
+
+/// `kvmng_irq(kind, irq, level)` of the caller's `struct kvm_irq_level`,
+/// read as the ioctl reads it: an unreadable struct is EFAULT.
+#[inline]
+pub fn irq_line(kind: u32, arg: u64, backend: &dyn Backend) -> SysResult {
+    match usermem::read_value::<kvm_irq_level>(arg) {
+        // SAFETY: reading the union's `irq` member: both members are u32.
+        Ok(line) => backend.irq(kind, unsafe { line.__bindgen_anon_1.irq }, line.level, 0),
+        Err(e) => Err(e),
+    }
+}
+
+/// One `kvmng_vcpu_state()` entry standing for a state ioctl on `arg`.
+///
+/// # Safety
+/// `arg` is the caller's ioctl argument; the backend reads and writes the
+/// buffer as the ioctl would (EFAULT when it is not the caller's).
+#[inline]
+pub unsafe fn state_entry(
+    kind: u32,
+    op: u32,
+    arg: u64,
+    size: u32,
+    backend: &dyn Backend,
+) -> SysResult {
+    let mut entry = kvmng_state_entry {
+        kind,
+        op,
+        addr: arg,
+        size,
+        result: 0,
+    };
+    // SAFETY: one entry on this frame; its buffer is the caller's, which
+    // the backend reads and writes as the ioctl would.
+    unsafe { backend.vcpu_state(&mut entry, 1, 0) }.map(|_| i64::from(entry.result))
 }
 
 /// The `size` of the state entry standing for the ioctl: the ioctl's size
