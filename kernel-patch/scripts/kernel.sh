@@ -366,7 +366,8 @@ each_tests() {
 	out=$(BOOT_TIMEOUT=900 "$here/boot-test.sh" "$tree/arch/x86/boot/bzImage" "$script" 2>&1 | tr -d '\r') || true
 	printf '%s\n' "$out" >> "$log"
 	st=$(printf '%s\n' "$out" | sed -n 's/^KVMNG-GUEST: exit status \([0-9]*\).*/\1/p' | tail -1)
-	printf '%s\n' "$out" | sed -n 's/^EACH-TEST: \([^ ]*\) \([0-9]*\)$/\1=\2/p' | tr '\n' ' '
+	# (a kernel message may follow on the same console line)
+	printf '%s\n' "$out" | sed -n 's/^EACH-TEST: \([^ ]*\) \([0-9]*\).*/\1=\2/p' | tr '\n' ' '
 	[ "$st" = 0 ]
 }
 

@@ -54,7 +54,8 @@ fi
 # One VM kept open for the whole run (lib.sh: the TCG int3 race).
 keeper_start
 
-# ---- i. probe + the new-syscall selftests (kvmng_test, kvmng_ioregion_test)
+# ---- i. probe + the new-syscall selftests (kvmng_test,
+# kvmng_memory_map_test, kvmng_ioregion_test)
 probe probe EINVAL
 kvmng_selftest() { # NAME: run the patched tree's selftest NAME natively
 	local t0 rc d
@@ -69,6 +70,8 @@ kvmng_selftest() { # NAME: run the patched tree's selftest NAME natively
 	esac
 }
 kvmng_selftest kvmng_test
+# 10 s of memory maps under running vCPUs (issue 15, major 4)
+kvmng_selftest kvmng_memory_map_test
 kvmng_selftest kvmng_ioregion_test
 
 # ---- ii. the C conformance suite, native (no preload, no trap) -----------

@@ -8,7 +8,8 @@
 # SVM, so kvm-amd works in the guest) -m 4G -smp 2, a busybox initramfs
 # (./init), the host root read-only over 9p and target/vm-test read-write
 # over its own path. In a chroot of the host root, guest.sh runs: (m: probe
-# ENOSYS, modprobe) the probe (native), kvmng_test and kvmng_ioregion_test,
+# ENOSYS, modprobe) the probe (native), kvmng_test, kvmng_memory_map_test
+# and kvmng_ioregion_test,
 # the C conformance suite natively (every check must pass), a smoke of
 # kvmng-fuzz --differential (the syscalls against the emulation), the legacy KVM
 # selftests natively and through libkvmshim.so in
