@@ -307,6 +307,12 @@ pub struct Model {
     /// The mm's binding changed since the set-up: the emulation has
     /// emptied its slot table (api.md §6 "Rollback").
     pub rebound: bool,
+    /// Per device socket: a region was added on it (since the socket was
+    /// made), so it may serve this process's VM.
+    pub dev_regions: [bool; 2],
+    /// In a fork child: the device sockets that served the parent's VM
+    /// at the fork (api.md 5.10: "a socket serves one VM only").
+    pub parent_dev_regions: [bool; 2],
 }
 
 fn pick_th(rng: &mut Rng) -> Th {
@@ -1071,9 +1077,13 @@ pub fn learn(m: &mut Model, op: &Op, ok: bool) {
         Call::MemMap { regions, .. } if ok && regions.iter().any(|r| r.slot & 0xffff == 0) => {
             m.vm_dirty = true;
         }
-        Call::Ioregion { op, .. } if ok => {
+        Call::Ioregion { op, fd, .. } if ok => {
             m.regions += if *op == KVMNG_IOREGION_ADD { 1 } else { -1 };
+            if let (KVMNG_IOREGION_ADD, FdSel::Dev(i)) = (*op, fd) {
+                m.dev_regions[*i as usize % 2] = true;
+            }
         }
+        Call::NewDevice { dev } => m.dev_regions[*dev as usize % 2] = false,
         Call::ExitThread(w) => m.bound[w.index()] = None,
         Call::FdLimit { call, .. } => learn(
             m,
