@@ -77,6 +77,17 @@ pub enum Hint {
     /// otherwise the same. The kernel then keeps the access pending, so
     /// the comparison of the round ends at the masked pair (tally()).
     KernelImmExit = 9,
+    /// api.md §6 "The retried access is read from `kvm_run`": a
+    /// `KVM_RUN` ioctl that returns `EINTR` (`immediate_exit`, a signal)
+    /// completes a pending access first (5.10 "Completed by the ioctl")
+    /// but leaves `kvm_run`'s exit fields as they were, so the emulation
+    /// still recognizes its access there and sends it again, where the
+    /// kernel, which keeps its own copy, just runs. The first run of a
+    /// vCPU whose last kvmng_run failed (with regions) after such an
+    /// ioctl on it: its outcome is the one the passage says differs (the
+    /// device gets the access again, and what follows from that), and
+    /// the round ends with it.
+    RetriedAfterIoctl = 10,
 }
 
 /// The hint an operation carries because of what it is.
@@ -123,6 +134,7 @@ pub fn allowed(native: &Rec, legacy: &Rec) -> Option<Hint> {
         3 => Hint::EmfileOne,
         5 => Hint::DeadBind,
         6 => return Some(Hint::ForeignRun),
+        10 => return Some(Hint::RetriedAfterIoctl),
         7 => Hint::RollbackForgotten,
         8 => Hint::SocketOtherVm,
         9 => Hint::KernelImmExit,

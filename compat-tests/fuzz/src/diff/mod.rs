@@ -189,6 +189,7 @@ fn compare(a: &Rec, b: &Rec) -> Option<Result<&'static str, String>> {
             mask6::Hint::ForeignRun => "api.md §6 Regions belong to the bound VM: another VM's vCPU served by the bound VM's regions",
             mask6::Hint::RollbackForgotten => "api.md §6 Rollback: a multi-region map after a binding change, refused up front (EINVAL) by the kernel only",
             mask6::Hint::SocketOtherVm => "api.md §6 Region sockets: a fork child's ADD on the parent's socket, EBUSY by the kernel only",
+            mask6::Hint::RetriedAfterIoctl => "api.md §6 The retried access is read from kvm_run: sent again after a KVM_RUN ioctl that returned EINTR",
             mask6::Hint::KernelImmExit => "KERNEL BUG (docs/reliability.md): immediate_exit ends a run whose exit no region contains with EINTR",
             _ => "?",
         }));
@@ -494,6 +495,7 @@ fn tally(t: &mut Totals, r: u64, seed: u64, ra: &[Rec], rb: &[Rec], verbose: boo
                 7 => "§6 Rollback (a multi-region map after the binding changed)",
                 8 => "§6 Region sockets (a fork child's ADD on the parent's socket)",
                 9 => "its last operation (a run with immediate_exit while regions exist)",
+                10 => "§6 The retried access is read from kvm_run (a run after a KVM_RUN ioctl's EINTR)",
                 _ => "other",
             };
             *t.ended_by.entry(why).or_default() += 1;
@@ -771,20 +773,14 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
             control: false,
         })
     };
-    let add = main(Call::Ioregion {
-        op: KVMNG_IOREGION_ADD,
-        region: kvmng_ioregion {
-            addr: ops::PIO_BASE,
-            size: 4,
-            fd: 0,
-            flags: KVMNG_IOREGION_PIO,
-            user_data: 1,
-            reserved: [0; 4],
-        },
-        fd: FdSel::Dev(0),
-        at: Ptr::Arena(0),
-        flags: 0,
-    });
+    let runs = |n| (0..n).map(|_| run()).collect::<Vec<_>>();
+    let add = main(ops::ioregion_add(
+        ops::PIO_BASE,
+        4,
+        KVMNG_IOREGION_PIO,
+        1,
+        0,
+    ));
     let slot = |slot, flags, gpa, size| ops::Region {
         slot,
         flags,
@@ -805,49 +801,15 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
         (
             "the guest's exits through both run paths, no region",
             false,
-            vec![
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-            ],
+            runs(12),
         ),
         (
             "regions served by an answering device: port and MMIO, posted and not",
             false,
             vec![
                 add.clone(),
-                main(Call::Ioregion {
-                    op: KVMNG_IOREGION_ADD,
-                    region: kvmng_ioregion {
-                        addr: ops::MMIO_BASE,
-                        size: 16,
-                        fd: 0,
-                        flags: KVMNG_IOREGION_POSTED,
-                        user_data: 2,
-                        reserved: [0; 4],
-                    },
-                    fd: FdSel::Dev(1),
-                    at: Ptr::Arena(0),
-                    flags: 0,
-                }),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-            ],
+                main(ops::ioregion_add(ops::MMIO_BASE, 16, KVMNG_IOREGION_POSTED, 2, 1)),
+            ].into_iter().chain(runs(8)).collect::<Vec<_>>(),
         ),
         (
             // Seed 1 round 5 of the first vm-fuzz: an SMI into a VM whose
@@ -929,28 +891,8 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
             "KERNEL BUG: a string OUT to a port region is not sent to the device",
             false,
             vec![
-                main(Call::Ioregion {
-                    op: KVMNG_IOREGION_ADD,
-                    region: kvmng_ioregion {
-                        addr: ops::PIO_BASE,
-                        size: 8,
-                        fd: 0,
-                        flags: KVMNG_IOREGION_PIO,
-                        user_data: 3,
-                        reserved: [0; 4],
-                    },
-                    fd: FdSel::Dev(0),
-                    at: Ptr::Arena(0),
-                    flags: 0,
-                }),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-            ],
+                main(ops::ioregion_add(ops::PIO_BASE, 8, KVMNG_IOREGION_PIO, 3, 0)),
+            ].into_iter().chain(runs(7)).collect::<Vec<_>>(),
         ),
         (
             // Seed 101 rounds 4, 19, 26, 56, 80, 82 of vm-fuzz (03:52): a
@@ -986,22 +928,7 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
                 memmap(vec![slot(1, 0, 0x20000, 0), slot(2, 0, 0x30000, 0x10000)]),
                 memmap(vec![slot(2, 0, 0x30000, 0x10000), slot(1, 0, 0x20000, 0)]),
                 memmap(vec![slot(2, 0, 0x30000, 0x10000), slot(1, 1, 0x20000, 0x10000)]),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-                run(),
-            ],
+            ].into_iter().chain(runs(15)).collect::<Vec<_>>(),
         ),
         (
             // The same after a binding change: the emulation's slot table
@@ -1023,6 +950,47 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
             ],
         ),
         (
+            // Seed 102 round 15 of vm-fuzz (04:05), narrowed down in the
+            // guest: a port OUT to a stalled device left pending (EINTR),
+            // then the KVM_RUN ioctl with immediate_exit, which completes
+            // it (KVM's complete_userspace_io runs before the check) and
+            // returns EINTR with kvm_run unchanged; the next kvmng_run:
+            // the kernel just runs (api.md 5.10 "Completed by the ioctl"),
+            // the emulation, which reads the access from kvm_run, sends
+            // it again. api.md §6 "The retried access is read from
+            // kvm_run", masked; the round ends.
+            "§6 The retried access is read from kvm_run: a KVM_RUN ioctl's EINTR (masked)",
+            false,
+            vec![
+                add.clone(),
+                main(Call::Device {
+                    dev: 0,
+                    mode: ops::DevMode::Stall,
+                }),
+                run(),
+                main(Call::Device {
+                    dev: 0,
+                    mode: ops::DevMode::Answer,
+                }),
+                // Any SET makes the vCPU dirty: the raw run then sets
+                // immediate_exit (side.rs, RawRun).
+                main(Call::State {
+                    entries: vec![ops::Entry {
+                        kind: KVMNG_STATE_MP_STATE,
+                        op: KVMNG_STATE_SET,
+                        size: 4,
+                        at: Ptr::Arena(0),
+                        data: vec![0; 4],
+                    }],
+                    count: 1,
+                    at: Ptr::Arena(0),
+                    flags: 0,
+                }),
+                main(Call::RawRun { vcpu: 0, fill: 0 }),
+                run(),
+            ],
+        ),
+        (
             // Seed 101 round 74: the guest stopped at its `rep insb` (an IN
             // the emulator carries out), the registers were set again, and
             // a kvmng_run with immediate_exit entered KVM_RUN, whose
@@ -1032,20 +1000,7 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
             // region contains (api.md 5.5). Masked: mask6::KernelImmExit.
             "kernel bug (masked): immediate_exit and an exit outside every region",
             false,
-            [main(Call::Ioregion {
-                op: KVMNG_IOREGION_ADD,
-                region: kvmng_ioregion {
-                    addr: 0x900,
-                    size: 1,
-                    fd: 0,
-                    flags: KVMNG_IOREGION_PIO,
-                    user_data: 1,
-                    reserved: [0; 4],
-                },
-                fd: FdSel::Dev(0),
-                at: Ptr::Arena(0),
-                flags: 0,
-            })]
+            [main(ops::ioregion_add(0x900, 1, KVMNG_IOREGION_PIO, 1, 0))]
             .into_iter()
             .chain((0..14).map(|_| run()))
             .chain([

@@ -200,6 +200,25 @@ pub struct Op {
     pub call: Call,
 }
 
+/// A `KVMNG_IOREGION_ADD` of `[addr, addr + size)` on device socket
+/// `dev`, the struct at the arena's start.
+pub fn ioregion_add(addr: u64, size: u64, flags: u32, user_data: u64, dev: u8) -> Call {
+    Call::Ioregion {
+        op: KVMNG_IOREGION_ADD,
+        region: kvmng_ioregion {
+            addr,
+            size,
+            fd: 0,
+            flags,
+            user_data,
+            reserved: [0; 4],
+        },
+        fd: FdSel::Dev(dev),
+        at: Ptr::Arena(0),
+        flags: 0,
+    }
+}
+
 /// The syscall an operation is (0..9: kvmng_create_vm..kvmng_ioregion;
 /// 10: anything else).
 pub fn syscall_of(c: &Call) -> u8 {
@@ -765,20 +784,7 @@ fn child_call(rng: &mut Rng, m: &Model) -> Call {
             ty: 0,
             flags: 0,
         },
-        9 => Call::Ioregion {
-            op: KVMNG_IOREGION_ADD,
-            region: kvmng_ioregion {
-                addr: PIO_BASE,
-                size: 4,
-                fd: 0,
-                flags: KVMNG_IOREGION_PIO,
-                user_data: 1,
-                reserved: [0; 4],
-            },
-            fd: FdSel::Dev(0),
-            at: Ptr::Arena(0),
-            flags: 0,
-        },
+        9 => ioregion_add(PIO_BASE, 4, KVMNG_IOREGION_PIO, 1, 0),
         10 => Call::BindVm {
             fd: FdSel::Minus1,
             flags: 0,

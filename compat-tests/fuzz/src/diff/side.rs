@@ -123,6 +123,11 @@ pub struct Side {
     in_child: bool,
     /// A regression case: it goes on after a dead VM (that is its point).
     fixed: bool,
+    /// Per vCPU (index as in `vcpus`): its last kvmng_run failed while
+    /// the VM had regions (an access may be pending), and whether a
+    /// `KVM_RUN` ioctl returned EINTR on it since (api.md §6 "The retried
+    /// access is read from kvm_run").
+    run_failed: Vec<(bool, bool)>,
 }
 
 fn open(p: &std::ffi::CStr, flags: i32) -> i32 {
@@ -228,6 +233,7 @@ impl Side {
             image: vec![0; ARENA],
             in_child: false,
             fixed: false,
+            run_failed: Vec::new(),
         }
     }
 
@@ -388,6 +394,23 @@ impl Side {
                 } if self.model.parent_dev_regions[i as usize % 2]),
                 _ => false,
             };
+        // §6 "The retried access is read from kvm_run": a run of a vCPU
+        // whose access may be pending, after a KVM_RUN ioctl on it that
+        // returned EINTR (having completed the access, or not).
+        let run_vcpu = match op.call {
+            Call::Run { .. } => self.model.bound[op.th.index()],
+            Call::RawRun { vcpu, .. } if !self.vcpus.is_empty() => {
+                Some(vcpu as usize % self.vcpus.len())
+            }
+            _ => None,
+        };
+        if let Some(v) = run_vcpu {
+            if self.run_failed.len() <= v {
+                self.run_failed.resize(v + 1, (false, false));
+            }
+        }
+        let retried_after_ioctl = matches!(op.call, Call::Run { .. })
+            && run_vcpu.is_some_and(|v| self.run_failed[v] == (true, true));
         let t0 = std::time::Instant::now();
         let r = self.call(op.th, &op.call, &mut rec);
         if t0.elapsed() > std::time::Duration::from_secs(5) {
@@ -437,6 +460,31 @@ impl Side {
         }
         if socket_other_vm {
             rec.hint = Hint::SocketOtherVm as u8;
+            end = true;
+        }
+        if let Some(v) = run_vcpu {
+            let f = &mut self.run_failed[v];
+            match (&op.call, r) {
+                (Call::Run { .. }, Ok(_)) => *f = (false, false),
+                (Call::Run { .. }, Err(e)) => {
+                    // An access can be pending only when kvm_run shows a
+                    // port or MMIO exit.
+                    let exit = rec
+                        .out
+                        .strip_prefix(b"run:".as_slice())
+                        .and_then(|p| p.get(8..12))
+                        .map(|b| u32::from_le_bytes(b.try_into().expect("4")));
+                    let access =
+                        ![libc::ESRCH, libc::EINVAL].contains(&e.0) && matches!(exit, Some(2 | 6));
+                    *f = (access && self.model.regions != 0, false);
+                }
+                (Call::RawRun { .. }, Ok(_)) => *f = (false, false),
+                (Call::RawRun { .. }, Err(e)) if e.0 == libc::EINTR && f.0 => f.1 = true,
+                _ => {}
+            }
+        }
+        if retried_after_ioctl {
+            rec.hint = Hint::RetriedAfterIoctl as u8;
             end = true;
         }
         // The kernel bug of mask6::Hint::KernelImmExit: a run with
@@ -949,6 +997,12 @@ impl Side {
                 p.add(1).write_volatile(0);
                 std::slice::from_raw_parts(p, 288).to_vec()
             };
+            let mut page = page;
+            if page[8..12] == 9u32.to_le_bytes() {
+                // KVM_EXIT_FAIL_ENTRY: `fail_entry.cpu` (at 40) is the
+                // host CPU the entry failed on, which the scheduler picks.
+                page[40..44].fill(0);
+            }
             rec.out.extend_from_slice(b"run:");
             rec.out.extend_from_slice(&page);
             // SAFETY: as above.
