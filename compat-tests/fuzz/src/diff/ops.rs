@@ -982,12 +982,22 @@ pub fn learn(m: &mut Model, op: &Op, ok: bool) {
         Call::CreateVm { .. } if ok => {
             m.vms += 1;
             m.vm_bound = true;
+            m.bound_vm = Some(m.vms - 1);
         }
         Call::BindVm {
             fd: FdSel::Minus1, ..
-        } if ok => m.vm_bound = false,
-        Call::BindVm { .. } if ok => m.vm_bound = true,
+        } if ok => {
+            m.vm_bound = false;
+            m.bound_vm = None;
+        }
+        Call::BindVm { fd, .. } if ok => {
+            m.vm_bound = true;
+            if let FdSel::Vm(i) = fd {
+                m.bound_vm = Some(*i as usize % m.vms.max(1));
+            }
+        }
         Call::CreateVcpu { flags, .. } if ok => {
+            m.vcpu_vm.push(m.bound_vm);
             m.vcpus += 1;
             m.dirty.push(true);
             m.next_id += 1;

@@ -1152,6 +1152,7 @@ impl Side {
         if pid == 0 {
             self.in_child = true;
             self.model.vm_bound = false;
+            self.model.bound_vm = None;
             self.model.bound = [None; 3];
             self.model.parent_dev_regions = self.model.dev_regions;
             self.model.dev_regions = [false; 2];
