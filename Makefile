@@ -133,7 +133,7 @@ test: deps linux-source
 	@$(MAKE) -s conformance-test
 	@echo "==> the outsider's suite, written from docs/api.md alone, through libkvmshim.so"
 	@$(MAKE) -s spec-outsider-test
-	@echo "==> make fuzz-smoke: the shim against raw ioctls on identical VMs (regressions + 100 000 executions)"
+	@echo "==> make fuzz-smoke: the shim against raw ioctls on identical VMs (regressions + 100 000 executions), the differential cases through the trap"
 	@$(MAKE) -s fuzz-smoke
 	@echo "==> make stress-smoke: max vCPUs, state hammering, signals in KVM_RUN, through the shim and the trap"
 	@$(MAKE) -s stress-smoke
@@ -379,8 +379,11 @@ vm-test-full: kernel vm-test-build krun qemu-backports
 # any difference of return value, errno or output bytes, on a crash or a
 # hang; it prints the executions and the time, then the census of the
 # shim's paths. `make fuzz-smoke` (< 30 s): the regression cases and 100000
-# executions. `make stress-smoke` (< 60 s): kvmng-stress through the shim
-# (the ioctl scenarios) and through the trap (the syscall scenarios).
+# executions, and the differential mode's regression cases with the legacy
+# backend on both sides and through the trap (the native backend's
+# syscalls trapped and emulated by libkvmshim.so). `make stress-smoke`
+# (< 60 s): kvmng-stress through the shim (the ioctl scenarios) and
+# through the trap (the syscall scenarios).
 # `make soak` (SOAK_SECONDS, default 300): both in a loop, fd count and RSS
 # sampled and required flat. `make vm-stress`: the debug kernel (KASAN,
 # lockdep, kmemleak) and the m kernel under QEMU TCG, kvmng-stress natively,
@@ -409,6 +412,7 @@ fuzz: fuzz-build
 fuzz-smoke: fuzz-build
 	LD_PRELOAD=$(SHIM_LIB) $(FUZZ) --regressions
 	$(FUZZ) --differential --sides legacy,legacy --regressions
+	LD_PRELOAD=$(SHIM_LIB) $(FUZZ) --differential --regressions
 	LD_PRELOAD=$(SHIM_LIB) $(FUZZ) --execs 100000 --seconds 40 --seed $$(date +%s)
 
 stress: $(STRESS)

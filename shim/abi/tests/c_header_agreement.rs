@@ -20,6 +20,7 @@ use kvmng_abi::ioctls::{ioc_size, KVM_IOCTLS};
 use kvmng_abi::kvm_bindings::*;
 use kvmng_abi::syscalls::{Syscall, KVMNG_SYSCALL_BASE};
 use kvmng_abi::uapi::*;
+use kvmng_abi::STATE_KINDS;
 
 const DEFAULT_LINUX_SRC: &str = "/root/.cache/kvmng/linux-source-6.12";
 
@@ -147,20 +148,6 @@ fn rust_macro_values() -> BTreeMap<String, i128> {
         KVMNG_CREATE_VCPU_FLAGS,
         KVMNG_STATE_GET,
         KVMNG_STATE_SET,
-        KVMNG_STATE_REGS,
-        KVMNG_STATE_SREGS,
-        KVMNG_STATE_SREGS2,
-        KVMNG_STATE_FPU,
-        KVMNG_STATE_XSAVE,
-        KVMNG_STATE_XSAVE2,
-        KVMNG_STATE_XCRS,
-        KVMNG_STATE_MSRS,
-        KVMNG_STATE_LAPIC,
-        KVMNG_STATE_EVENTS,
-        KVMNG_STATE_MP_STATE,
-        KVMNG_STATE_DEBUGREGS,
-        KVMNG_STATE_CPUID,
-        KVMNG_STATE_ONE_REG,
         KVMNG_STATE_KIND_MAX,
         KVMNG_STATE_MAX_ENTRIES,
         KVMNG_STATE_NOT_DONE,
@@ -185,6 +172,9 @@ fn rust_macro_values() -> BTreeMap<String, i128> {
         KVMNG_IOREGION_REQ_POSTED,
         KVMNG_IOREGION_REQ_PIO,
     );
+    for (name, kind) in STATE_KINDS {
+        assert!(m.insert(name.to_string(), i128::from(kind)).is_none());
+    }
     for call in Syscall::ALL {
         let name = format!("__NR_{}", call.name());
         assert!(m.insert(name, i128::from(call.nr())).is_none());

@@ -51,10 +51,43 @@ pub enum Hint {
     /// api.md §6 "Rollback": the emulation's slot table belongs to the
     /// bound VM and is emptied when the mm's binding changes; a failed
     /// multi-region kvmng_memory_map after such a change may touch a slot
-    /// it no longer knows, and restores that one as absent. The call's
-    /// own outcome is the same; the round ends after it, before the maps
-    /// can be told apart.
+    /// it no longer knows, and restores that one as absent; and it cannot
+    /// refuse up front (5.8's `EINVAL`) a change of a dirty-logged or
+    /// guest_memfd slot it no longer knows. So for a multi-region map
+    /// after a binding change: native `EINVAL`, the emulation anything
+    /// else (it applied the regions, or failed at one of them). The round
+    /// ends after it, before the maps can be told apart.
     RollbackForgotten = 7,
+    /// api.md §6 "Region sockets": the emulation "does not refuse
+    /// (`EBUSY`) a socket that serves another VM" (5.10: "a socket serves
+    /// one VM only"): its region table is the process's own, so it cannot
+    /// see the regions another process's VM has on the socket. A fork
+    /// child's ADD on a device socket that served the parent's VM at the
+    /// fork: native `EBUSY`, the emulation adds it. The child's sequence
+    /// ends there (the child's region tables differ).
+    SocketOtherVm = 8,
+    /// KERNEL BUG (docs/reliability.md, "Kernel bug: immediate_exit and an
+    /// exit outside every region"): when the VM has regions and the
+    /// `KVM_RUN` of a `kvmng_run()` with `immediate_exit` set returns an
+    /// exit (completing the last access made a new one), the kernel takes
+    /// that exit for a pending access and checks `immediate_exit` before it
+    /// looks for a region: `EINTR`, where api.md 5.5 and the emulation
+    /// return the exit (0) when no region contains it. Native `EINTR`,
+    /// the emulation 0 with a port or MMIO exit in `kvm_run`, the bytes
+    /// otherwise the same. The kernel then keeps the access pending, so
+    /// the comparison of the round ends at the masked pair (tally()).
+    KernelImmExit = 9,
+    /// api.md §6 "The retried access is read from `kvm_run`": a
+    /// `KVM_RUN` ioctl that returns `EINTR` (`immediate_exit`, a signal)
+    /// completes a pending access first (5.10 "Completed by the ioctl")
+    /// but leaves `kvm_run`'s exit fields as they were, so the emulation
+    /// still recognizes its access there and sends it again, where the
+    /// kernel, which keeps its own copy, just runs. The first run of a
+    /// vCPU whose last kvmng_run failed (with regions) after such an
+    /// ioctl on it: its outcome is the one the passage says differs (the
+    /// device gets the access again, and what follows from that), and
+    /// the round ends with it.
+    RetriedAfterIoctl = 10,
 }
 
 /// The hint an operation carries because of what it is.
@@ -101,6 +134,10 @@ pub fn allowed(native: &Rec, legacy: &Rec) -> Option<Hint> {
         3 => Hint::EmfileOne,
         5 => Hint::DeadBind,
         6 => return Some(Hint::ForeignRun),
+        10 => return Some(Hint::RetriedAfterIoctl),
+        7 => Hint::RollbackForgotten,
+        8 => Hint::SocketOtherVm,
+        9 => Hint::KernelImmExit,
         _ => return None,
     };
     let ok = match h {
@@ -126,6 +163,35 @@ pub fn allowed(native: &Rec, legacy: &Rec) -> Option<Hint> {
                 && legacy.errno == libc::EIO
                 && native.out.is_empty()
                 && legacy.out.is_empty()
+        }
+        // The kernel refused the batch up front, the emulation did not.
+        Hint::RollbackForgotten => {
+            native.errno == libc::EINVAL
+                && native.ret == -1
+                && legacy.errno != libc::EINVAL
+                && native.out == legacy.out
+        }
+        Hint::KernelImmExit => {
+            let exit = |r: &Rec| {
+                r.out
+                    .strip_prefix(b"run:".as_slice())
+                    .and_then(|p| p.get(8..12))
+                    .map(|b| u32::from_le_bytes(b.try_into().expect("4")))
+            };
+            native.errno == libc::EINTR
+                && native.ret == -1
+                && legacy.errno == 0
+                && legacy.ret == 0
+                && matches!(exit(legacy), Some(2 | 6))
+                && native.out == legacy.out
+        }
+        // The kernel refused the socket, the emulation added the region.
+        Hint::SocketOtherVm => {
+            native.errno == libc::EBUSY
+                && native.ret == -1
+                && legacy.errno == 0
+                && legacy.ret == 0
+                && native.out == legacy.out
         }
         _ => false,
     };
@@ -188,5 +254,59 @@ mod tests {
             allowed(&d, &rec(Hint::DeadBind, -1, libc::EBUSY, b"")),
             None
         );
+        let f = rec(Hint::RollbackForgotten, -1, libc::EINVAL, b"");
+        assert_eq!(
+            allowed(&f, &rec(Hint::RollbackForgotten, 2, 0, b"")),
+            Some(Hint::RollbackForgotten)
+        );
+        assert_eq!(
+            allowed(&f, &rec(Hint::RollbackForgotten, -1, libc::EEXIST, b"")),
+            Some(Hint::RollbackForgotten)
+        );
+        assert_eq!(allowed(&rec(Hint::RollbackForgotten, 2, 0, b""), &f), None);
+        assert_eq!(
+            allowed(
+                &rec(Hint::RollbackForgotten, -1, libc::EEXIST, b""),
+                &rec(Hint::RollbackForgotten, 2, 0, b"")
+            ),
+            None
+        );
+        let mut page = b"run:".to_vec();
+        page.extend_from_slice(&[0; 8]);
+        page.extend_from_slice(&2u32.to_le_bytes());
+        page.resize(4 + 288, 0);
+        let k = rec(Hint::KernelImmExit, -1, libc::EINTR, &page);
+        assert_eq!(
+            allowed(&k, &rec(Hint::KernelImmExit, 0, 0, &page)),
+            Some(Hint::KernelImmExit)
+        );
+        // Not the other way round, not another exit, not other bytes.
+        assert_eq!(allowed(&rec(Hint::KernelImmExit, 0, 0, &page), &k), None);
+        let mut hlt = page.clone();
+        hlt[12] = 5;
+        assert_eq!(
+            allowed(
+                &rec(Hint::KernelImmExit, -1, libc::EINTR, &hlt),
+                &rec(Hint::KernelImmExit, 0, 0, &hlt)
+            ),
+            None
+        );
+        let mut other = page.clone();
+        other[40] = 1;
+        assert_eq!(allowed(&k, &rec(Hint::KernelImmExit, 0, 0, &other)), None);
+        let b = rec(Hint::SocketOtherVm, -1, libc::EBUSY, b"");
+        assert_eq!(
+            allowed(&b, &rec(Hint::SocketOtherVm, 0, 0, b"")),
+            Some(Hint::SocketOtherVm)
+        );
+        // Only EBUSY against success: not another errno, not reversed.
+        assert_eq!(
+            allowed(
+                &rec(Hint::SocketOtherVm, -1, libc::EINVAL, b""),
+                &rec(Hint::SocketOtherVm, 0, 0, b"")
+            ),
+            None
+        );
+        assert_eq!(allowed(&rec(Hint::SocketOtherVm, 0, 0, b""), &b), None);
     }
 }

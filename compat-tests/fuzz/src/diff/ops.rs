@@ -200,6 +200,25 @@ pub struct Op {
     pub call: Call,
 }
 
+/// A `KVMNG_IOREGION_ADD` of `[addr, addr + size)` on device socket
+/// `dev`, the struct at the arena's start.
+pub fn ioregion_add(addr: u64, size: u64, flags: u32, user_data: u64, dev: u8) -> Call {
+    Call::Ioregion {
+        op: KVMNG_IOREGION_ADD,
+        region: kvmng_ioregion {
+            addr,
+            size,
+            fd: 0,
+            flags,
+            user_data,
+            reserved: [0; 4],
+        },
+        fd: FdSel::Dev(dev),
+        at: Ptr::Arena(0),
+        flags: 0,
+    }
+}
+
 /// The syscall an operation is (0..9: kvmng_create_vm..kvmng_ioregion;
 /// 10: anything else).
 pub fn syscall_of(c: &Call) -> u8 {
@@ -234,24 +253,13 @@ pub const SYSCALL_NAMES: [&str; 11] = [
     "(other: raw KVM_RUN, fork, device, thread)",
 ];
 
-/// The size of the legacy struct of a state kind (the table of 5.6).
+/// The size of the legacy struct of a state kind (the table of 5.6, as
+/// the library keeps it), 8 for an unknown kind.
 pub fn state_min(kind: u32) -> u32 {
-    match kind {
-        KVMNG_STATE_REGS => 144,
-        KVMNG_STATE_SREGS => 312,
-        KVMNG_STATE_SREGS2 => 320,
-        KVMNG_STATE_FPU => 416,
-        KVMNG_STATE_XSAVE | KVMNG_STATE_XSAVE2 => 4096,
-        KVMNG_STATE_XCRS => 392,
-        KVMNG_STATE_MSRS => 8,
-        KVMNG_STATE_LAPIC => 1024,
-        KVMNG_STATE_EVENTS => 64,
-        KVMNG_STATE_MP_STATE => 4,
-        KVMNG_STATE_DEBUGREGS => 128,
-        KVMNG_STATE_CPUID => 8,
-        KVMNG_STATE_ONE_REG => 16,
-        _ => 8,
-    }
+    kvmng::state_kinds::KINDS
+        .iter()
+        .find(|k| k.kind == kind)
+        .map_or(8, |k| k.min_size)
 }
 
 /// The GET ioctl a state kind stands for (for the time masks of mask.rs).
@@ -307,6 +315,12 @@ pub struct Model {
     /// The mm's binding changed since the set-up: the emulation has
     /// emptied its slot table (api.md §6 "Rollback").
     pub rebound: bool,
+    /// Per device socket: a region was added on it (since the socket was
+    /// made), so it may serve this process's VM.
+    pub dev_regions: [bool; 2],
+    /// In a fork child: the device sockets that served the parent's VM
+    /// at the fork (api.md 5.10: "a socket serves one VM only").
+    pub parent_dev_regions: [bool; 2],
 }
 
 fn pick_th(rng: &mut Rng) -> Th {
@@ -362,22 +376,10 @@ fn ptr(rng: &mut Rng, len: usize) -> Ptr {
     }
 }
 
-const KINDS: [u32; 14] = [
-    KVMNG_STATE_REGS,
-    KVMNG_STATE_SREGS,
-    KVMNG_STATE_SREGS2,
-    KVMNG_STATE_FPU,
-    KVMNG_STATE_XSAVE,
-    KVMNG_STATE_XSAVE2,
-    KVMNG_STATE_XCRS,
-    KVMNG_STATE_MSRS,
-    KVMNG_STATE_LAPIC,
-    KVMNG_STATE_EVENTS,
-    KVMNG_STATE_MP_STATE,
-    KVMNG_STATE_DEBUGREGS,
-    KVMNG_STATE_CPUID,
-    KVMNG_STATE_ONE_REG,
-];
+/// Every state kind, in number order (the generator picks from it).
+fn kinds() -> [u32; KVMNG_STATE_KIND_MAX as usize] {
+    STATE_KINDS.map(|(_, kind)| kind)
+}
 
 fn msrs(rng: &mut Rng, m: &Model) -> Vec<u8> {
     let n = rng.pick(&[0usize, 1, 2, 4, 8]);
@@ -397,7 +399,7 @@ fn msrs(rng: &mut Rng, m: &Model) -> Vec<u8> {
 fn entry(rng: &mut Rng, m: &Model) -> Entry {
     let kind = match rng.below(30) {
         0 => rng.pick(&[0, 15, 16, 255, u32::MAX]),
-        _ => rng.pick(&KINDS),
+        _ => rng.pick(&kinds()),
     };
     let op = match rng.below(25) {
         0 => rng.pick(&[0, 3, u32::MAX]),
@@ -759,20 +761,7 @@ fn child_call(rng: &mut Rng, m: &Model) -> Call {
             ty: 0,
             flags: 0,
         },
-        9 => Call::Ioregion {
-            op: KVMNG_IOREGION_ADD,
-            region: kvmng_ioregion {
-                addr: PIO_BASE,
-                size: 4,
-                fd: 0,
-                flags: KVMNG_IOREGION_PIO,
-                user_data: 1,
-                reserved: [0; 4],
-            },
-            fd: FdSel::Dev(0),
-            at: Ptr::Arena(0),
-            flags: 0,
-        },
+        9 => ioregion_add(PIO_BASE, 4, KVMNG_IOREGION_PIO, 1, 0),
         10 => Call::BindVm {
             fd: FdSel::Minus1,
             flags: 0,
@@ -993,12 +982,22 @@ pub fn learn(m: &mut Model, op: &Op, ok: bool) {
         Call::CreateVm { .. } if ok => {
             m.vms += 1;
             m.vm_bound = true;
+            m.bound_vm = Some(m.vms - 1);
         }
         Call::BindVm {
             fd: FdSel::Minus1, ..
-        } if ok => m.vm_bound = false,
-        Call::BindVm { .. } if ok => m.vm_bound = true,
+        } if ok => {
+            m.vm_bound = false;
+            m.bound_vm = None;
+        }
+        Call::BindVm { fd, .. } if ok => {
+            m.vm_bound = true;
+            if let FdSel::Vm(i) = fd {
+                m.bound_vm = Some(*i as usize % m.vms.max(1));
+            }
+        }
         Call::CreateVcpu { flags, .. } if ok => {
+            m.vcpu_vm.push(m.bound_vm);
             m.vcpus += 1;
             m.dirty.push(true);
             m.next_id += 1;
@@ -1071,9 +1070,13 @@ pub fn learn(m: &mut Model, op: &Op, ok: bool) {
         Call::MemMap { regions, .. } if ok && regions.iter().any(|r| r.slot & 0xffff == 0) => {
             m.vm_dirty = true;
         }
-        Call::Ioregion { op, .. } if ok => {
+        Call::Ioregion { op, fd, .. } if ok => {
             m.regions += if *op == KVMNG_IOREGION_ADD { 1 } else { -1 };
+            if let (KVMNG_IOREGION_ADD, FdSel::Dev(i)) = (*op, fd) {
+                m.dev_regions[*i as usize % 2] = true;
+            }
         }
+        Call::NewDevice { dev } => m.dev_regions[*dev as usize % 2] = false,
         Call::ExitThread(w) => m.bound[w.index()] = None,
         Call::FdLimit { call, .. } => learn(
             m,

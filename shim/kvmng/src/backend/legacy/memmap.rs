@@ -17,6 +17,9 @@ use kvmng_abi::KVMNG_MEMORY_MAP_MAX;
 
 /// The most slots whose previous state the emulation remembers.
 const TRACKED_SLOTS: usize = 512;
+/// The slot flags whose undo would not be exact (api.md 5.8): a dirty
+/// bitmap comes back empty, a guest_memfd binding is not kept.
+const UNDO_LOSSY: u32 = 1 /* KVM_MEM_LOG_DIRTY_PAGES */ | 4 /* KVM_MEM_GUEST_MEMFD */;
 /// Regions copied in per step when checking readability.
 const CHUNK: usize = 16;
 
@@ -136,6 +139,12 @@ fn record(table: &mut [Slot; TRACKED_SLOTS], region: Region) {
     }
 }
 
+/// Whether undoing a change of `slot` would not restore it exactly: the
+/// slot, as the table knows it, has a dirty bitmap or a guest_memfd.
+fn undo_lossy(table: &[Slot; TRACKED_SLOTS], slot: u32) -> bool {
+    previous(table, slot).is_some_and(|r| r.flags & UNDO_LOSSY != 0)
+}
+
 /// Forgets every slot (the VM binding changed, or after fork).
 pub fn forget_slots() {
     TABLE_LOCK.store(false, SeqCst);
@@ -203,6 +212,22 @@ pub fn memory_map(regions: u64, count: u32, flags: u32) -> SysResult {
     // running vCPUs (it swaps in the new slot set and waits for its SRCU
     // readers), so a one-region update holds nobody.
     with_table(|table| {
+        // Refuse up front (EINVAL, nothing applied) a change, by any region
+        // but the last, of a slot whose undo would not be exact (api.md
+        // 5.8), as the kernel does, after its check of the VM: a dead VM
+        // answers EIO first. Only slots the table knows can be told (§6
+        // "Rollback").
+        for index in 0..count - 1 {
+            let region = read_region(regions, index)?;
+            if undo_lossy(table, region.slot) {
+                // SAFETY: KVM_CHECK_EXTENSION takes an integer argument.
+                let probe = unsafe { ioctl(vm_fd, kvmng_abi::ioctls::KVM_CHECK_EXTENSION, 0) };
+                if probe == Err(Errno(libc::EIO)) {
+                    return Err(Errno(libc::EIO));
+                }
+                return Err(Errno(libc::EINVAL));
+            }
+        }
         let _held = (count > 1).then(gate::Closed::close);
         let mut undo = [Region::default(); KVMNG_MEMORY_MAP_MAX as usize];
         for index in 0..count {
@@ -252,5 +277,38 @@ mod tests {
         assert_eq!(table.iter().filter(|s| s.in_use).count(), 1);
         record(&mut table, Region::deletion(3));
         assert_eq!(previous(&table, 3), None);
+    }
+
+    #[test]
+    fn dirty_logged_and_guest_memfd_slots_are_lossy_to_undo() {
+        let mut table = [Slot::default(); TRACKED_SLOTS];
+        let plain = Region {
+            slot: 1,
+            memory_size: 4096,
+            ..Default::default()
+        };
+        record(&mut table, plain);
+        record(
+            &mut table,
+            Region {
+                slot: 2,
+                flags: 1,
+                ..plain
+            },
+        );
+        record(
+            &mut table,
+            Region {
+                slot: 0x1_0003,
+                flags: 4 | 2,
+                ..plain
+            },
+        );
+        assert!(!undo_lossy(&table, 1));
+        assert!(undo_lossy(&table, 2));
+        assert!(undo_lossy(&table, 0x1_0003));
+        assert!(!undo_lossy(&table, 3));
+        record(&mut table, Region::deletion(2));
+        assert!(!undo_lossy(&table, 2));
     }
 }
