@@ -11,7 +11,7 @@
 # ENOSYS, modprobe) the probe (native), kvmng_test, kvmng_memory_map_test
 # and kvmng_ioregion_test, the C conformance suite natively (every check
 # must pass), kvmng-fuzz --differential (the syscalls against the
-# emulation: its decided cases, then a 40 s random smoke), the legacy KVM
+# emulation: its decided cases), the legacy KVM
 # selftests natively and through libkvmshim.so in
 # KVMNG_MODE=syscall (kvmng-compat; selftests.list, or all with --full),
 # Debian's QEMU under the shim booting a nested Linux to "kvmng-nested-ok",
