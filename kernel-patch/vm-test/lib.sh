@@ -160,12 +160,12 @@ record() { # name status seconds detail: a row of results.tsv, and the console
 }
 note() { echo "VMTEST: ... $*"; }
 
-# One VM kept open for the whole run: KVM flips the scheduler's
-# preempt-notifier static key when the number of VMs goes 0 -> 1 and
-# 1 -> 0, and under multi-threaded TCG such a text_poke now and then ends in
-# "Oops: int3" (a stale translation; see vm-test.sh). With this VM alive it
-# flips once per boot, not at every VM the tests create and destroy (and a
-# benchmark's vm-create measures creating a VM, not that text patching).
+# One VM kept open for the whole run (bench-guest.sh, fuzz-guest.sh,
+# stress-guest.sh): KVM flips the scheduler's preempt-notifier static key
+# when the number of VMs goes 0 -> 1 and 1 -> 0, a text_poke_bp() each
+# time. With this VM alive it flips once per boot, so a benchmark's
+# vm-create measures creating a VM, not that text patching. (Under
+# multi-threaded TCG those flips also killed guests: vm-test.sh.)
 keeper=
 keeper_start() { # its output: $R/keeper.log
 	perl -e 'open(my $k, "+<", "/dev/kvm") or die "/dev/kvm: $!\n";
