@@ -113,7 +113,7 @@ boot_guest() {
 		shift
 	done
 	[ $# -gt 0 ] && shift
-	params="console=ttyS0 panic=-1 loglevel=4 ${*}${*:+ }kvmng_out=$W kvmng_args=$args"
+	params="console=ttyS0 panic=-1 loglevel=4 ${*}${*:+ }kvmng_out=$W kvmng_repo=$repo kvmng_args=$args"
 	qemu_cmd=("$(vmtest_qemu)" "${opts[@]}" -kernel "$kd/bzImage" -initrd "$W/stage/initramfs.gz"
 		-nographic -no-reboot -nodefaults -serial stdio
 		-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap
