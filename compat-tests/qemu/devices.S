@@ -178,31 +178,6 @@ exit_qemu:
 
 #include "serial.inc"
 
-/* %eax: printed as 0x + 8 hex digits. */
-put_hex32:
-        push    %eax
-        push    %ebx
-        push    %ecx
-        mov     %eax, %ebx
-        mov     $'0', %al
-        call    putc
-        mov     $'x', %al
-        call    putc
-        mov     $8, %ecx
-1:      rol     $4, %ebx
-        mov     %bl, %al
-        and     $0x0f, %al
-        cmp     $10, %al
-        jb      2f
-        add     $('a' - 10 - '0'), %al
-2:      add     $'0', %al
-        call    putc
-        loop    1b
-        pop     %ecx
-        pop     %ebx
-        pop     %eax
-        ret
-
 uart_loopback:
         mov     $COM1 + 5, %dx          /* LSR: THR empty and transmitter idle */
         in      %dx, %al
