@@ -874,28 +874,47 @@ pub fn run_one(cfg: &QemuConfig, sc: &Scenario, mode: Mode, rerun: bool) -> Resu
             .stop_marker
             .map(|m| (channel_file.clone(), m.to_string())),
     })?;
-    let output =
-        String::from_utf8_lossy(&std::fs::read(&channel_file).unwrap_or_default()).into_owned();
-    Ok(QemuRun {
+    Ok(finished_run(
+        mode,
+        ended,
+        &channel_file,
+        log,
+        &stats_path,
+        &trace_path,
+    ))
+}
+
+/// A run's record once its VMM has ended: what the guest printed in
+/// `output` (the serial or debugcon file) and, for a shim mode, the census
+/// in `stats_path` and the per-thread calls of the trace in `trace_path`.
+fn finished_run(
+    mode: Mode,
+    ended: exec::Ended,
+    output: &Path,
+    log: PathBuf,
+    stats_path: &Path,
+    trace_path: &Path,
+) -> QemuRun {
+    QemuRun {
         mode,
         termination: ended.termination,
         stopped_on_marker: ended.stopped_on_marker,
         secs: ended.elapsed.as_secs_f64(),
-        output,
+        output: String::from_utf8_lossy(&std::fs::read(output).unwrap_or_default()).into_owned(),
         log,
         stats: if mode.is_shim() {
-            stats::read(&stats_path)
+            stats::read(stats_path)
         } else {
             None
         },
         threads: if mode.is_shim() {
-            std::fs::read(&trace_path)
+            std::fs::read(trace_path)
                 .ok()
                 .map(|b| parse_trace(&String::from_utf8_lossy(&b)))
         } else {
             None
         },
-    })
+    }
 }
 
 /// Runs a libkrun scenario: cfg.qemu is compat-tests/krun's launcher.
@@ -933,27 +952,14 @@ fn run_krun(
         timeout: cfg.timeout,
         stop_when: None,
     })?;
-    let output = String::from_utf8_lossy(&std::fs::read(serial).unwrap_or_default()).into_owned();
-    Ok(QemuRun {
+    Ok(finished_run(
         mode,
-        termination: ended.termination,
-        stopped_on_marker: ended.stopped_on_marker,
-        secs: ended.elapsed.as_secs_f64(),
-        output,
-        log: log.to_path_buf(),
-        stats: if mode.is_shim() {
-            stats::read(stats_path)
-        } else {
-            None
-        },
-        threads: if mode.is_shim() {
-            std::fs::read(trace_path)
-                .ok()
-                .map(|b| parse_trace(&String::from_utf8_lossy(&b)))
-        } else {
-            None
-        },
-    })
+        ended,
+        serial,
+        log.to_path_buf(),
+        stats_path,
+        trace_path,
+    ))
 }
 
 /// Per mode (in run order), the wall time summed over `results` and its
