@@ -11,8 +11,78 @@ use std::sync::{Arc, Mutex};
 /// The thread running a vCPU right now, and its kvm_run page: a stalling
 /// device sets immediate_exit there and signals the thread (5.10: the
 /// signal ends the wait, immediate_exit keeps the re-entry from running).
-pub static RUNNING_TID: AtomicI32 = AtomicI32::new(0);
-pub static RUNNING_RUN: AtomicU64 = AtomicU64::new(0);
+static RUNNING_TID: AtomicI32 = AtomicI32::new(0);
+static RUNNING_RUN: AtomicU64 = AtomicU64::new(0);
+
+/// How long a run may take before the watchdog kicks it, as a VMM kicks
+/// a vCPU: a guest halted in a VM with an in-kernel irqchip waits for an
+/// interrupt that the fuzzer never sends, on both sides alike.
+const KICK_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// When the current run started (ns on `CLOCK_MONOTONIC`; 0: none), and
+/// whether the watchdog kicked it.
+static RUN_STARTED: AtomicU64 = AtomicU64::new(0);
+static KICKED: AtomicU32 = AtomicU32::new(0);
+/// The process whose watchdog thread runs (fork children start their own).
+static WATCHDOG_PID: AtomicI32 = AtomicI32::new(0);
+
+fn now_ns() -> u64 {
+    // SAFETY: writes one timespec on our stack.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Sets `immediate_exit` in the running vCPU's `kvm_run` and signals its
+/// thread: what a stalling device and the watchdog do.
+fn kick_running() {
+    let run = RUNNING_RUN.load(SeqCst);
+    if run != 0 {
+        // SAFETY: immediate_exit is the u8 at offset 1 of the running
+        // vCPU's mapped kvm_run.
+        unsafe { (run as *mut u8).add(1).write_volatile(1) };
+    }
+    let tid = RUNNING_TID.load(SeqCst);
+    if tid != 0 {
+        let _ = kvmng::sys::tgkill(tid, libc::SIGUSR1);
+    }
+}
+
+/// Marks the start of a run on this thread (`run`: its kvm_run), starting
+/// this process's watchdog thread on first use.
+pub fn run_begin(run: u64) {
+    // SAFETY: getpid() has no arguments.
+    let pid = unsafe { libc::getpid() };
+    if WATCHDOG_PID.swap(pid, SeqCst) != pid {
+        std::thread::spawn(|| loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let t = RUN_STARTED.load(SeqCst);
+            if t != 0
+                && now_ns().saturating_sub(t) > KICK_AFTER.as_nanos() as u64
+                && KICKED.swap(1, SeqCst) == 0
+            {
+                kick_running();
+            }
+        });
+    }
+    KICKED.store(0, SeqCst);
+    RUNNING_TID.store(kvmng::sys::gettid(), SeqCst);
+    RUNNING_RUN.store(run, SeqCst);
+    RUN_STARTED.store(now_ns(), SeqCst);
+}
+
+/// Ends the run that `run_begin` started.
+pub fn run_end() {
+    RUN_STARTED.store(0, SeqCst);
+    RUNNING_TID.store(0, SeqCst);
+    RUNNING_RUN.store(0, SeqCst);
+}
+
+/// Whether the watchdog kicked the last run (once).
+pub fn take_kicked() -> bool {
+    KICKED.swap(0, SeqCst) != 0
+}
 
 fn mode_code(m: DevMode) -> u32 {
     match m {
@@ -112,16 +182,7 @@ fn serve(fd: i32, s: &Shared) {
             0 => reply(fd, id, data),
             1 => {
                 s.mode.store(0, SeqCst);
-                let run = RUNNING_RUN.load(SeqCst);
-                if run != 0 {
-                    // SAFETY: immediate_exit is the u8 at offset 1 of the
-                    // running vCPU's mapped kvm_run.
-                    unsafe { (run as *mut u8).add(1).write_volatile(1) };
-                }
-                let tid = RUNNING_TID.load(SeqCst);
-                if tid != 0 {
-                    let _ = kvmng::sys::tgkill(tid, libc::SIGUSR1);
-                }
+                kick_running();
             }
             2 => break,
             k => {

@@ -66,17 +66,6 @@ pub enum Hint {
     /// fork: native `EBUSY`, the emulation adds it. The child's sequence
     /// ends there (the child's region tables differ).
     SocketOtherVm = 8,
-    /// KERNEL BUG (docs/reliability.md, "Kernel bug: immediate_exit and an
-    /// exit outside every region"): when the VM has regions and the
-    /// `KVM_RUN` of a `kvmng_run()` with `immediate_exit` set returns an
-    /// exit (completing the last access made a new one), the kernel takes
-    /// that exit for a pending access and checks `immediate_exit` before it
-    /// looks for a region: `EINTR`, where api.md 5.5 and the emulation
-    /// return the exit (0) when no region contains it. Native `EINTR`,
-    /// the emulation 0 with a port or MMIO exit in `kvm_run`, the bytes
-    /// otherwise the same. The kernel then keeps the access pending, so
-    /// the comparison of the round ends at the masked pair (tally()).
-    KernelImmExit = 9,
     /// api.md §6 "The retried access is read from `kvm_run`": a
     /// `KVM_RUN` ioctl that returns `EINTR` (`immediate_exit`, a signal)
     /// completes a pending access first (5.10 "Completed by the ioctl")
@@ -137,7 +126,6 @@ pub fn allowed(native: &Rec, legacy: &Rec) -> Option<Hint> {
         10 => return Some(Hint::RetriedAfterIoctl),
         7 => Hint::RollbackForgotten,
         8 => Hint::SocketOtherVm,
-        9 => Hint::KernelImmExit,
         _ => return None,
     };
     let ok = match h {
@@ -169,20 +157,6 @@ pub fn allowed(native: &Rec, legacy: &Rec) -> Option<Hint> {
             native.errno == libc::EINVAL
                 && native.ret == -1
                 && legacy.errno != libc::EINVAL
-                && native.out == legacy.out
-        }
-        Hint::KernelImmExit => {
-            let exit = |r: &Rec| {
-                r.out
-                    .strip_prefix(b"run:".as_slice())
-                    .and_then(|p| p.get(8..12))
-                    .map(|b| u32::from_le_bytes(b.try_into().expect("4")))
-            };
-            native.errno == libc::EINTR
-                && native.ret == -1
-                && legacy.errno == 0
-                && legacy.ret == 0
-                && matches!(exit(legacy), Some(2 | 6))
                 && native.out == legacy.out
         }
         // The kernel refused the socket, the emulation added the region.
@@ -271,29 +245,6 @@ mod tests {
             ),
             None
         );
-        let mut page = b"run:".to_vec();
-        page.extend_from_slice(&[0; 8]);
-        page.extend_from_slice(&2u32.to_le_bytes());
-        page.resize(4 + 288, 0);
-        let k = rec(Hint::KernelImmExit, -1, libc::EINTR, &page);
-        assert_eq!(
-            allowed(&k, &rec(Hint::KernelImmExit, 0, 0, &page)),
-            Some(Hint::KernelImmExit)
-        );
-        // Not the other way round, not another exit, not other bytes.
-        assert_eq!(allowed(&rec(Hint::KernelImmExit, 0, 0, &page), &k), None);
-        let mut hlt = page.clone();
-        hlt[12] = 5;
-        assert_eq!(
-            allowed(
-                &rec(Hint::KernelImmExit, -1, libc::EINTR, &hlt),
-                &rec(Hint::KernelImmExit, 0, 0, &hlt)
-            ),
-            None
-        );
-        let mut other = page.clone();
-        other[40] = 1;
-        assert_eq!(allowed(&k, &rec(Hint::KernelImmExit, 0, 0, &other)), None);
         let b = rec(Hint::SocketOtherVm, -1, libc::EBUSY, b"");
         assert_eq!(
             allowed(&b, &rec(Hint::SocketOtherVm, 0, 0, b"")),

@@ -190,7 +190,6 @@ fn compare(a: &Rec, b: &Rec) -> Option<Result<&'static str, String>> {
             mask6::Hint::RollbackForgotten => "api.md §6 Rollback: a multi-region map after a binding change, refused up front (EINVAL) by the kernel only",
             mask6::Hint::SocketOtherVm => "api.md §6 Region sockets: a fork child's ADD on the parent's socket, EBUSY by the kernel only",
             mask6::Hint::RetriedAfterIoctl => "api.md §6 The retried access is read from kvm_run: sent again after a KVM_RUN ioctl that returned EINTR",
-            mask6::Hint::KernelImmExit => "KERNEL BUG (docs/reliability.md): immediate_exit ends a run whose exit no region contains with EINTR",
             _ => "?",
         }));
     }
@@ -397,6 +396,25 @@ fn run_plan(
         }
     }
     if let Some(e) = err {
+        if a.verbose {
+            // What both sides did up to the hang: the operations to narrow
+            // it down with (the records of the hung side end at its last
+            // finished operation).
+            let recs = [traces[0].records(), traces[1].records()];
+            tally(&mut Totals::default(), r, seed, &recs[0], &recs[1], true);
+            for (i, rs) in recs.iter().enumerate() {
+                for x in rs.iter().skip(recs[1 - i].len()) {
+                    println!(
+                        "  {:>4} side {i} only: {} = {} {}; {}",
+                        x.idx,
+                        x.what,
+                        x.ret,
+                        errname(x.errno),
+                        exit_summary(&x.out)
+                    );
+                }
+            }
+        }
         return Err(e);
     }
     for i in 0..2 {
@@ -450,15 +468,6 @@ fn tally(t: &mut Totals, r: u64, seed: u64, ra: &[Rec], rb: &[Rec], verbose: boo
             None => {}
             Some(Ok(why)) => {
                 *t.masked.entry(why).or_default() += 1;
-                if x.hint == mask6::Hint::KernelImmExit as u8 {
-                    // The kernel keeps an access pending that the
-                    // emulation does not: the sides part here (their
-                    // processes go on; the rest is not compared).
-                    *t.ended_by
-                        .entry("the kernel bug of immediate_exit and an exit outside every region (masked)")
-                        .or_default() += 1;
-                    return;
-                }
             }
             Some(Err(d)) => {
                 let what = if x.errno != y.errno || x.ret != y.ret {
@@ -494,7 +503,6 @@ fn tally(t: &mut Totals, r: u64, seed: u64, ra: &[Rec], rb: &[Rec], verbose: boo
                 6 => "§6 Regions belong to the bound VM (a run of another VM's vCPU)",
                 7 => "§6 Rollback (a multi-region map after the binding changed)",
                 8 => "§6 Region sockets (a fork child's ADD on the parent's socket)",
-                9 => "its last operation (a run with immediate_exit while regions exist)",
                 10 => "§6 The retried access is read from kvm_run (a run after a KVM_RUN ioctl's EINTR)",
                 _ => "other",
             };
@@ -570,6 +578,11 @@ pub fn main(a: Args) -> i32 {
     if unsafe { libc::access(c"/dev/kvm".as_ptr(), libc::R_OK | libc::W_OK) } != 0 {
         eprintln!("!!! kvmng-fuzz --differential: /dev/kvm is not usable: FAILED, 0 executions");
         return 2;
+    }
+    if a.verbose && a.round.is_some() {
+        // The sides print each operation before they make it (side.rs),
+        // so that a hang names the operation it hangs in.
+        std::env::set_var("KVMNG_FUZZ_TRACE_OPS", "1");
     }
     let mem = Mem::new();
     let traces = [Trace::new(), Trace::new()];
@@ -718,14 +731,6 @@ fn regressions(a: &Args, mem: Mem, traces: &[Trace; 2], sh: &'static Shared) -> 
             Ok((ra, rb)) => tally(&mut t, n as u64, n as u64, &ra, &rb, a.verbose),
             Err(e) => t.failures.push(e),
         }
-        if what.starts_with("KERNEL BUG") {
-            // A kernel bug found by this fuzzer: its case shows whether
-            // the series still has it; it is reported, not failed (the
-            // series is another engineer's; docs/reliability.md).
-            let still = !(t.divergences.is_empty() && t.failures.is_empty());
-            println!("  {}  {what}", if still { "known" } else { "FIXED?" });
-            continue;
-        }
         if t.divergences.is_empty() && t.failures.is_empty() {
             let masked: u64 = t.masked.values().sum();
             println!(
@@ -797,6 +802,7 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
             flags: 0,
         })
     };
+
     vec![
         (
             "the guest's exits through both run paths, no region",
@@ -886,9 +892,10 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
             // the guest's `rep outsb` there (an OUT that KVM emulates) comes
             // back from kvmng_run as KVM_EXIT_IO on the kernel, is sent to
             // the device by the emulation (api.md 5.10: sent, one request
-            // per element). The kernel's capture reads vcpu->arch.pio.count,
-            // which x86_emulate_instruction clears for an emulated OUT.
-            "KERNEL BUG: a string OUT to a port region is not sent to the device",
+            // per element). The kernel's capture read vcpu->arch.pio.count,
+            // which x86_emulate_instruction clears for an emulated OUT; fixed
+            // in patch 0010 (vcpu->arch.kvmng_out_count).
+            "5.10: a string OUT to a port region is sent, one request per element",
             false,
             vec![
                 main(ops::ioregion_add(ops::PIO_BASE, 8, KVMNG_IOREGION_PIO, 3, 0)),
@@ -997,8 +1004,10 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
             // completion of the IN made a new exit: the kernel answered
             // EINTR (it checks immediate_exit before it looks for the
             // access's region), the emulation returned the exit, which no
-            // region contains (api.md 5.5). Masked: mask6::KernelImmExit.
-            "kernel bug (masked): immediate_exit and an exit outside every region",
+            // region contains (api.md 5.5). A kernel bug, fixed in patch
+            // 0010 (kvmng_ioregion_run() claims an exit only when a region
+            // contains it); until then this case failed on the kernel.
+            "5.5: immediate_exit and a new exit outside every region: returned with 0",
             false,
             [main(ops::ioregion_add(0x900, 1, KVMNG_IOREGION_PIO, 1, 0))]
             .into_iter()

@@ -10,7 +10,7 @@
 //! cases) and a fork child would inherit both. Apart, each side sees
 //! exactly what a program using only that backend sees.
 
-use super::device::{Device, RUNNING_RUN, RUNNING_TID};
+use super::device::{self, Device};
 use super::mask6::Hint;
 use super::ops::*;
 use super::trace::{Rec, Trace};
@@ -50,6 +50,12 @@ struct Vcpu {
     fd: i32,
     run: u64,
 }
+
+/// The output of a run the watchdog had to kick (device.rs).
+const KICKED: &[u8] = b"run: kicked by the watchdog after 10 s";
+
+/// What `prepare_run` leaves in `kvm_run.apic_base` ("KVMNG" and 1).
+const RUN_SENTINEL: u64 = 0x4b56_4d4e_4700_0001;
 
 /// The memory the operations point into: mapped by the supervisor before
 /// it forks the sides, so that every address is the same on both.
@@ -366,6 +372,10 @@ impl Side {
             out: Vec::new(),
             what: describe(op),
         };
+        if std::env::var_os("KVMNG_FUZZ_TRACE_OPS").is_some() {
+            // -v: the operation before it runs, so that a hang names it.
+            eprintln!("  [{}] op {idx}: {}", self.be.kind().name(), rec.what);
+        }
         let vm_bound_before = self.model.vm_bound;
         let regions_before = self.model.regions;
         // §6 "A dead VM": a bind once a VM of this mm died.
@@ -423,7 +433,7 @@ impl Side {
         let (ret, errno) = split(r);
         rec.ret = ret;
         rec.errno = errno;
-        let mut end = super::mask6::ends_round(&op.call);
+        let mut end = super::mask6::ends_round(&op.call) || rec.out == KICKED;
         if end {
             rec.hint = rec.hint.max(super::mask6::hint_of(&op.call) as u8);
         }
@@ -466,17 +476,21 @@ impl Side {
             let f = &mut self.run_failed[v];
             match (&op.call, r) {
                 (Call::Run { .. }, Ok(_)) => *f = (false, false),
-                (Call::Run { .. }, Err(e)) => {
+                // A run refused before it looked at the vCPU (no vCPU
+                // bound, bad flags) leaves a pending access as it was.
+                (Call::Run { .. }, Err(e)) if [libc::ESRCH, libc::EINVAL].contains(&e.0) => {}
+                (Call::Run { .. }, Err(_)) => {
                     // An access can be pending only when kvm_run shows a
-                    // port or MMIO exit.
+                    // port or MMIO exit; one pending before stays pending
+                    // through failed runs even when its regions are gone
+                    // (immediate_exit and signals are checked first).
                     let exit = rec
                         .out
                         .strip_prefix(b"run:".as_slice())
                         .and_then(|p| p.get(8..12))
                         .map(|b| u32::from_le_bytes(b.try_into().expect("4")));
-                    let access =
-                        ![libc::ESRCH, libc::EINVAL].contains(&e.0) && matches!(exit, Some(2 | 6));
-                    *f = (access && self.model.regions != 0, false);
+                    let access = matches!(exit, Some(2 | 6));
+                    *f = (access && (self.model.regions != 0 || f.0), f.1 && access);
                 }
                 (Call::RawRun { .. }, Ok(_)) => *f = (false, false),
                 (Call::RawRun { .. }, Err(e)) if e.0 == libc::EINTR && f.0 => f.1 = true,
@@ -486,15 +500,6 @@ impl Side {
         if retried_after_ioctl {
             rec.hint = Hint::RetriedAfterIoctl as u8;
             end = true;
-        }
-        // The kernel bug of mask6::Hint::KernelImmExit: a run with
-        // immediate_exit while the VM has regions (the round's comparison
-        // ends at the masked pair, tally()).
-        if rec.hint == 0
-            && self.model.regions != 0
-            && matches!(op.call, Call::Run { imm: true, .. })
-        {
-            rec.hint = Hint::KernelImmExit as u8;
         }
         // §6 "Regions belong to the bound VM": once the mm's binding
         // changed with regions registered, the emulation has forgotten
@@ -590,19 +595,24 @@ impl Side {
                 self.prepare_run(run, *imm, *fill);
                 let (fl, control) = (*flags, *control);
                 let r = self.on(th, move || {
-                    RUNNING_TID.store(kvmng::sys::gettid(), std::sync::atomic::Ordering::SeqCst);
-                    RUNNING_RUN.store(run, std::sync::atomic::Ordering::SeqCst);
+                    device::run_begin(run);
                     let r = if control {
                         // SAFETY: KVM_RUN takes no argument.
                         unsafe { be.control(KVMNG_SCOPE_VCPU, ioctls::KVM_RUN as u32, 0, fl) }
                     } else {
                         be.run(fl)
                     };
-                    RUNNING_TID.store(0, std::sync::atomic::Ordering::SeqCst);
-                    RUNNING_RUN.store(0, std::sync::atomic::Ordering::SeqCst);
+                    device::run_end();
                     r
                 });
                 self.observe_run(run, rec);
+                if device::take_kicked() {
+                    // The guest ran for seconds with every exit served by
+                    // a region (or halted): how far it got is the host's
+                    // timing, so only the kick is compared (both sides
+                    // must have needed it) and the round ends.
+                    rec.out = KICKED.to_vec();
+                }
                 r
             }
             Call::RawRun { vcpu, fill } => {
@@ -985,6 +995,11 @@ impl Side {
                 p.add(40).cast::<u64>().write_volatile(fill);
             }
             p.add(1).write_volatile(u8::from(imm));
+            // `apic_base` (at 24) is written by every KVM_RUN that gets
+            // past its argument checks (post_kvm_run_save), and read by
+            // nothing: a sentinel there tells whether a run entered
+            // KVM_RUN at all, which api.md decides (5.10).
+            p.add(24).cast::<u64>().write_volatile(RUN_SENTINEL);
         }
     }
 
@@ -1002,6 +1017,16 @@ impl Side {
                 // KVM_EXIT_FAIL_ENTRY: `fail_entry.cpu` (at 40) is the
                 // host CPU the entry failed on, which the scheduler picks.
                 page[40..44].fill(0);
+            }
+            if page[8..12] == 17u32.to_le_bytes() && page[32..36] == 1u32.to_le_bytes() {
+                // KVM_EXIT_INTERNAL_ERROR, KVM_INTERNAL_ERROR_EMULATION:
+                // after the flags (data[0]) and the instruction bytes
+                // (two words, when flag 1 says so), five words of the
+                // last hardware exit's information (reason, info1/2,
+                // interrupt info, error code). An exit the host took in
+                // between (an interrupt) changes them: host timing.
+                let start = 1 + if page[40] & 1 != 0 { 2 } else { 0 };
+                page[40 + 8 * start..40 + 8 * (start + 5)].fill(0);
             }
             rec.out.extend_from_slice(b"run:");
             rec.out.extend_from_slice(&page);
