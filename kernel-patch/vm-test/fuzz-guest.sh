@@ -6,7 +6,7 @@
 set -u
 v=$1 R=$2 K=$3 execs=$4 secs=$5 seed=$6 maxdiv=${7:-20}
 S=$(cd "$(dirname "$0")" && pwd)
-# guest_start, now, since, record, keeper_start, keeper_stop
+# guest_start, now, since, record
 # shellcheck source=kernel-patch/vm-test/lib.sh
 . "$S/lib.sh"
 guest_start "$v" "$R" "$K" # rel, res
@@ -16,8 +16,6 @@ if [ "$v" = m ]; then
 	for _ in 1 2 3 4 5 6 7 8 9 10; do [ -c /dev/kvm ] && break; sleep 0.5; done
 	[ -c /dev/kvm ] || record modprobe FAIL 0 "$(tail -1 "$R/modprobe.log")"
 fi
-# One VM alive for the whole run (lib.sh: the TCG int3 race).
-keeper_start
 t0=$(now)
 "$S/kvmng-fuzz" --differential --regressions > "$R/regressions.log" 2>&1
 rc=$?
@@ -29,5 +27,4 @@ timeout $((secs + 600)) "$S/kvmng-fuzz" --differential --execs "$execs" --second
 rc=$?
 sum=$(grep -m1 '^kvmng-fuzz --differential: [0-9]' "$R/fuzz.log")
 record diff-fuzz "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" "exit $rc: ${sum:-no summary: $(tail -1 "$R/fuzz.log")}"
-keeper_stop
 echo "VMTEST: done"
