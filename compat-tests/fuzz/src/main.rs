@@ -102,11 +102,38 @@ fn parse() -> Result<Args, String> {
             "--round" => a.round = Some(num("--round")?),
             "-v" => a.verbose = true,
             "--regressions" => a.regressions = true,
-            _ => return Err(format!("unknown argument {flag}")),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            _ => {
+                return Err(format!(
+                    "unknown argument {flag} (kvmng-fuzz --help lists them)"
+                ))
+            }
         }
     }
     Ok(a)
 }
+
+const USAGE: &str = "\
+usage: kvmng-fuzz [OPTIONS]
+  the shim against the raw ioctl (make fuzz), or with --differential the
+  kernel's kvmng syscalls against the library's emulation (make vm-fuzz;
+  docs/reliability.md, sections 1 and 5)
+  --execs N             stop after N executions
+  --seconds N           stop after N seconds
+  --seed N              the seed of the rounds
+  --ops-per-round N     operations per round
+  --jobs N              rounds in parallel (shim mode)
+  --differential        native backend against legacy backend
+  --sides A,B           the two backends (native or legacy; default native,legacy)
+  --regressions         the fixed cases of the divergences found (--differential)
+  --round R             only round R of --seed (to replay a divergence)
+  -v                    every operation, both outcomes
+  --max-divergences N   stop after N divergences
+  --report PATH         write the report there too
+  --known-kernel-bugs   no I/O region over the string port 0x704 (older series)";
 
 fn main() {
     let args = match parse() {
