@@ -64,6 +64,8 @@ long sc_bind_churn(double seconds);
 long sc_exit_mid_run(double seconds);
 long sc_mm_teardown(double seconds);
 long sc_fork_bound(double seconds);
+long sc_task_hooks(double seconds);
+int exec_check(void);
 long sc_rmmod(double seconds, const char *load_cmd);
 
 #endif

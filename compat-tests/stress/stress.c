@@ -39,11 +39,12 @@ static const struct scenario ioctl_scenarios[] = {
 };
 
 static const struct scenario syscall_scenarios[] = {
-	{ "random arguments to every syscall", sc_random_args, 0.3 },
-	{ "threads binding, unbinding and exiting", sc_bind_churn, 0.2 },
+	{ "random arguments to every syscall", sc_random_args, 0.25 },
+	{ "threads binding, unbinding and exiting", sc_bind_churn, 0.15 },
 	{ "threads ending in the middle of kvmng_run", sc_exit_mid_run, 0.15 },
-	{ "mm teardown with a live VM", sc_mm_teardown, 0.15 },
-	{ "fork while a VM is bound", sc_fork_bound, 0.2 },
+	{ "mm teardown with a live VM", sc_mm_teardown, 0.1 },
+	{ "fork while a VM is bound", sc_fork_bound, 0.15 },
+	{ "bind, exit, exec, fork and signals racing", sc_task_hooks, 0.2 },
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -112,6 +113,9 @@ int main(int argc, char **argv)
 	double seconds = 20;
 	const char *mode = argc > 1 ? argv[1] : "";
 	const char *load = NULL;
+
+	if (!strcmp(mode, "exec-check"))
+		return exec_check();
 
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--seconds") && i + 1 < argc)

@@ -455,6 +455,151 @@ long sc_fork_bound(double seconds)
 	return ops;
 }
 
+/* ---- the task hooks racing: bind, exit, exec, fork and signals ---- */
+
+/* In the child of one round: the vCPU threads' ids for the signaller. */
+static atomic_int race_tids[8];
+static struct svm race_vm;
+
+static void *race_vcpu(void *p)
+{
+	int slot = (int)(intptr_t)p;
+
+	atomic_store(&race_tids[slot], (int)gettid());
+	for (;;) {
+		int i = rnd() % race_vm.n;
+		if (kvmng_bind_vcpu(race_vm.vcpu[i], 0)) {
+			if (errno != EBUSY)
+				_exit(10);
+			continue;
+		}
+		for (int k = 1 + rnd() % 4; k > 0; k--) {
+			/* A signal may end a run: EINTR, or an exit. */
+			if (kvmng_run(0) && errno != EINTR)
+				_exit(11);
+		}
+		switch (rnd() % 4) {
+		case 0: /* unbind */
+			if (kvmng_bind_vcpu(KVMNG_UNBIND, 0))
+				_exit(12);
+			break;
+		case 1: { /* end while bound; a new thread takes the slot */
+			pthread_t t;
+			atomic_store(&race_tids[slot], 0);
+			if (pthread_create(&t, NULL, race_vcpu, p) == 0)
+				pthread_detach(t);
+			return NULL;
+		}
+		default: /* stay bound: the next bind replaces it */
+			break;
+		}
+	}
+}
+
+/* A fresh image, or a fork child: nothing of the parent is bound. */
+static int unbound_here(void)
+{
+	return kvmng_run(0) == -1 && errno == ESRCH &&
+	       kvmng_create_vcpu(0, 0) == -1 && errno == EUNATCH;
+}
+
+static void *race_forker(void *p)
+{
+	(void)p;
+	for (;;) {
+		int how = rnd() % 3;
+		pid_t pid = fork();
+		if (pid == 0) {
+			if (how == 0)
+				_exit(0);
+			if (how == 1)
+				_exit(unbound_here() ? 0 : 13);
+			char *argv[] = { "kvmng-stress", "exec-check", NULL };
+			execv("/proc/self/exe", argv);
+			_exit(14);
+		}
+		int status;
+		if (pid > 0 && waitpid(pid, &status, 0) == pid &&
+		    !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+			_exit(15);
+	}
+	return NULL;
+}
+
+static void *race_signaller(void *p)
+{
+	(void)p;
+	for (;;) {
+		for (int s = 0; s < 8; s++) {
+			int tid = atomic_load(&race_tids[s]);
+			if (tid)
+				syscall(SYS_tgkill, getpid(), tid, SIGUSR1);
+		}
+		sched_yield();
+	}
+	return NULL;
+}
+
+/* The child of one round: 4 vCPU threads binding, running, unbinding and
+ * ending; a thread forking children that exit, check, or exec; a thread
+ * signalling the vCPU threads all the time; and the main thread ends it
+ * all by exec (`how` 0), exit_group (1), or waits for SIGKILL (2). */
+static void race_child(int how)
+{
+	struct sigaction sa = { .sa_handler = on_kick };
+	pthread_t t;
+
+	sigaction(SIGUSR1, &sa, NULL);
+	if (svm_setup(&race_vm, 4, CODE_IO_LOOP))
+		_exit(2);
+	for (int i = 0; i < 4; i++)
+		pthread_create(&t, NULL, race_vcpu, (void *)(intptr_t)i);
+	pthread_create(&t, NULL, race_forker, NULL);
+	pthread_create(&t, NULL, race_signaller, NULL);
+	usleep(5000 + rnd() % 45000);
+	if (how == 0) {
+		char *argv[] = { "kvmng-stress", "exec-check", NULL };
+		execv("/proc/self/exe", argv);
+		_exit(16);
+	}
+	if (how == 1)
+		_exit(0);
+	for (;;)
+		pause();
+}
+
+/* kvmng-stress exec-check: the image an exec started. */
+int exec_check(void)
+{
+	return unbound_here() ? 0 : 17;
+}
+
+long sc_task_hooks(double seconds)
+{
+	long ops = 0;
+	double until = now() + seconds;
+
+	while (now() < until) {
+		int how = rnd() % 3;
+		pid_t pid = fork();
+		if (pid == 0)
+			race_child(how);
+		if (how == 2) {
+			usleep(5000 + rnd() % 45000);
+			kill(pid, SIGKILL);
+		}
+		int status = reap(pid, 30, "task hooks racing");
+		if (status < 0)
+			break;
+		if (how == 2 ? !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+			     : !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+			FAIL("task hooks racing (%s): child status %#x (exit 10-17: see sc_task_hooks)",
+			     how == 0 ? "exec" : how == 1 ? "exit_group" : "SIGKILL", status);
+		ops++;
+	}
+	return ops;
+}
+
 /* ---- KVM unloaded while calls are in flight (KVM=m kernels) ---- */
 
 struct worker_counts {
