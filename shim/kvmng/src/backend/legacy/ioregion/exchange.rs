@@ -1,0 +1,212 @@
+//! One request's round trip on a region's socket, as its sender: send it
+//! (waiting while the socket is full) and, unless it is posted, wait for
+//! its reply, taking the receive role when nobody holds it.
+
+use super::access::immediate_exit;
+use super::receive::{receive, release_orphaned_receiver, wake_waiters, RxEnd};
+use super::table::SOCKETS;
+use super::vcpu::VcpuIo;
+use super::wait::{wait, Blocked, WaitMask};
+use crate::backend::legacy::binding::ThreadBinding;
+use crate::backend::legacy::gate;
+use crate::errno::{Errno, SysResult};
+use crate::sys::{gettid, syscall6};
+use core::sync::atomic::Ordering::SeqCst;
+use kvmng_abi::*;
+
+/// How long a waiter sleeps before it checks that the receive role is not
+/// held by a thread that left without giving it up (a longjmp out of a
+/// signal handler); it is woken at once in every other case.
+const ORPHAN_CHECK_NS: i64 = 50_000_000;
+
+fn send(fd: i32, request: &kvmng_ioregion_request) -> SysResult {
+    // SAFETY: sendto reads the request (on the caller's frame); no address.
+    unsafe {
+        syscall6(
+            libc::SYS_sendto,
+            fd as u64,
+            request as *const kvmng_ioregion_request as u64,
+            core::mem::size_of::<kvmng_ioregion_request>() as u64,
+            (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u64,
+            0,
+            0,
+        )
+    }
+}
+
+/// The errno a socket error means for the guest's access.
+pub(super) fn socket_errno(e: Errno) -> Errno {
+    match e.0 {
+        libc::ECONNRESET | libc::ENOTCONN => Errno(libc::EPIPE),
+        _ => e,
+    }
+}
+
+fn drain(efd: i32) {
+    let mut value: u64 = 0;
+    // SAFETY: read writes at most 8 bytes into `value`, on this frame.
+    let _ = unsafe {
+        syscall6(
+            libc::SYS_read,
+            efd as u64,
+            &mut value as *mut u64 as u64,
+            8,
+            0,
+            0,
+            0,
+        )
+    };
+}
+
+/// The binding's eventfd, created on first need.
+fn eventfd(io: &VcpuIo) -> Result<i32, Errno> {
+    let fd = io.efd.load(SeqCst);
+    if fd >= 0 {
+        return Ok(fd);
+    }
+    // SAFETY: eventfd2 takes integers only.
+    let fd = unsafe {
+        syscall6(
+            libc::SYS_eventfd2,
+            0,
+            (libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) as u64,
+            0,
+            0,
+            0,
+            0,
+        )
+    }? as i32;
+    io.efd.store(fd, SeqCst);
+    Ok(fd)
+}
+
+/// The generation of the memory-map gate: a wait interrupted while it
+/// moved may have been the gate's kick, and goes on.
+fn generation() -> u32 {
+    gate::generation()
+}
+
+/// Sends `request` on socket entry `sock` and, unless `posted`, waits for
+/// its reply: the value read (0 for a write).
+pub(super) fn exchange(
+    me: &ThreadBinding,
+    sock: usize,
+    request: &kvmng_ioregion_request,
+    posted: bool,
+) -> Result<u64, Errno> {
+    let io = &me.io;
+    let s = &SOCKETS[sock];
+    let fd = s.fd.load(SeqCst);
+    let id = request.id;
+    if !posted {
+        eventfd(io)?;
+        io.is_write.store(
+            u32::from(u32::from(request.dir) == KVMNG_IOREGION_WRITE),
+            SeqCst,
+        );
+        io.sock.store(sock as i32, SeqCst);
+        io.wait_id.store(id, SeqCst);
+    }
+    s.note_sent(id);
+    let unregister = |io: &VcpuIo| {
+        io.wait_id.store(0, SeqCst);
+        io.sock.store(-1, SeqCst);
+    };
+    // Send; a full socket is waited for like a reply (interruptibly).
+    let mut blocked: Option<Blocked> = None;
+    loop {
+        match send(fd, request) {
+            Ok(_) => break,
+            Err(Errno(libc::EAGAIN)) => {
+                let b = blocked.get_or_insert_with(|| Blocked::new(io));
+                if immediate_exit(io) {
+                    unregister(io);
+                    return Err(Errno(libc::EINTR));
+                }
+                let before = generation();
+                match wait(fd, libc::POLLOUT, b.mask, None) {
+                    Err(Errno(libc::EINTR)) if generation() == before => {
+                        unregister(io);
+                        return Err(Errno(libc::EINTR));
+                    }
+                    _ => continue,
+                }
+            }
+            Err(e) => {
+                unregister(io);
+                return Err(socket_errno(e));
+            }
+        }
+    }
+    if posted {
+        return Ok(0);
+    }
+    let blocked = blocked.unwrap_or_else(|| Blocked::new(io));
+    let result = wait_reply(me, sock, id, blocked.mask);
+    drop(blocked);
+    result
+}
+
+/// Hands the reply's result to the waiter, and forgets the request.
+fn take_result(io: &VcpuIo) -> Result<u64, Errno> {
+    let err = io.err.load(SeqCst);
+    let data = io.data.load(SeqCst);
+    io.wait_id.store(0, SeqCst);
+    io.sock.store(-1, SeqCst);
+    if err != 0 {
+        Err(Errno(err))
+    } else {
+        Ok(data)
+    }
+}
+
+/// Gives the request up with `e`, unless its reply is being handed over
+/// (then the reply wins). Its late reply will be dropped: its id was sent
+/// on the socket and nobody waits for it any more.
+fn abandon(io: &VcpuIo, id: u64, e: Errno) -> Result<u64, Errno> {
+    if io.wait_id.compare_exchange(id, 0, SeqCst, SeqCst).is_ok() {
+        io.sock.store(-1, SeqCst);
+        return Err(e);
+    }
+    while io.done_id.load(SeqCst) != id {
+        core::hint::spin_loop();
+    }
+    take_result(io)
+}
+
+fn wait_reply(me: &ThreadBinding, sock: usize, id: u64, mask: WaitMask) -> Result<u64, Errno> {
+    let io = &me.io;
+    let s = &SOCKETS[sock];
+    let tid = gettid();
+    let efd = io.efd.load(SeqCst);
+    loop {
+        if io.done_id.load(SeqCst) == id {
+            return take_result(io);
+        }
+        if s.dead.load(SeqCst) != 0 {
+            return abandon(io, id, Errno(libc::EPIPE));
+        }
+        if immediate_exit(io) {
+            return abandon(io, id, Errno(libc::EINTR));
+        }
+        let before = generation();
+        if s.rx.compare_exchange(0, tid, SeqCst, SeqCst).is_ok() {
+            let end = receive(me, sock, id, mask);
+            s.rx.store(0, SeqCst);
+            wake_waiters(sock, io);
+            match end {
+                Ok(()) => continue,
+                Err(RxEnd::Interrupted) if generation() != before => continue,
+                Err(RxEnd::Interrupted) => return abandon(io, id, Errno(libc::EINTR)),
+                Err(RxEnd::Failed(e)) => return abandon(io, id, e),
+            }
+        }
+        match wait(efd, libc::POLLIN, mask, Some(ORPHAN_CHECK_NS)) {
+            Ok(0) => release_orphaned_receiver(sock),
+            Ok(_) => drain(efd),
+            Err(Errno(libc::EINTR)) if generation() != before => {}
+            Err(Errno(libc::EINTR)) => return abandon(io, id, Errno(libc::EINTR)),
+            Err(e) => return abandon(io, id, e),
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Waits that a signal always ends: every signal is blocked from the last
+//! check until `ppoll` atomically installs the mask of the wait.
+
+use super::vcpu::VcpuIo;
+use crate::errno::Errno;
+use crate::sys::{self, close, syscall6};
+use core::sync::atomic::Ordering::SeqCst;
+
+/// What a wait may be interrupted by: `ppoll`'s mask, and a signalfd that
+/// reports (without taking them) the signals that end the wait but stay
+/// pending, or -1.
+#[derive(Clone, Copy)]
+pub(super) struct WaitMask {
+    ppoll: u64,
+    pending_fd: i32,
+}
+
+/// Signals blocked for the guard's life; `mask` is what a wait unblocks.
+pub(super) struct Blocked {
+    old: u64,
+    pub(super) mask: WaitMask,
+}
+
+impl Blocked {
+    pub(super) fn new(io: &VcpuIo) -> Blocked {
+        let all: u64 = !0;
+        let mut old: u64 = 0;
+        // SAFETY: rt_sigprocmask reads `all` and writes `old` (8 bytes
+        // each, the kernel's sigset size), both on this frame. It cannot
+        // fail with these arguments.
+        let _ = unsafe {
+            syscall6(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_BLOCK as u64,
+                &all as *const u64 as u64,
+                &mut old as *mut u64 as u64,
+                8,
+                0,
+                0,
+            )
+        };
+        let mut mask = WaitMask {
+            ppoll: old,
+            pending_fd: -1,
+        };
+        if io.sigmask_set.load(SeqCst) != 0 {
+            // As in KVM_RUN: a signal the KVM mask allows ends the wait. One
+            // the thread does not block is handled (ppoll); one the thread
+            // blocks stays pending, as KVM leaves it (the signalfd sees it).
+            let kvm = io.sigmask.load(SeqCst);
+            let stays_pending = !kvm & old;
+            mask.ppoll = kvm | old;
+            if stays_pending != 0 {
+                match sys::signalfd(stays_pending) {
+                    Ok(fd) => mask.pending_fd = fd,
+                    // No fd for it: such a signal is handled in the wait.
+                    Err(_) => mask.ppoll = kvm,
+                }
+            }
+        }
+        Blocked { old, mask }
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        if self.mask.pending_fd >= 0 {
+            let _ = close(self.mask.pending_fd);
+        }
+        // SAFETY: restores the mask saved by `new` from this value.
+        let _ = unsafe {
+            syscall6(
+                libc::SYS_rt_sigprocmask,
+                libc::SIG_SETMASK as u64,
+                &self.old as *const u64 as u64,
+                0,
+                8,
+                0,
+                0,
+            )
+        };
+    }
+}
+
+/// `ppoll` on `fd` with the wait's signal mask. `Err(EINTR)` when a signal
+/// was handled, or one that stays pending came; `Ok(revents)` otherwise (0
+/// on timeout).
+pub(super) fn wait(
+    fd: i32,
+    events: i16,
+    mask: WaitMask,
+    timeout_ns: Option<i64>,
+) -> Result<i16, Errno> {
+    let mut pfd = [
+        libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: mask.pending_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let nfds = if mask.pending_fd >= 0 { 2 } else { 1 };
+    let ts = timeout_ns.map(|ns| libc::timespec {
+        tv_sec: ns / 1_000_000_000,
+        tv_nsec: ns % 1_000_000_000,
+    });
+    let ts_ptr = ts.as_ref().map_or(0, |t| t as *const libc::timespec as u64);
+    // SAFETY: ppoll reads and writes `nfds` pollfds, reads the timespec
+    // (if any) and the 8-byte mask, all on this frame.
+    unsafe {
+        syscall6(
+            libc::SYS_ppoll,
+            pfd.as_mut_ptr() as u64,
+            nfds,
+            ts_ptr,
+            &mask.ppoll as *const u64 as u64,
+            8,
+            0,
+        )
+    }?;
+    if pfd[1].revents != 0 {
+        return Err(Errno(libc::EINTR));
+    }
+    Ok(pfd[0].revents)
+}
