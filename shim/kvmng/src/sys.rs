@@ -217,6 +217,185 @@ pub fn sleep_ns(ns: u64) {
     };
 }
 
+/// A new shared, read-write mapping of the first `len` bytes of `fd`, at
+/// an address of the kernel's choosing; its address.
+pub fn mmap_shared(fd: i32, len: usize) -> Result<u64, Errno> {
+    // SAFETY: a new mapping at an address of the kernel's choosing (no
+    // MAP_FIXED); no existing memory is affected.
+    let addr = unsafe {
+        syscall6(
+            libc::SYS_mmap,
+            0,
+            len as u64,
+            (libc::PROT_READ | libc::PROT_WRITE) as u64,
+            libc::MAP_SHARED as u64,
+            fd as u64,
+            0,
+        )
+    }?;
+    Ok(addr as u64)
+}
+
+/// `munmap(addr, len)`.
+///
+/// # Safety
+/// Nothing may use the range any more: references into it dangle after.
+pub unsafe fn munmap(addr: u64, len: usize) -> SysResult {
+    // SAFETY: forwarded; the caller vouches that the range is unused.
+    unsafe { syscall6(libc::SYS_munmap, addr, len as u64, 0, 0, 0, 0) }
+}
+
+/// An eventfd with a count of 0 and `flags` (`EFD_*`).
+pub fn eventfd(flags: i32) -> Result<i32, Errno> {
+    // SAFETY: eventfd2 takes integers only.
+    unsafe { syscall6(libc::SYS_eventfd2, 0, flags as u64, 0, 0, 0, 0) }.map(|fd| fd as i32)
+}
+
+/// Adds `value` to the count of eventfd `fd` (an 8-byte `write`).
+pub fn eventfd_write(fd: i32, value: u64) -> SysResult {
+    // SAFETY: write reads 8 bytes from `value`, on this frame.
+    unsafe {
+        syscall6(
+            libc::SYS_write,
+            fd as u64,
+            &value as *const u64 as u64,
+            8,
+            0,
+            0,
+            0,
+        )
+    }
+}
+
+/// Takes the count of eventfd `fd` (an 8-byte `read`).
+pub fn eventfd_read(fd: i32) -> Result<u64, Errno> {
+    let mut value: u64 = 0;
+    // SAFETY: read writes at most 8 bytes into `value`, on this frame.
+    unsafe {
+        syscall6(
+            libc::SYS_read,
+            fd as u64,
+            &mut value as *mut u64 as u64,
+            8,
+            0,
+            0,
+            0,
+        )
+    }?;
+    Ok(value)
+}
+
+/// `poll(fds, timeout_ms)`: the number of fds with events (0 on timeout).
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> SysResult {
+    // SAFETY: poll reads and writes `fds.len()` pollfds, all in `fds`.
+    unsafe {
+        syscall6(
+            libc::SYS_poll,
+            fds.as_mut_ptr() as u64,
+            fds.len() as u64,
+            timeout_ms as u64,
+            0,
+            0,
+            0,
+        )
+    }
+}
+
+/// `ppoll(fds, timeout, mask)`: polls with the kernel's 8-byte signal
+/// mask `mask` installed for the wait (atomically); no timeout with
+/// `None`. The number of fds with events (0 on timeout).
+pub fn ppoll(fds: &mut [libc::pollfd], timeout: Option<&libc::timespec>, mask: u64) -> SysResult {
+    let ts_ptr = timeout.map_or(0, |t| t as *const libc::timespec as u64);
+    // SAFETY: ppoll reads and writes `fds.len()` pollfds, all in `fds`,
+    // and reads the timespec (if any) and the 8-byte mask, on this frame.
+    unsafe {
+        syscall6(
+            libc::SYS_ppoll,
+            fds.as_mut_ptr() as u64,
+            fds.len() as u64,
+            ts_ptr,
+            &mask as *const u64 as u64,
+            8,
+            0,
+        )
+    }
+}
+
+/// `getsockopt(fd, level, opt)` for an integer option: its value.
+pub fn getsockopt_int(fd: i32, level: i32, opt: i32) -> Result<i32, Errno> {
+    let mut value: i32 = 0;
+    let mut len: u32 = 4;
+    // SAFETY: getsockopt writes at most `len` (4) bytes into `value` and
+    // the length into `len`, both on this frame.
+    unsafe {
+        syscall6(
+            libc::SYS_getsockopt,
+            fd as u64,
+            level as u64,
+            opt as u64,
+            &mut value as *mut i32 as u64,
+            &mut len as *mut u32 as u64,
+            0,
+        )
+    }?;
+    Ok(value)
+}
+
+/// `getpeername(fd)` into `addr`: the length of the peer's address (more
+/// than `addr.len()` when it was truncated). `ENOTCONN` when `fd` is an
+/// unconnected socket.
+pub fn getpeername(fd: i32, addr: &mut [u8]) -> Result<usize, Errno> {
+    let mut len: u32 = addr.len() as u32;
+    // SAFETY: getpeername writes at most `len` bytes into `addr` and the
+    // length into `len`, both owned by the caller or this frame.
+    unsafe {
+        syscall6(
+            libc::SYS_getpeername,
+            fd as u64,
+            addr.as_mut_ptr() as u64,
+            &mut len as *mut u32 as u64,
+            0,
+            0,
+            0,
+        )
+    }?;
+    Ok(len as usize)
+}
+
+/// `send(fd, buf, flags)` (`sendto` with no address): the bytes sent.
+pub fn send(fd: i32, buf: &[u8], flags: i32) -> SysResult {
+    // SAFETY: sendto reads `buf.len()` bytes from `buf`; no address.
+    unsafe {
+        syscall6(
+            libc::SYS_sendto,
+            fd as u64,
+            buf.as_ptr() as u64,
+            buf.len() as u64,
+            flags as u64,
+            0,
+            0,
+        )
+    }
+}
+
+/// `recv(fd, buf, flags)` (`recvfrom` with no address): the bytes read,
+/// or with `MSG_TRUNC` the message's real length.
+pub fn recv(fd: i32, buf: &mut [u8], flags: i32) -> SysResult {
+    // SAFETY: recvfrom writes at most `buf.len()` bytes into `buf`; no
+    // address is requested.
+    unsafe {
+        syscall6(
+            libc::SYS_recvfrom,
+            fd as u64,
+            buf.as_mut_ptr() as u64,
+            buf.len() as u64,
+            flags as u64,
+            0,
+            0,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,5 +419,80 @@ mod tests {
         assert_eq!(take_pending_signal(bit), Ok(i64::from(sig)));
         assert_eq!(take_pending_signal(bit), Err(Errno(libc::EAGAIN)));
         assert_eq!(sigprocmask(libc::SIG_SETMASK, before).unwrap() & bit, bit);
+    }
+
+    #[test]
+    fn an_eventfd_counts_and_polls_readable() {
+        let efd = eventfd(libc::EFD_CLOEXEC | libc::EFD_NONBLOCK).unwrap();
+        assert_eq!(eventfd_read(efd), Err(Errno(libc::EAGAIN)));
+        let mut pfd = [libc::pollfd {
+            fd: efd,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        assert_eq!(poll(&mut pfd, 0), Ok(0));
+        eventfd_write(efd, 2).unwrap();
+        eventfd_write(efd, 3).unwrap();
+        assert_eq!(poll(&mut pfd, 0), Ok(1));
+        assert_eq!(pfd[0].revents, libc::POLLIN);
+        let mask = sigprocmask(libc::SIG_BLOCK, 0).unwrap();
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        assert_eq!(ppoll(&mut pfd, Some(&zero), mask), Ok(1));
+        assert_eq!(eventfd_read(efd), Ok(5));
+        assert_eq!(ppoll(&mut pfd, Some(&zero), mask), Ok(0));
+        close(efd).unwrap();
+    }
+
+    #[test]
+    fn a_seqpacket_pair_carries_whole_messages() {
+        let mut sv = [-1i32; 2];
+        // SAFETY: socketpair writes two fds into `sv`.
+        let r = unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                sv.as_mut_ptr(),
+            )
+        };
+        assert_eq!(r, 0);
+        let domain = getsockopt_int(sv[0], libc::SOL_SOCKET, libc::SO_DOMAIN);
+        assert_eq!(domain, Ok(libc::AF_UNIX));
+        let kind = getsockopt_int(sv[0], libc::SOL_SOCKET, libc::SO_TYPE);
+        assert_eq!(kind, Ok(libc::SOCK_SEQPACKET));
+        let mut addr = [0u8; 128];
+        assert!(getpeername(sv[0], &mut addr).is_ok());
+        assert_eq!(getpeername(-1, &mut addr), Err(Errno(libc::EBADF)));
+        assert_eq!(send(sv[0], b"hello", libc::MSG_DONTWAIT), Ok(5));
+        let mut buf = [0u8; 3];
+        let flags = libc::MSG_DONTWAIT | libc::MSG_TRUNC;
+        assert_eq!(recv(sv[1], &mut buf, flags), Ok(5));
+        assert_eq!(&buf, b"hel");
+        assert_eq!(recv(sv[1], &mut buf, flags), Err(Errno(libc::EAGAIN)));
+        close(sv[0]).unwrap();
+        close(sv[1]).unwrap();
+    }
+
+    #[test]
+    fn a_shared_mapping_writes_through_to_its_file() {
+        // SAFETY: memfd_create reads the name, a C string literal.
+        let fd = unsafe { libc::memfd_create(c"kvmng-sys-test".as_ptr(), libc::MFD_CLOEXEC) };
+        assert!(fd >= 0);
+        // SAFETY: ftruncate on our own memfd; no memory is passed.
+        assert_eq!(unsafe { libc::ftruncate(fd, 8192) }, 0);
+        let addr = mmap_shared(fd, 8192).unwrap();
+        // SAFETY: the mapping is 8192 bytes long, read-write, and ours.
+        unsafe { (addr as *mut u8).add(4096).write_volatile(7) };
+        let mut byte = [0u8; 1];
+        // SAFETY: pread writes one byte into `byte`.
+        let n = unsafe { libc::pread(fd, byte.as_mut_ptr().cast(), 1, 4096) };
+        assert_eq!(n, 1);
+        assert_eq!(byte, [7]);
+        // SAFETY: nothing uses the mapping any more.
+        assert_eq!(unsafe { munmap(addr, 8192) }, Ok(0));
+        close(fd).unwrap();
     }
 }

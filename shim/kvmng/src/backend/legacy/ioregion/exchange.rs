@@ -10,7 +10,7 @@ use super::wait::{wait, Blocked, WaitMask};
 use crate::backend::legacy::binding::ThreadBinding;
 use crate::backend::legacy::gate;
 use crate::errno::{Errno, SysResult};
-use crate::sys::{gettid, syscall6};
+use crate::sys::{self, gettid};
 use core::sync::atomic::Ordering::SeqCst;
 use kvmng_abi::*;
 
@@ -19,19 +19,20 @@ use kvmng_abi::*;
 /// signal handler); it is woken at once in every other case.
 const ORPHAN_CHECK_NS: i64 = 50_000_000;
 
+// `send` relies on it: the request's fields fill it without padding.
+const _: () = assert!(core::mem::size_of::<kvmng_ioregion_request>() == 4 * 8 + 4 + 4);
+
 fn send(fd: i32, request: &kvmng_ioregion_request) -> SysResult {
-    // SAFETY: sendto reads the request (on the caller's frame); no address.
-    unsafe {
-        syscall6(
-            libc::SYS_sendto,
-            fd as u64,
-            request as *const kvmng_ioregion_request as u64,
-            core::mem::size_of::<kvmng_ioregion_request>() as u64,
-            (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u64,
-            0,
-            0,
+    // SAFETY: the request, on the caller's frame, viewed as its bytes: a
+    // repr(C) struct of four u64s, a u32 and four u8s has no padding, so
+    // every byte is initialized.
+    let bytes = unsafe {
+        core::slice::from_raw_parts(
+            (request as *const kvmng_ioregion_request).cast::<u8>(),
+            core::mem::size_of::<kvmng_ioregion_request>(),
         )
-    }
+    };
+    sys::send(fd, bytes, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
 }
 
 /// The errno a socket error means for the guest's access.
@@ -43,19 +44,7 @@ pub(super) fn socket_errno(e: Errno) -> Errno {
 }
 
 fn drain(efd: i32) {
-    let mut value: u64 = 0;
-    // SAFETY: read writes at most 8 bytes into `value`, on this frame.
-    let _ = unsafe {
-        syscall6(
-            libc::SYS_read,
-            efd as u64,
-            &mut value as *mut u64 as u64,
-            8,
-            0,
-            0,
-            0,
-        )
-    };
+    let _ = sys::eventfd_read(efd);
 }
 
 /// The binding's eventfd, created on first need.
@@ -64,18 +53,7 @@ fn eventfd(io: &VcpuIo) -> Result<i32, Errno> {
     if fd >= 0 {
         return Ok(fd);
     }
-    // SAFETY: eventfd2 takes integers only.
-    let fd = unsafe {
-        syscall6(
-            libc::SYS_eventfd2,
-            0,
-            (libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) as u64,
-            0,
-            0,
-            0,
-            0,
-        )
-    }? as i32;
+    let fd = sys::eventfd(libc::EFD_CLOEXEC | libc::EFD_NONBLOCK)?;
     io.efd.store(fd, SeqCst);
     Ok(fd)
 }

@@ -8,7 +8,7 @@ use super::wait::{wait, WaitMask};
 use super::DELIVERING;
 use crate::backend::legacy::binding::{self, ThreadBinding, THREADS};
 use crate::errno::Errno;
-use crate::sys::syscall6;
+use crate::sys;
 use core::sync::atomic::Ordering::SeqCst;
 use kvmng_abi::*;
 
@@ -40,19 +40,7 @@ fn wake(efd: i32) {
     if efd < 0 {
         return;
     }
-    let one: u64 = 1;
-    // SAFETY: write reads 8 bytes from `one`, on this frame.
-    let _ = unsafe {
-        syscall6(
-            libc::SYS_write,
-            efd as u64,
-            &one as *const u64 as u64,
-            8,
-            0,
-            0,
-            0,
-        )
-    };
+    let _ = sys::eventfd_write(efd, 1);
 }
 
 /// Wakes every other thread waiting on `sock`, so that one takes the
@@ -76,18 +64,8 @@ fn hung_up(fd: i32) -> bool {
         events: libc::POLLIN | libc::POLLRDHUP,
         revents: 0,
     };
-    // SAFETY: poll reads and writes one pollfd on this frame; no timeout.
-    let r = unsafe {
-        syscall6(
-            libc::SYS_poll,
-            &mut pfd as *mut libc::pollfd as u64,
-            1,
-            0,
-            0,
-            0,
-            0,
-        )
-    };
+    // A timeout of 0: it does not wait.
+    let r = sys::poll(core::slice::from_mut(&mut pfd), 0);
     r.is_ok() && pfd.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0
 }
 
@@ -108,19 +86,8 @@ pub(super) fn receive(
             return Ok(());
         }
         let mut buf = [0u8; REPLY + 8];
-        // SAFETY: recvfrom writes at most buf.len() bytes into `buf`; with
-        // MSG_TRUNC it returns the message's real length.
-        let n = unsafe {
-            syscall6(
-                libc::SYS_recvfrom,
-                fd as u64,
-                buf.as_mut_ptr() as u64,
-                buf.len() as u64,
-                (libc::MSG_DONTWAIT | libc::MSG_TRUNC) as u64,
-                0,
-                0,
-            )
-        };
+        // With MSG_TRUNC it returns the message's real length.
+        let n = sys::recv(fd, &mut buf, libc::MSG_DONTWAIT | libc::MSG_TRUNC);
         match n {
             Ok(0) => {
                 if hung_up(fd) {

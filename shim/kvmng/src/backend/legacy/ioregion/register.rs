@@ -7,7 +7,7 @@ use super::table::{
 use super::MAX_REGIONS;
 use crate::backend::legacy::{binding, fdkind, usermem};
 use crate::errno::{Errno, SysResult};
-use crate::sys::{close, syscall6};
+use crate::sys::{self, close};
 use core::sync::atomic::Ordering::SeqCst;
 use kvmng_abi::*;
 
@@ -54,52 +54,21 @@ pub fn ioregion(op: u32, region: u64, flags: u32) -> SysResult {
     }
 }
 
-fn getsockopt_int(fd: i32, opt: i32) -> Result<i32, Errno> {
-    let mut value: i32 = 0;
-    let mut len: u32 = 4;
-    // SAFETY: getsockopt writes at most `len` (4) bytes into `value` and
-    // the length into `len`, both on this frame.
-    unsafe {
-        syscall6(
-            libc::SYS_getsockopt,
-            fd as u64,
-            libc::SOL_SOCKET as u64,
-            opt as u64,
-            &mut value as *mut i32 as u64,
-            &mut len as *mut u32 as u64,
-            0,
-        )
-    }?;
-    Ok(value)
-}
-
 /// The fd checks of ADD, in the order of api.md.
 fn check_socket(fd: i32) -> Result<(), Errno> {
     if fd < 0 {
         return Err(Errno(libc::EBADF));
     }
     // EBADF for a closed fd, ENOTSOCK for anything but a socket.
-    if getsockopt_int(fd, libc::SO_DOMAIN)? != libc::AF_UNIX {
+    if sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)? != libc::AF_UNIX {
         return Err(Errno(libc::EAFNOSUPPORT));
     }
-    if getsockopt_int(fd, libc::SO_TYPE)? != libc::SOCK_SEQPACKET {
+    if sys::getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE)? != libc::SOCK_SEQPACKET {
         return Err(Errno(libc::EPROTOTYPE));
     }
+    // ENOTCONN for a socket that is not connected.
     let mut addr = [0u8; 128];
-    let mut len: u32 = addr.len() as u32;
-    // SAFETY: getpeername writes at most `len` bytes into `addr` and the
-    // length into `len`, both on this frame.
-    unsafe {
-        syscall6(
-            libc::SYS_getpeername,
-            fd as u64,
-            addr.as_mut_ptr() as u64,
-            &mut len as *mut u32 as u64,
-            0,
-            0,
-            0,
-        )
-    }?;
+    sys::getpeername(fd, &mut addr)?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use super::table::PARKED;
 use super::RUN_MAP_LEN;
 use crate::backend::legacy::fdkind;
 use crate::errno::Errno;
-use crate::sys::{close, syscall6};
+use crate::sys::{self, close};
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
 /// The I/O-region state of one thread binding.
@@ -89,20 +89,7 @@ impl Default for VcpuIo {
 /// Maps the `kvm_run` area of vCPU fd `fd` for a binding ([`RUN_MAP_LEN`]
 /// bytes); the address, for [`install`].
 pub fn map_run(fd: i32) -> Result<u64, Errno> {
-    // SAFETY: a new shared mapping of the vCPU fd at an address of the
-    // kernel's choosing; no existing memory is affected.
-    let addr = unsafe {
-        syscall6(
-            libc::SYS_mmap,
-            0,
-            RUN_MAP_LEN as u64,
-            (libc::PROT_READ | libc::PROT_WRITE) as u64,
-            libc::MAP_SHARED as u64,
-            fd as u64,
-            0,
-        )
-    }?;
-    Ok(addr as u64)
+    sys::mmap_shared(fd, RUN_MAP_LEN)
 }
 
 /// Sets a detached binding up for `private_fd` (vCPU `vcpu_id`), whose run
@@ -140,7 +127,7 @@ pub fn detach(io: &VcpuIo, fd: i32) {
         // SAFETY: unmapping the area `attach` mapped; nothing else uses it
         // (the binding is being dropped by its own thread, or in a fork
         // child).
-        let _ = unsafe { syscall6(libc::SYS_munmap, run, RUN_MAP_LEN as u64, 0, 0, 0, 0) };
+        let _ = unsafe { sys::munmap(run, RUN_MAP_LEN) };
     }
     let efd = io.efd.swap(-1, SeqCst);
     if efd >= 0 {

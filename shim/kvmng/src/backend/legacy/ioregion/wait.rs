@@ -3,7 +3,7 @@
 
 use super::vcpu::VcpuIo;
 use crate::errno::Errno;
-use crate::sys::{self, close, syscall6};
+use crate::sys::{self, close};
 use core::sync::atomic::Ordering::SeqCst;
 
 /// What a wait may be interrupted by: `ppoll`'s mask, and a signalfd that
@@ -24,21 +24,8 @@ pub(super) struct Blocked {
 impl Blocked {
     pub(super) fn new(io: &VcpuIo) -> Blocked {
         let all: u64 = !0;
-        let mut old: u64 = 0;
-        // SAFETY: rt_sigprocmask reads `all` and writes `old` (8 bytes
-        // each, the kernel's sigset size), both on this frame. It cannot
-        // fail with these arguments.
-        let _ = unsafe {
-            syscall6(
-                libc::SYS_rt_sigprocmask,
-                libc::SIG_BLOCK as u64,
-                &all as *const u64 as u64,
-                &mut old as *mut u64 as u64,
-                8,
-                0,
-                0,
-            )
-        };
+        // rt_sigprocmask cannot fail with these arguments.
+        let old = sys::sigprocmask(libc::SIG_BLOCK, all).unwrap_or(0);
         let mut mask = WaitMask {
             ppoll: old,
             pending_fd: -1,
@@ -67,18 +54,8 @@ impl Drop for Blocked {
         if self.mask.pending_fd >= 0 {
             let _ = close(self.mask.pending_fd);
         }
-        // SAFETY: restores the mask saved by `new` from this value.
-        let _ = unsafe {
-            syscall6(
-                libc::SYS_rt_sigprocmask,
-                libc::SIG_SETMASK as u64,
-                &self.old as *const u64 as u64,
-                0,
-                8,
-                0,
-                0,
-            )
-        };
+        // Restores the mask saved by `new`.
+        let _ = sys::sigprocmask(libc::SIG_SETMASK, self.old);
     }
 }
 
@@ -108,20 +85,7 @@ pub(super) fn wait(
         tv_sec: ns / 1_000_000_000,
         tv_nsec: ns % 1_000_000_000,
     });
-    let ts_ptr = ts.as_ref().map_or(0, |t| t as *const libc::timespec as u64);
-    // SAFETY: ppoll reads and writes `nfds` pollfds, reads the timespec
-    // (if any) and the 8-byte mask, all on this frame.
-    unsafe {
-        syscall6(
-            libc::SYS_ppoll,
-            pfd.as_mut_ptr() as u64,
-            nfds,
-            ts_ptr,
-            &mask.ppoll as *const u64 as u64,
-            8,
-            0,
-        )
-    }?;
+    sys::ppoll(&mut pfd[..nfds], ts.as_ref(), mask.ppoll)?;
     if pfd[1].revents != 0 {
         return Err(Errno(libc::EINTR));
     }
