@@ -159,10 +159,7 @@ impl Api {
                 unsafe { libc::getppid() };
                 Ok(())
             }
-            (Op::Getppid, _) => {
-                // SAFETY: getppid has no arguments and cannot fail.
-                unsafe { kvmng::sys::syscall6(libc::SYS_getppid, 0, 0, 0, 0, 0, 0) }.map(|_| ())
-            }
+            (Op::Getppid, _) => kvmng::sys::getppid().map(|_| ()),
             (Op::EmptyCall, Api::Ioctl { .. }) => {
                 // SAFETY: KVM_GET_API_VERSION takes no argument.
                 match unsafe { self.ioctl(kvm_fd, KVM_GET_API_VERSION, 0) } {

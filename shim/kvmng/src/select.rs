@@ -4,7 +4,6 @@ use crate::backend::legacy::Legacy;
 use crate::backend::native::Native;
 use crate::backend::{Backend, BackendKind};
 use crate::errno::Errno;
-use crate::sys::syscall6;
 use kvmng_abi::Syscall;
 
 /// The environment variable that forces a backend: `native`, `legacy`, or
@@ -16,7 +15,7 @@ pub const BACKEND_ENV: &str = "KVMNG_BACKEND";
 /// on a kvmng kernel and ENOSYS elsewhere. It has no side effect.
 pub fn kernel_has_kvmng() -> bool {
     // SAFETY: an integer argument only; the call fails either way.
-    let r = unsafe { syscall6(Syscall::Run.nr(), u64::from(u32::MAX), 0, 0, 0, 0, 0) };
+    let r = unsafe { crate::sys::kvmng(Syscall::Run, u64::from(u32::MAX), 0, 0, 0) };
     r == Err(Errno(libc::EINVAL))
 }
 

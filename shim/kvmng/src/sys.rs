@@ -1,11 +1,24 @@
 //! Raw system calls, made with the `syscall` instruction itself.
 //!
+//! This is the one module of the crate that issues raw syscalls: every
+//! other module calls a typed wrapper from here, whose `SAFETY` argument
+//! is written once (`clippy.toml` rejects [`raw6`], [`syscall6`] and
+//! `libc::syscall` elsewhere in the crate). The other crates of the
+//! workspace use these wrappers too; libkvmshim.so keeps the calls only it
+//! makes in its own `raw` module, built on [`raw6`] and [`syscall6`].
+//!
+//! No wrapper allocates or locks: several run in the SIGSYS handler.
 //! Nothing here goes through libc: no errno is touched (the SIGSYS trap
 //! handler relies on that) and no interposed symbol such as `ioctl` can be
 //! re-entered (the preload shim relies on that).
 
+// The one place the crate may issue raw syscalls (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 use crate::errno::{Errno, SysResult};
 use core::arch::asm;
+use core::ffi::CStr;
+use kvmng_abi::Syscall;
 
 /// Issues syscall `nr` with six arguments and returns the raw kernel value.
 ///
@@ -396,6 +409,145 @@ pub fn recv(fd: i32, buf: &mut [u8], flags: i32) -> SysResult {
     }
 }
 
+/// Issues kvmng syscall `call` with up to four arguments (docs/api.md).
+///
+/// # Safety
+/// The arguments must satisfy the syscall's contract (docs/api.md).
+#[inline]
+pub unsafe fn kvmng(call: Syscall, a0: u64, a1: u64, a2: u64, a3: u64) -> SysResult {
+    // SAFETY: forwarded; the caller vouches for the arguments.
+    unsafe { syscall6(call.nr(), a0, a1, a2, a3, 0, 0) }
+}
+
+/// The parent's process id.
+#[inline]
+pub fn getppid() -> SysResult {
+    // SAFETY: getppid has no arguments and cannot fail.
+    unsafe { syscall6(libc::SYS_getppid, 0, 0, 0, 0, 0, 0) }
+}
+
+/// `open(path, flags)` (`openat(AT_FDCWD, ...)`, no mode: not for
+/// `O_CREAT`): the new fd.
+pub fn open(path: &CStr, flags: i32) -> Result<i32, Errno> {
+    // SAFETY: openat reads the NUL-terminated `path`, which the caller
+    // lends for the call.
+    unsafe {
+        syscall6(
+            libc::SYS_openat,
+            libc::AT_FDCWD as u64,
+            path.as_ptr() as u64,
+            flags as u64,
+            0,
+            0,
+            0,
+        )
+    }
+    .map(|fd| fd as i32)
+}
+
+/// `fstat(fd)`: the file's status.
+pub fn fstat(fd: i32) -> Result<libc::stat, Errno> {
+    // SAFETY: libc::stat is plain old data; all-zero is a valid value.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: fstat writes one struct stat into `st`, which lives on this
+    // stack frame.
+    unsafe {
+        syscall6(
+            libc::SYS_fstat,
+            fd as u64,
+            &mut st as *mut libc::stat as u64,
+            0,
+            0,
+            0,
+            0,
+        )
+    }?;
+    Ok(st)
+}
+
+/// `readlink(path)` into `buf`: the length written (the target is cut at
+/// `buf.len()` bytes, without a NUL).
+pub fn readlink(path: &CStr, buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: readlink reads the NUL-terminated `path` and writes at most
+    // `buf.len()` bytes into `buf`, both lent by the caller for the call.
+    unsafe {
+        syscall6(
+            libc::SYS_readlink,
+            path.as_ptr() as u64,
+            buf.as_mut_ptr() as u64,
+            buf.len() as u64,
+            0,
+            0,
+            0,
+        )
+    }
+    .map(|len| len as usize)
+}
+
+/// `kcmp(getpid(), getpid(), KCMP_FILE, a, b)`: 0 when fds `a` and `b` of
+/// this process are the same open file (1 or 2 orders them otherwise).
+pub fn kcmp_file(a: i32, b: i32) -> SysResult {
+    const KCMP_FILE: u64 = 0;
+    let pid = getpid() as u64;
+    // SAFETY: kcmp compares two of our own fds; no memory is passed.
+    unsafe { syscall6(libc::SYS_kcmp, pid, pid, KCMP_FILE, a as u64, b as u64, 0) }
+}
+
+/// `process_vm_readv`/`process_vm_writev` (`nr`) on this process with one
+/// iovec on each side: the bytes copied.
+///
+/// # Safety
+/// `local` must be valid for `len` bytes of what `nr` does to it (written
+/// by readv, read by writev).
+unsafe fn process_vm_self(nr: i64, local: *mut u8, remote: u64, len: usize) -> SysResult {
+    let local_iov = libc::iovec {
+        iov_base: local.cast(),
+        iov_len: len,
+    };
+    let remote_iov = libc::iovec {
+        iov_base: remote as *mut libc::c_void,
+        iov_len: len,
+    };
+    // SAFETY: both iovecs live on this stack frame for the call; the
+    // caller vouches for `local`. The kernel checks the remote side: an
+    // unmapped address is an error, never a fault.
+    unsafe {
+        syscall6(
+            nr,
+            getpid() as u64,
+            &local_iov as *const libc::iovec as u64,
+            1,
+            &remote_iov as *const libc::iovec as u64,
+            1,
+            0,
+        )
+    }
+}
+
+/// Copies up to `dst.len()` bytes from address `src` of this process
+/// (`process_vm_readv`): the bytes copied, fewer at the first unreadable
+/// page, or `EFAULT` when none could be.
+pub fn process_vm_read_self(src: u64, dst: &mut [u8]) -> SysResult {
+    // SAFETY: the kernel writes at most `dst.len()` bytes into `dst`.
+    unsafe { process_vm_self(libc::SYS_process_vm_readv, dst.as_mut_ptr(), src, dst.len()) }
+}
+
+/// Copies up to `src.len()` bytes of `src` to address `dst` of this
+/// process (`process_vm_writev`): the bytes copied, fewer at the first
+/// unwritable page, or `EFAULT` when none could be.
+pub fn process_vm_write_self(dst: u64, src: &[u8]) -> SysResult {
+    // SAFETY: the kernel only reads the `src.len()` bytes of `src` (the
+    // pointer is mutable in the iovec's type alone).
+    unsafe {
+        process_vm_self(
+            libc::SYS_process_vm_writev,
+            src.as_ptr() as *mut u8,
+            dst,
+            src.len(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,5 +646,59 @@ mod tests {
         // SAFETY: nothing uses the mapping any more.
         assert_eq!(unsafe { munmap(addr, 8192) }, Ok(0));
         close(fd).unwrap();
+    }
+    #[test]
+    fn file_wrappers_open_stat_and_compare() {
+        let fd = open(c"/dev/null", libc::O_RDONLY | libc::O_CLOEXEC).unwrap();
+        let st = fstat(fd).unwrap();
+        assert_eq!(st.st_mode & libc::S_IFMT, libc::S_IFCHR);
+        assert_eq!(fstat(-1).map(|_| ()), Err(Errno(libc::EBADF)));
+        assert_eq!(
+            open(c"/nonexistent/kvmng", libc::O_RDONLY),
+            Err(Errno(libc::ENOENT))
+        );
+        let mut target = [0u8; 64];
+        let empty = readlink(c"/proc/self/exe", &mut target[..0]);
+        assert_eq!(empty, Err(Errno(libc::EINVAL)));
+        let path = format!("/proc/self/fd/{fd}\0");
+        let path = CStr::from_bytes_with_nul(path.as_bytes()).unwrap();
+        assert_eq!(readlink(path, &mut target), Ok(9));
+        assert_eq!(&target[..9], b"/dev/null");
+        assert_eq!(readlink(path, &mut target[..4]), Ok(4));
+        let copy = fcntl(fd, libc::F_DUPFD_CLOEXEC, 0).unwrap() as i32;
+        let other = open(c"/dev/null", libc::O_RDONLY | libc::O_CLOEXEC).unwrap();
+        assert_eq!(kcmp_file(fd, copy), Ok(0));
+        assert!(matches!(kcmp_file(fd, other), Ok(1 | 2)));
+        for fd in [fd, copy, other] {
+            close(fd).unwrap();
+        }
+    }
+
+    #[test]
+    fn process_ids_and_the_probe() {
+        // SAFETY: getppid has no preconditions.
+        assert_eq!(getppid(), Ok(i64::from(unsafe { libc::getppid() })));
+        // SAFETY: an integer argument only; the call fails either way.
+        let probe = unsafe { kvmng(Syscall::Run, u64::from(u32::MAX), 0, 0, 0) };
+        assert!(matches!(probe, Err(Errno(libc::EINVAL | libc::ENOSYS))));
+    }
+
+    #[test]
+    fn process_vm_copies_stop_at_a_bad_page() {
+        let source = [5u8; 16];
+        let mut dest = [0u8; 16];
+        assert_eq!(
+            process_vm_read_self(source.as_ptr() as u64, &mut dest),
+            Ok(16)
+        );
+        assert_eq!(dest, source);
+        assert_eq!(process_vm_read_self(8, &mut dest), Err(Errno(libc::EFAULT)));
+        let mut target = [0u8; 4];
+        assert_eq!(
+            process_vm_write_self(target.as_mut_ptr() as u64, &source[..4]),
+            Ok(4)
+        );
+        assert_eq!(target, [5; 4]);
+        assert_eq!(process_vm_write_self(8, &source), Err(Errno(libc::EFAULT)));
     }
 }

@@ -2,22 +2,13 @@
 
 use super::{Backend, BackendKind};
 use crate::errno::SysResult;
-use crate::sys::syscall6;
+use crate::sys::kvmng;
 use kvm_bindings::kvm_userspace_memory_region2;
 use kvmng_abi::{kvmng_ioregion, kvmng_state_entry, Syscall};
 
 /// Issues the kvmng syscalls. Stateless: the kernel holds the bindings.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Native;
-
-/// Issues kvmng syscall `call` with up to four arguments.
-///
-/// # Safety
-/// The arguments must satisfy the syscall's contract (docs/api.md).
-unsafe fn kvmng(call: Syscall, a0: u64, a1: u64, a2: u64, a3: u64) -> SysResult {
-    // SAFETY: forwarded; the caller vouches for the arguments.
-    unsafe { syscall6(call.nr(), a0, a1, a2, a3, 0, 0) }
-}
 
 impl Backend for Native {
     fn kind(&self) -> BackendKind {

@@ -244,19 +244,7 @@ pub fn kvm_device_fd_or_open() -> Result<i32, Errno> {
     if let Some(fd) = kvm_device_fd() {
         return Ok(fd);
     }
-    let path = b"/dev/kvm\0";
-    // SAFETY: openat reads the NUL-terminated path from this frame.
-    let fd = unsafe {
-        crate::sys::syscall6(
-            libc::SYS_openat,
-            libc::AT_FDCWD as u64,
-            path.as_ptr() as u64,
-            (libc::O_RDWR | libc::O_CLOEXEC) as u64,
-            0,
-            0,
-            0,
-        )
-    }? as i32;
+    let fd = crate::sys::open(c"/dev/kvm", libc::O_RDWR | libc::O_CLOEXEC)?;
     remember_kvm_device(fd);
     let _ = close(fd);
     kvm_device_fd().ok_or(Errno(libc::EMFILE))

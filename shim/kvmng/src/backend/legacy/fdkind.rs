@@ -2,7 +2,8 @@
 //! or vCPU, or something else; and whether two fds are the same open file.
 
 use crate::errno::{Errno, SysResult};
-use crate::sys::{fcntl, getpid, syscall6};
+use crate::sys::{fcntl, fstat, kcmp_file, readlink};
+use core::ffi::CStr;
 
 /// `/dev/kvm` is the misc device 10:232.
 const KVM_MAJOR: u32 = 10;
@@ -31,21 +32,7 @@ pub fn open_flags(fd: i32) -> SysResult {
 
 /// True when `fd` is the character device /dev/kvm.
 pub fn is_kvm_device(fd: i32) -> Result<bool, Errno> {
-    // SAFETY: libc::stat is plain old data; all-zero is a valid value.
-    let mut st: libc::stat = unsafe { core::mem::zeroed() };
-    // SAFETY: fstat writes one struct stat into `st`, which lives on this
-    // stack frame.
-    unsafe {
-        syscall6(
-            libc::SYS_fstat,
-            fd as u64,
-            &mut st as *mut libc::stat as u64,
-            0,
-            0,
-            0,
-            0,
-        )
-    }?;
+    let st = fstat(fd)?;
     let is_char = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
     Ok(is_char && libc::major(st.st_rdev) == KVM_MAJOR && libc::minor(st.st_rdev) == KVM_MINOR)
 }
@@ -79,20 +66,10 @@ pub fn classify(fd: i32) -> Result<FdKind, Errno> {
     }
     let mut path = [0u8; 32];
     proc_fd_path(fd, &mut path);
+    // proc_fd_path always writes the NUL: the error cannot happen.
+    let path = CStr::from_bytes_until_nul(&path).map_err(|_| Errno(libc::EINVAL))?;
     let mut target = [0u8; 64];
-    // SAFETY: `path` is NUL-terminated; readlink writes at most
-    // `target.len()` bytes into `target`.
-    let len = unsafe {
-        syscall6(
-            libc::SYS_readlink,
-            path.as_ptr() as u64,
-            target.as_mut_ptr() as u64,
-            target.len() as u64,
-            0,
-            0,
-            0,
-        )
-    }? as usize;
+    let len = readlink(path, &mut target)?;
     Ok(classify_link(&target[..len]))
 }
 
@@ -121,11 +98,7 @@ pub fn classify_link(target: &[u8]) -> FdKind {
 
 /// True when `a` and `b` refer to the same open file (`kcmp(KCMP_FILE)`).
 pub fn same_file(a: i32, b: i32) -> bool {
-    const KCMP_FILE: u64 = 0;
-    let pid = getpid() as u64;
-    // SAFETY: kcmp compares two of our own fds; no memory is passed.
-    let r = unsafe { syscall6(libc::SYS_kcmp, pid, pid, KCMP_FILE, a as u64, b as u64, 0) };
-    r == Ok(0)
+    kcmp_file(a, b) == Ok(0)
 }
 
 /// KVM's own check that an object belongs to the caller's mm: its ioctls

@@ -7,36 +7,16 @@
 //! in a signal handler.
 
 use crate::errno::{Errno, SysResult};
-use crate::sys::{getpid, syscall6};
+use crate::sys::{process_vm_read_self, process_vm_write_self};
 
-fn transfer(nr: i64, local: *mut u8, remote: u64, len: usize) -> SysResult {
+/// `Ok` when the copy of `len` bytes was whole (nothing to do for 0),
+/// `EFAULT` when it stopped short.
+fn whole(len: usize, copy: impl FnOnce() -> SysResult) -> Result<(), Errno> {
     if len == 0 {
-        return Ok(0);
+        return Ok(());
     }
-    let local_iov = libc::iovec {
-        iov_base: local.cast(),
-        iov_len: len,
-    };
-    let remote_iov = libc::iovec {
-        iov_base: remote as *mut libc::c_void,
-        iov_len: len,
-    };
-    // SAFETY: both iovecs live on this stack frame for the call; `local`
-    // is valid for `len` bytes (guaranteed by the callers below, which pass
-    // a slice). The remote side is checked by the kernel.
-    let done = unsafe {
-        syscall6(
-            nr,
-            getpid() as u64,
-            &local_iov as *const libc::iovec as u64,
-            1,
-            &remote_iov as *const libc::iovec as u64,
-            1,
-            0,
-        )
-    }?;
-    if done as usize == len {
-        Ok(done)
+    if copy()? as usize == len {
+        Ok(())
     } else {
         Err(Errno(libc::EFAULT))
     }
@@ -45,19 +25,14 @@ fn transfer(nr: i64, local: *mut u8, remote: u64, len: usize) -> SysResult {
 /// Copies `dst.len()` bytes from address `src` of this process.
 /// `EFAULT` if any byte is unreadable.
 pub fn read(src: u64, dst: &mut [u8]) -> Result<(), Errno> {
-    transfer(libc::SYS_process_vm_readv, dst.as_mut_ptr(), src, dst.len()).map(|_| ())
+    let len = dst.len();
+    whole(len, || process_vm_read_self(src, dst))
 }
 
 /// Copies `src` to address `dst` of this process.
 /// `EFAULT` if any byte is unwritable.
 pub fn write(dst: u64, src: &[u8]) -> Result<(), Errno> {
-    transfer(
-        libc::SYS_process_vm_writev,
-        src.as_ptr() as *mut u8,
-        dst,
-        src.len(),
-    )
-    .map(|_| ())
+    whole(src.len(), || process_vm_write_self(dst, src))
 }
 
 /// Reads a plain-old-data value from address `src`.
