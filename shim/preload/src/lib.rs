@@ -10,9 +10,12 @@
 //!   through the library's legacy backend.
 //!
 //! [`config`] parses the environment (`KVMNG_SHIM`, `KVMNG_MODE`) for both;
-//! [`init`] runs both set-ups from the library constructor.
+//! [`init`] runs both set-ups from the library constructor. `raw` holds
+//! the raw syscalls that only the shim makes: the crate's one module that
+//! issues syscalls itself.
 
 pub mod config;
 pub mod init;
 pub mod interpose;
+mod raw;
 pub mod trap;

@@ -8,7 +8,7 @@
 //! the kernel as a raw syscall at once, touching no state of the shim. A
 //! KVM request is offered to [`hot`] first, then to [`dispatch`].
 
-use super::cabi::{abort_on_panic, c_ret, set_errno};
+use super::cabi::{abort_on_panic, c_ret, raw_ioctl};
 use super::{dispatch, hot};
 use core::ffi::{c_int, c_ulong, c_void};
 
@@ -26,13 +26,7 @@ const KVMIO: c_ulong = 0xAE;
 pub unsafe extern "C-unwind" fn ioctl(fd: c_int, request: c_ulong, arg: *mut c_void) -> c_int {
     if (request >> 8) & 0xff != KVMIO {
         // SAFETY: the caller's own arguments, handed to the kernel unchanged.
-        let r =
-            unsafe { kvmng::sys::raw6(libc::SYS_ioctl, fd as u64, request, arg as u64, 0, 0, 0) };
-        if (-4095..0).contains(&r) {
-            set_errno(-r as i32);
-            return -1;
-        }
-        return r as c_int;
+        return c_ret(unsafe { raw_ioctl(fd, request, arg as u64) });
     }
     // The kernel takes the request as a 32-bit number.
     let cmd = u64::from(request as u32);

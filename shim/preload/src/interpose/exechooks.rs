@@ -117,18 +117,7 @@ fn say_too_large() {
     const MESSAGE: &[u8] = b"kvmshim: exec: the environment does not fit the shim's fixed \
 buffers (1022 variables, a 4 KiB LD_PRELOAD); passed on unchanged, without the shim in \
 LD_PRELOAD: a kvmng syscall in the new image will be killed by SIGSYS\n";
-    // SAFETY: write(2) reads MESSAGE, a static.
-    unsafe {
-        kvmng::sys::raw6(
-            libc::SYS_write,
-            2,
-            MESSAGE.as_ptr() as u64,
-            MESSAGE.len() as u64,
-            0,
-            0,
-            0,
-        )
-    };
+    let _ = crate::raw::write(2, MESSAGE);
 }
 
 /// The environment the new image must get instead of `envp`, built in
@@ -233,17 +222,7 @@ unsafe fn real_execve(path: *const c_char, argv: Envp, envp: Envp) -> c_int {
         Some(f) => unsafe { f(path, argv, envp) },
         None => {
             // SAFETY: as execve(2); the kernel checks the pointers.
-            let r = unsafe {
-                kvmng::sys::syscall6(
-                    libc::SYS_execve,
-                    path as u64,
-                    argv as u64,
-                    envp as u64,
-                    0,
-                    0,
-                    0,
-                )
-            };
+            let r = unsafe { crate::raw::execve(path, argv, envp) };
             super::cabi::c_ret(r)
         }
     }
@@ -448,15 +427,6 @@ unsafe extern "C" fn execle_argv(path: *const c_char, argv: Envp) -> c_int {
     unsafe { execve(path, argv, envp) }
 }
 
-fn exit_group(status: c_int) -> ! {
-    loop {
-        // SAFETY: exit_group ends the process; it does not return.
-        unsafe {
-            kvmng::sys::raw6(libc::SYS_exit_group, status as u64, 0, 0, 0, 0, 0);
-        }
-    }
-}
-
 /// Interposed `_exit`: forked children usually leave this way, skipping
 /// the destructor.
 ///
@@ -468,7 +438,7 @@ pub unsafe extern "C" fn _exit(status: c_int) -> ! {
     match real::exit_now() {
         // SAFETY: ends the process as the caller asked.
         Some(f) => unsafe { f(status) },
-        None => exit_group(status),
+        None => crate::raw::exit_group(status),
     }
 }
 
@@ -482,6 +452,6 @@ pub unsafe extern "C" fn _Exit(status: c_int) -> ! {
     match real::exit_now_c99().or_else(real::exit_now) {
         // SAFETY: ends the process as the caller asked.
         Some(f) => unsafe { f(status) },
-        None => exit_group(status),
+        None => crate::raw::exit_group(status),
     }
 }

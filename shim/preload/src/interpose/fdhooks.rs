@@ -6,8 +6,8 @@ use super::binding;
 use super::cabi::guard;
 use super::fdtable;
 use super::real;
+use crate::raw;
 use core::ffi::{c_char, c_int, c_uint, c_ulong};
-use kvmng::sys::syscall6;
 
 fn raw_result(r: Result<i64, kvmng::Errno>) -> c_int {
     super::cabi::c_ret(r)
@@ -57,18 +57,7 @@ pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) 
     let r = match real::close_range() {
         // SAFETY: integer arguments passed on.
         Some(f) => unsafe { f(first, last, flags) },
-        // SAFETY: integer arguments.
-        None => raw_result(unsafe {
-            syscall6(
-                libc::SYS_close_range,
-                u64::from(first),
-                u64::from(last),
-                flags as u64,
-                0,
-                0,
-                0,
-            )
-        }),
+        None => raw_result(raw::close_range(first, last, flags)),
     };
     if r == 0 && flags as c_uint & libc::CLOSE_RANGE_CLOEXEC == 0 {
         forget_range(first, last);
@@ -86,18 +75,7 @@ pub unsafe extern "C" fn closefrom(lowfd: c_int) {
         // SAFETY: integer argument passed on.
         Some(f) => unsafe { f(lowfd) },
         None => {
-            // SAFETY: integer arguments.
-            let _ = unsafe {
-                syscall6(
-                    libc::SYS_close_range,
-                    lowfd.max(0) as u64,
-                    u64::from(u32::MAX),
-                    0,
-                    0,
-                    0,
-                    0,
-                )
-            };
+            let _ = raw::close_range(lowfd.max(0) as c_uint, c_uint::MAX, 0);
         }
     }
     forget_range(lowfd.max(0) as c_uint, c_uint::MAX);
@@ -124,8 +102,7 @@ pub unsafe extern "C" fn dup(old: c_int) -> c_int {
     let new = match real::dup() {
         // SAFETY: integer argument passed on.
         Some(f) => unsafe { f(old) },
-        // SAFETY: integer argument.
-        None => raw_result(unsafe { syscall6(libc::SYS_dup, old as u64, 0, 0, 0, 0, 0) }),
+        None => raw_result(raw::dup(old)),
     };
     duplicated(old, new);
     new
@@ -140,8 +117,7 @@ pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
     let r = match real::dup2() {
         // SAFETY: integer arguments passed on.
         Some(f) => unsafe { f(old, new) },
-        // SAFETY: integer arguments.
-        None => raw_result(unsafe { syscall6(libc::SYS_dup3, old as u64, new as u64, 0, 0, 0, 0) }),
+        None => raw_result(raw::dup3(old, new, 0)),
     };
     if old != new {
         duplicated(old, r);
@@ -158,18 +134,7 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
     let r = match real::dup3() {
         // SAFETY: integer arguments passed on.
         Some(f) => unsafe { f(old, new, flags) },
-        // SAFETY: integer arguments.
-        None => raw_result(unsafe {
-            syscall6(
-                libc::SYS_dup3,
-                old as u64,
-                new as u64,
-                flags as u64,
-                0,
-                0,
-                0,
-            )
-        }),
+        None => raw_result(raw::dup3(old, new, flags)),
     };
     duplicated(old, r);
     r
@@ -183,7 +148,7 @@ unsafe fn fcntl_common(next: Option<real::FcntlFn>, fd: c_int, cmd: c_int, arg: 
         Some(f) => unsafe { f(fd, cmd, arg) },
         None => {
             // SAFETY: as fcntl(2); a pointer argument is checked by the kernel.
-            let r = unsafe { syscall6(libc::SYS_fcntl, fd as u64, cmd as u64, arg, 0, 0, 0) };
+            let r = unsafe { raw::fcntl(fd, cmd, arg) };
             raw_result(r)
         }
     };
@@ -224,17 +189,7 @@ unsafe fn open_common(
         // with O_CREAT or O_TMPFILE, as the caller intended.
         Some(f) => unsafe { f(path, flags, mode) },
         // SAFETY: as openat(2); the kernel checks `path`.
-        None => raw_result(unsafe {
-            syscall6(
-                libc::SYS_openat,
-                libc::AT_FDCWD as u64,
-                path as u64,
-                flags as u64,
-                u64::from(mode),
-                0,
-                0,
-            )
-        }),
+        None => raw_result(unsafe { raw::openat(libc::AT_FDCWD, path, flags, mode) }),
     };
     fresh(fd);
     fd
@@ -271,17 +226,7 @@ unsafe fn openat_common(
         // SAFETY: the caller's arguments passed on.
         Some(f) => unsafe { f(dirfd, path, flags, mode) },
         // SAFETY: as openat(2); the kernel checks `path`.
-        None => raw_result(unsafe {
-            syscall6(
-                libc::SYS_openat,
-                dirfd as u64,
-                path as u64,
-                flags as u64,
-                u64::from(mode),
-                0,
-                0,
-            )
-        }),
+        None => raw_result(unsafe { raw::openat(dirfd, path, flags, mode) }),
     };
     fresh(fd);
     fd

@@ -8,6 +8,7 @@
 //! `/proc/self/fd` link (`anon_inode:kvm-vm`, `anon_inode:kvm-vcpu:N`).
 //! Lazily classified VM and vCPU fds have no known origin.
 
+use core::ffi::CStr;
 use core::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use kvmng::backend::legacy::fdkind::{self, FdKind};
 use kvmng_abi::ioctls::FdClass;
@@ -197,20 +198,9 @@ fn read_fd_link(fd: i32, out: &mut [u8; 64]) -> Result<usize, kvmng::Errno> {
     b.s("/proc/self/fd/").u(fd as u64);
     let n = b.bytes().len();
     path[n] = 0;
-    // SAFETY: `path` is NUL-terminated; readlink writes at most
-    // `out.len()` bytes into `out`.
-    let len = unsafe {
-        kvmng::sys::syscall6(
-            libc::SYS_readlink,
-            path.as_ptr() as u64,
-            out.as_mut_ptr() as u64,
-            out.len() as u64,
-            0,
-            0,
-            0,
-        )
-    }?;
-    Ok(len as usize)
+    // The NUL was just written: the error cannot happen.
+    let path = CStr::from_bytes_until_nul(&path).map_err(|_| kvmng::Errno(libc::EINVAL))?;
+    kvmng::sys::readlink(path, out)
 }
 
 #[cfg(test)]

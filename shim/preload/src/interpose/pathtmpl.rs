@@ -91,18 +91,9 @@ impl Default for PathTemplate {
 /// Opens `path` (NUL-terminated) for appending, close-on-exec, creating it
 /// with mode 0644: a raw syscall, never through the open hook.
 pub fn open_append(path: &[u8; MAX]) -> Result<i32, kvmng::Errno> {
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC;
     // SAFETY: `path` is NUL-terminated (expand wrote the NUL).
-    let r = unsafe {
-        kvmng::sys::syscall6(
-            libc::SYS_openat,
-            libc::AT_FDCWD as u64,
-            path.as_ptr() as u64,
-            (libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND | libc::O_CLOEXEC) as u64,
-            0o644,
-            0,
-            0,
-        )
-    }?;
+    let r = unsafe { crate::raw::openat(libc::AT_FDCWD, path.as_ptr().cast(), flags, 0o644) }?;
     Ok(r as i32)
 }
 

@@ -140,21 +140,7 @@ fn command(b: &mut Buf<'_>, name: &str, t: &Taken) {
 }
 
 fn read_exe(out: &mut [u8; pathtmpl::MAX]) -> usize {
-    let path = b"/proc/self/exe\0";
-    // SAFETY: readlink reads the NUL-terminated path and writes at most
-    // `out.len()` bytes into `out`.
-    let r = unsafe {
-        kvmng::sys::syscall6(
-            libc::SYS_readlink,
-            path.as_ptr() as u64,
-            out.as_mut_ptr() as u64,
-            out.len() as u64,
-            0,
-            0,
-            0,
-        )
-    };
-    r.map_or(0, |n| n as usize)
+    kvmng::sys::readlink(c"/proc/self/exe", out).unwrap_or(0)
 }
 
 fn write_line(pid: i32, line: &[u8]) {
@@ -165,18 +151,7 @@ fn write_line(pid: i32, line: &[u8]) {
     let Ok(fd) = pathtmpl::open_append(&path) else {
         return;
     };
-    // SAFETY: write(2) reads `line`, which is live for the call.
-    unsafe {
-        kvmng::sys::raw6(
-            libc::SYS_write,
-            fd as u64,
-            line.as_ptr() as u64,
-            line.len() as u64,
-            0,
-            0,
-            0,
-        )
-    };
+    let _ = crate::raw::write(fd, line);
     let _ = kvmng::sys::close(fd);
 }
 

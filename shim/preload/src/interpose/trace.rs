@@ -80,18 +80,7 @@ pub fn write(call: &Call) {
     let mut b = Buf::new(&mut data);
     format(&mut b, call, kvmng::sys::getpid(), super::binding::tid());
     let bytes = b.bytes();
-    // SAFETY: write(2) reads `bytes`, which live on this frame.
-    unsafe {
-        kvmng::sys::raw6(
-            libc::SYS_write,
-            fd as u64,
-            bytes.as_ptr() as u64,
-            bytes.len() as u64,
-            0,
-            0,
-            0,
-        )
-    };
+    let _ = crate::raw::write(fd, bytes);
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@
 //! every signal while they write, so a handler never interrupts a writer
 //! on its own thread (which would make the reader spin forever).
 
-use crate::trap::raw;
+use crate::raw;
 use core::sync::atomic::{fence, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
 /// glibc's `sigset_t` is 1024 bits.

@@ -49,7 +49,6 @@ const BPF_JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
 /// Offset of `arch` in `struct seccomp_data`.
 const SECCOMP_DATA_ARCH: u32 = 4;
 
-const SECCOMP_SET_MODE_FILTER: u64 = 1;
 const SECCOMP_FILTER_FLAG_TSYNC: u64 = 1;
 const SECCOMP_FILTER_FLAG_SPEC_ALLOW: u64 = 1 << 2;
 
@@ -126,12 +125,6 @@ pub struct Applied {
     pub set_no_new_privs: bool,
 }
 
-#[repr(C)]
-struct SockFprog {
-    len: u16,
-    filter: *const seccompiler::sock_filter,
-}
-
 /// Why seccomp(2) refused the filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Refused {
@@ -154,27 +147,11 @@ impl core::fmt::Display for Refused {
 }
 
 fn seccomp_tsync(program: &BpfProgram) -> Result<(), Refused> {
-    let fprog = SockFprog {
-        len: program.len() as u16,
-        filter: program.as_ptr(),
-    };
-    // SAFETY: the kernel copies the program from `fprog`, which lives on
-    // this frame and points into `program`, for the duration of the call.
-    let r = unsafe {
-        kvmng::sys::raw6(
-            libc::SYS_seccomp,
-            SECCOMP_SET_MODE_FILTER,
-            SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_SPEC_ALLOW,
-            &fprog as *const SockFprog as u64,
-            0,
-            0,
-            0,
-        )
-    };
-    match r {
-        0 => Ok(()),
-        r if r > 0 => Err(Refused::Thread(r)),
-        r => Err(Refused::Errno(-r)),
+    let flags = SECCOMP_FILTER_FLAG_TSYNC | SECCOMP_FILTER_FLAG_SPEC_ALLOW;
+    match crate::raw::seccomp_set_mode_filter(flags, program) {
+        Ok(0) => Ok(()),
+        Ok(tid) => Err(Refused::Thread(tid)),
+        Err(e) => Err(Refused::Errno(i64::from(e.0))),
     }
 }
 
@@ -190,20 +167,8 @@ pub fn apply(program: &BpfProgram) -> Result<Applied, String> {
         Err(e) => return Err(format!("seccomp(SET_MODE_FILTER, TSYNC): {e}")),
     }
     // EACCES: no CAP_SYS_ADMIN. no_new_privs is the unprivileged way in.
-    // SAFETY: prctl with integer arguments only.
-    let r = unsafe {
-        kvmng::sys::raw6(
-            libc::SYS_prctl,
-            libc::PR_SET_NO_NEW_PRIVS as u64,
-            1,
-            0,
-            0,
-            0,
-            0,
-        )
-    };
-    if r != 0 {
-        return Err(format!("prctl(PR_SET_NO_NEW_PRIVS): errno {}", -r));
+    if let Err(e) = crate::raw::set_no_new_privs() {
+        return Err(format!("prctl(PR_SET_NO_NEW_PRIVS): errno {}", e.0));
     }
     seccomp_tsync(program)
         .map(|()| Applied {

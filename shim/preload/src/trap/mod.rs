@@ -26,7 +26,6 @@ mod chain;
 pub mod filter;
 pub mod handler;
 pub mod mode;
-mod raw;
 pub mod signals;
 
 use core::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
