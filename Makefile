@@ -175,9 +175,9 @@ CONF_HDRS := $(wildcard $(CONF_DIR)/*.h) kernel-patch/include/uapi/linux/kvmng.h
 
 conformance: $(CONF_OUT)/conformance
 
-$(CONF_OUT)/guests/%.bin: compat-tests/guests/%.S compat-tests/guests/conventions.inc
+$(CONF_OUT)/guests/%.bin: shim/kvmng-guests/asm/%.S shim/kvmng-guests/asm/conventions.inc
 	@mkdir -p $(@D)
-	gcc -c -nostdinc -Icompat-tests/guests -o $(@D)/$*.o $<
+	gcc -c -nostdinc -Ishim/kvmng-guests/asm -o $(@D)/$*.o $<
 	ld -m elf_x86_64 -nostdlib -Ttext=0x1000 -e _start --build-id=none -z noexecstack -o $(@D)/$*.elf $(@D)/$*.o
 	objcopy -O binary -j .text $(@D)/$*.elf $@
 
@@ -246,7 +246,7 @@ QEMU_BACKPORTS_DIR ?= $(KVMNG_CACHE)/qemu-backports
 QEMU_BACKPORTS := $(QEMU_BACKPORTS_DIR)/usr/bin/qemu-system-x86_64
 COMPAT_QEMUS ?= qemu-system-x86_64 $(QEMU_BACKPORTS)
 # The second real VMM: libkrun from crates.io (a VMM library on rust-vmm's
-# kvm-ioctls), driven by compat-tests/krun's launcher; built on its own so
+# kvm-ioctls), driven by compat-tests/kvmng-krun's launcher; built on its own so
 # the workspace does not carry libkrun's dependency tree. Its target
 # directory is in the cache: libkrun and its dependencies do not change with
 # the project, and build for minutes, so a fresh clone reuses them (cargo
@@ -260,7 +260,7 @@ compat-build: deps linux-source qemu-backports krun
 	$(CARGO) build -q --release -p kvmshim -p kvmng-compat
 
 krun: deps
-	$(CARGO) build -q --release --locked --manifest-path compat-tests/krun/Cargo.toml --target-dir $(KRUN_TARGET)
+	$(CARGO) build -q --release --locked --manifest-path compat-tests/kvmng-krun/Cargo.toml --target-dir $(KRUN_TARGET)
 
 qemu-backports: deps $(QEMU_BACKPORTS)
 
@@ -287,7 +287,7 @@ compat-full: compat-build
 	  --json target/kvmng-compat/qemu.json || rc=1; \
 	exit $$rc
 
-# ---- Measurement (shim/bench, kvmng-bench): `make bench` regenerates docs/bench.md ----
+# ---- Measurement (shim/kvmng-bench): `make bench` regenerates docs/bench.md ----
 # `kvmng ab` runs one KVM selftest alternately without and with translation
 # (the shim's passthrough and auto modes; passthrough and syscall on a
 # kvmng kernel); `kvmng bench` measures every operation through every path

@@ -1,5 +1,5 @@
-/* The guest programs of compat-tests/guests, assembled to flat binaries by
- * the Makefile (as shim/guests/build.rs does) and embedded here. */
+/* The guest programs of shim/kvmng-guests/asm, assembled to flat binaries by
+ * the Makefile (as shim/kvmng-guests/build.rs does) and embedded here. */
 	.section .rodata
 	.balign 16
 	.globl guest_real_pio, guest_real_pio_end

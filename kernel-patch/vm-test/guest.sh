@@ -269,7 +269,7 @@ census_check qemu-nested qemu-stats 1
 census_check qemu-nested-smp2 qemu-smp2-stats 2
 
 # ---- v. a second VMM: libkrun under the shim (syscall mode) ---------------
-# libkrun (crates.io, on rust-vmm's kvm-ioctls) through compat-tests/krun's
+# libkrun (crates.io, on rust-vmm's kvm-ioctls) through compat-tests/kvmng-krun's
 # launcher, natively and under the shim in syscall mode, here on the
 # kernel's own syscalls:
 #  - krun: the SMP guest (compat-tests/qemu/smp.S) on 2 and 4 vCPUs;

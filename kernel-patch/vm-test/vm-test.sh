@@ -15,7 +15,7 @@
 # selftests natively and through libkvmshim.so in
 # KVMNG_MODE=syscall (kvmng-compat; selftests.list, or all with --full),
 # Debian's QEMU under the shim booting a nested Linux to "kvmng-nested-ok",
-# the shim's census of it, libkrun (compat-tests/krun) booting an SMP guest
+# the shim's census of it, libkrun (compat-tests/kvmng-krun) booting an SMP guest
 # on 2 and 4 vCPUs and this kernel on 2, natively and under the shim (m:
 # rmmod, probe ENOSYS). The table per variant is
 # printed; results in target/vm-test/V/ (results.tsv, results.json, logs,
@@ -85,7 +85,7 @@ stage "$W" "${VMTEST_GUEST:-$here/guest.sh}" \
 	target/release/kvmng target/release/kvmng-compat target/release/libkvmshim.so build/conformance/conformance \
 	target/release/kvmng-fuzz
 krun=${VMTEST_KRUN:-${KVMNG_CACHE:-$HOME/.cache/kvmng}/krun-target/release/kvmng-krun}
-[ -x "$krun" ] || die "$krun is missing: run make krun (libkrun's launcher, compat-tests/krun)"
+[ -x "$krun" ] || die "$krun is missing: run make krun (libkrun's launcher, compat-tests/kvmng-krun)"
 cp "$krun" "$W/stage/kvmng-krun"
 # libkrun boots an ELF kernel: each variant's vmlinux, out of its bzImage.
 xv=${KVMNG_LINUX_SRC:-${KVMNG_CACHE:-$HOME/.cache/kvmng}/linux-source-6.12}/scripts/extract-vmlinux

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Shared by the trap-rule helper programs (run by shim/preload/tests/
+/* Shared by the trap-rule helper programs (run by shim/kvmshim/tests/
  * kvm_trap_*.rs): one "ok"/"FAIL" line per check, exit 1 on any FAIL. */
 #ifndef TRAP_COMMON_H
 #define TRAP_COMMON_H

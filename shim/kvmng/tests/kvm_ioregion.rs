@@ -3,7 +3,7 @@
 //! exit to the caller of kvmng_run; several vCPUs on one socket; posted
 //! writes; the failure semantics (EPIPE, EBADMSG, EINTR and the retry);
 //! every errno of the registration (the dispatch benchmark is in
-//! shim/bench/tests/kvm_dispatch.rs).
+//! shim/kvmng-bench/tests/kvm_dispatch.rs).
 
 mod support;
 

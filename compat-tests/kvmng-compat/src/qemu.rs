@@ -16,7 +16,7 @@
 //!   SMP guest (compat-tests/qemu/smp.S): APs up with INIT/SIPI, a ring of
 //!   IPIs, PIT and local APIC timer interrupts, every CPU printing;
 //! * `krun-smp2`, `krun-smp4`: a second real VMM, libkrun (crates.io),
-//!   through compat-tests/krun's launcher, booting the same guest built as
+//!   through compat-tests/kvmng-krun's launcher, booting the same guest built as
 //!   an ELF64 (with --krun).
 //!
 //! In the shim modes the runs also write the shim's trace (one line per KVM
@@ -39,7 +39,7 @@ use std::time::Duration;
 /// of 0x10 into exit((0x10 << 1) | 1).
 pub const GUEST_EXIT_OK: i32 = 33;
 /// How the libkrun scenarios' VMM is named in reports.
-pub const KRUN_LABEL: &str = "libkrun 1.19.7 (crates.io) through compat-tests/krun";
+pub const KRUN_LABEL: &str = "libkrun 1.19.7 (crates.io) through compat-tests/kvmng-krun";
 /// libkrun's exit status when the guest resets through the i8042.
 pub const KRUN_EXIT_OK: i32 = 0;
 /// The line SeaBIOS prints last when nothing boots.
@@ -94,7 +94,7 @@ impl Guest {
 pub enum Vmm {
     /// qemu-system-x86_64 (each --qemu).
     Qemu,
-    /// libkrun (crates.io), through compat-tests/krun's launcher (--krun).
+    /// libkrun (crates.io), through compat-tests/kvmng-krun's launcher (--krun).
     Krun,
 }
 
@@ -917,7 +917,7 @@ fn finished_run(
     }
 }
 
-/// Runs a libkrun scenario: cfg.qemu is compat-tests/krun's launcher.
+/// Runs a libkrun scenario: cfg.qemu is compat-tests/kvmng-krun's launcher.
 #[allow(clippy::too_many_arguments)]
 fn run_krun(
     cfg: &QemuConfig,

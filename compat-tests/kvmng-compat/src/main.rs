@@ -127,7 +127,7 @@ struct QemuArgs {
     /// The QEMU binaries (repeatable: every scenario runs with each).
     #[arg(long = "qemu", default_values_os_t = [PathBuf::from("qemu-system-x86_64")])]
     qemus: Vec<PathBuf>,
-    /// compat-tests/krun's launcher (libkrun): runs the libkrun scenarios
+    /// compat-tests/kvmng-krun's launcher (libkrun): runs the libkrun scenarios
     /// (`make krun` builds it into ~/.cache/kvmng/krun-target/release/kvmng-krun).
     #[arg(long)]
     krun: Option<PathBuf>,

@@ -1,6 +1,6 @@
 //! Where a test binary finds libkvmshim.so: the one locator, shared by the
 //! shim's test helpers (`tests/support`, `tests/trap_support`) and the
-//! CLI's (`shim/cli/tests/support`), which include this file with `#[path]`.
+//! CLI's (`shim/kvmng-cli/tests/support`), which include this file with `#[path]`.
 //!
 //! The library is the cdylib cargo builds with the test binaries
 //! (`target/<profile>/deps/libkvmshim.so`), else

@@ -164,7 +164,7 @@ mod tests {
     const LINE1: &str = r#"{"pid":7,"exe":"/bin/q\u00e9mu","mode":"auto","backend":"legacy","commands":[{"name":"KVM_RUN","count":10,"translated":8,"fallback":2,"passthrough":0,"errors":1,"time_ns":5000,"fallback_reasons":{"vCPU bound to another thread":2}},{"name":"KVM_CREATE_VM","count":1,"translated":1,"fallback":0,"passthrough":0,"errors":0,"time_ns":100,"fallback_reasons":{}}]}"#;
     const LINE2: &str = r#"{"pid":8,"exe":"/bin/q","mode":"passthrough","backend":"none","commands":[{"name":"KVM_RUN","count":5,"translated":0,"fallback":0,"passthrough":5,"errors":0,"time_ns":1000,"fallback_reasons":{}}]}"#;
 
-    // The JSON reader's own tests are in kvmng-census (shim/census).
+    // The JSON reader's own tests are in kvmng-census (shim/kvmng-census).
 
     #[test]
     fn lines_sum_per_command() {

@@ -1,7 +1,7 @@
 //! Tiny guest programs for kvmng tests, the CLI demo and benchmarks.
 //!
 //! Each guest is a flat binary assembled at build time from
-//! `compat-tests/guests/<name>.S` (see that directory's README.md). It is
+//! `shim/kvmng-guests/asm/<name>.S` (see that directory's README.md). It is
 //! loaded at guest physical address [`LOAD_ADDR`] and starts at its first
 //! byte; every guest begins with `cli` (0xFA).
 //!
@@ -457,7 +457,7 @@ mod tests {
     use super::long_mode::*;
     use super::*;
 
-    const CONVENTIONS: &str = include_str!("../../../compat-tests/guests/conventions.inc");
+    const CONVENTIONS: &str = include_str!("../asm/conventions.inc");
 
     fn parse_int(s: &str) -> u64 {
         match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
@@ -525,7 +525,7 @@ mod tests {
 
     #[test]
     fn every_source_is_listed() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../compat-tests/guests");
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/asm");
         let mut sources: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .filter_map(|e| {

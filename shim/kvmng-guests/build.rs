@@ -1,4 +1,4 @@
-//! Assembles every `compat-tests/guests/*.S` into a flat binary
+//! Assembles every `shim/kvmng-guests/asm/*.S` into a flat binary
 //! `$OUT_DIR/<name>.bin` linked at the guest load address (0x1000).
 //!
 //! Pipeline per guest: `gcc -c` (C preprocessor + GNU as, so guests can
@@ -41,7 +41,7 @@ fn run(tool: &str, args: &[&OsStr]) {
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
-    let src_dir = manifest.join("../../compat-tests/guests");
+    let src_dir = manifest.join("asm");
     let src_dir = src_dir
         .canonicalize()
         .unwrap_or_else(|e| panic!("kvmng-guests: guest sources {}: {e}", src_dir.display()));

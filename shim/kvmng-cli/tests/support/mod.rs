@@ -5,7 +5,7 @@
 
 // libkvmshim.so is found by the shim's own tests' locator: one
 // implementation for both packages.
-#[path = "../../../preload/tests/support/locate_shim.rs"]
+#[path = "../../../kvmshim/tests/support/locate_shim.rs"]
 mod locate_shim;
 
 pub use locate_shim::shim_lib;
