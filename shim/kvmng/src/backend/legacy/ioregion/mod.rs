@@ -25,7 +25,9 @@
 //! and wakes the other waiters so that one of them takes it over. Every
 //! wait is a `ppoll` that atomically restores the caller's signal mask
 //! (signals are blocked between the last check and the wait), so a signal
-//! always ends the wait: no uninterruptible sleep, no lost wake-up.
+//! always ends the wait: no uninterruptible sleep, no lost wake-up. A loom
+//! model of this hand-over, step for step, is `tests/loom_handover.rs`
+//! (`make loom`; docs/reliability.md section 3).
 //!
 //! Nothing here allocates; the run path takes no lock (ADD and DEL take
 //! the registration spin lock).
