@@ -377,6 +377,13 @@ long sc_mm_teardown(double seconds)
 
 /* ---- fork while a VM and a vCPU are bound ---- */
 
+/* A fresh image, or a fork child: nothing of the parent is bound. */
+static int unbound_here(void)
+{
+	return kvmng_run(0) == -1 && errno == ESRCH &&
+	       kvmng_create_vcpu(0, 0) == -1 && errno == EUNATCH;
+}
+
 struct looper {
 	struct svm *v;
 	atomic_int stop;
@@ -421,8 +428,7 @@ long sc_fork_bound(double seconds)
 			int bad = 0;
 			/* The child has no bound VM and no bound vCPU, and the
 			 * inherited fds reach nothing (section 2, fork). */
-			bad |= !(kvmng_run(0) == -1 && errno == ESRCH);
-			bad |= !(kvmng_create_vcpu(9, 0) == -1 && errno == EUNATCH);
+			bad |= !unbound_here();
 			bad |= !(kvmng_bind_vm(v.vm, 0) == -1 && errno == EIO);
 			bad |= !(kvmng_bind_vcpu(v.vcpu[1], 0) == -1 && errno == EIO);
 			if (bad)
@@ -494,13 +500,6 @@ static void *race_vcpu(void *p)
 			break;
 		}
 	}
-}
-
-/* A fresh image, or a fork child: nothing of the parent is bound. */
-static int unbound_here(void)
-{
-	return kvmng_run(0) == -1 && errno == ESRCH &&
-	       kvmng_create_vcpu(0, 0) == -1 && errno == EUNATCH;
 }
 
 static void *race_forker(void *p)
