@@ -186,6 +186,7 @@ mod tests {
             xsave: vec![],
             out: out.to_vec(),
             what: String::new(),
+            diag: String::new(),
         }
     }
 

@@ -217,6 +217,12 @@ fn compare(a: &Rec, b: &Rec) -> Option<Result<&'static str, String>> {
     if a.what != b.what {
         s += &format!("\n    B's operation: {}", b.what);
     }
+    for (side, r) in [("A", a), ("B", b)] {
+        let e = exit_summary(&r.out);
+        if !e.is_empty() || !r.diag.is_empty() {
+            s += &format!("\n    {side} after it: {e} {}", r.diag);
+        }
+    }
     if oa != ob {
         let at = oa
             .iter()

@@ -371,6 +371,7 @@ impl Side {
             xsave: Vec::new(),
             out: Vec::new(),
             what: describe(op),
+            diag: String::new(),
         };
         if std::env::var_os("KVMNG_FUZZ_TRACE_OPS").is_some() {
             // -v: the operation before it runs, so that a hang names it.
@@ -592,6 +593,9 @@ impl Side {
                 let run = self.model.bound[th.index()]
                     .and_then(|v| self.vcpus.get(v))
                     .map_or(0, |v| v.run);
+                let vcpu_fd = self.model.bound[th.index()]
+                    .and_then(|v| self.vcpus.get(v))
+                    .map(|v| v.fd);
                 self.prepare_run(run, *imm, *fill);
                 let (fl, control) = (*flags, *control);
                 let r = self.on(th, move || {
@@ -606,6 +610,9 @@ impl Side {
                     r
                 });
                 self.observe_run(run, rec);
+                if let Some(fd) = vcpu_fd {
+                    self.run_diag(fd, rec);
+                }
                 if device::take_kicked() {
                     // The guest ran for seconds with every exit served by
                     // a region (or halted): how far it got is the host's
@@ -635,6 +642,7 @@ impl Side {
                     kvmng::sys::ioctl(fd, ioctls::KVM_RUN, 0)
                 });
                 self.observe_run(run, rec);
+                self.run_diag(fd, rec);
                 r
             }
             Call::State {
@@ -1001,6 +1009,27 @@ impl Side {
             // KVM_RUN at all, which api.md decides (5.10).
             p.add(24).cast::<u64>().write_volatile(RUN_SENTINEL);
         }
+    }
+
+    /// For the report only (`Rec::diag`, never compared): the vCPU's
+    /// rip, rflags and rsp after a run, and the 16 bytes under the guest's
+    /// real-mode stack top (0x1000 in slot 0's pool), where an interrupt or
+    /// exception pushes IP, CS and FLAGS. A divergence in a run then shows
+    /// where each guest was, and whether an event reached it.
+    fn run_diag(&mut self, fd: i32, rec: &mut Rec) {
+        let mut regs = [0u64; 18];
+        // SAFETY: KVM_GET_REGS writes one struct kvm_regs (18 u64) into
+        // `regs`, on this side's stack for the call.
+        let r = unsafe { kvmng::sys::ioctl(fd, ioctls::KVM_GET_REGS, regs.as_mut_ptr() as u64) };
+        let stack = &self.pool()[0xff0..0x1000];
+        let stack: String = stack.iter().map(|b| format!("{b:02x}")).collect();
+        rec.diag = match r {
+            Ok(_) => format!(
+                "[rip {:#x} rflags {:#x} rsp {:#x}; stack 0xff0.. {stack}]",
+                regs[16], regs[17], regs[6]
+            ),
+            Err(e) => format!("[KVM_GET_REGS: {e:?}; stack 0xff0.. {stack}]"),
+        };
     }
 
     fn observe_run(&mut self, run: u64, rec: &mut Rec) {

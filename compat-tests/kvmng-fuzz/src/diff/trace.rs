@@ -25,6 +25,10 @@ pub struct Rec {
     pub out: Vec<u8>,
     /// The operation, described (for the report).
     pub what: String,
+    /// What the side saw besides its outputs, never compared: for a run,
+    /// the guest's registers and real-mode stack afterwards, so that a
+    /// divergence shows where each guest was (for the report).
+    pub diag: String,
 }
 
 /// A trace in shared memory: [used: u64][records...].
@@ -72,7 +76,21 @@ impl Trace {
     /// Appends `r`; false when the trace is full.
     pub fn push(&self, r: &Rec) -> bool {
         let what = r.what.as_bytes();
-        let len = 4 + 4 + 1 + 1 + 8 + 4 + 4 + 4 * r.xsave.len() + 4 + r.out.len() + 4 + what.len();
+        let diag = r.diag.as_bytes();
+        let len = 4
+            + 4
+            + 1
+            + 1
+            + 8
+            + 4
+            + 4
+            + 4 * r.xsave.len()
+            + 4
+            + r.out.len()
+            + 4
+            + what.len()
+            + 4
+            + diag.len();
         let at = self.used().load(Ordering::SeqCst) as usize;
         if at + len > TRACE_BYTES {
             return false;
@@ -92,6 +110,8 @@ impl Trace {
         b.extend_from_slice(&r.out);
         b.extend_from_slice(&(what.len() as u32).to_le_bytes());
         b.extend_from_slice(what);
+        b.extend_from_slice(&(diag.len() as u32).to_le_bytes());
+        b.extend_from_slice(diag);
         // SAFETY: `len` bytes at `at` are inside the mapping (checked above).
         unsafe { std::ptr::copy_nonoverlapping(b.as_ptr(), self.base.add(at), len) };
         self.used().store((at + len) as u64, Ordering::SeqCst);
@@ -132,6 +152,10 @@ impl Trace {
             let nw = u32_at(p) as usize;
             p += 4;
             let what = String::from_utf8_lossy(&all[p..p + nw]).into_owned();
+            p += nw;
+            let nd = u32_at(p) as usize;
+            p += 4;
+            let diag = String::from_utf8_lossy(&all[p..p + nd]).into_owned();
             v.push(Rec {
                 idx,
                 sys,
@@ -141,6 +165,7 @@ impl Trace {
                 xsave,
                 out,
                 what,
+                diag,
             });
             at += len;
         }
