@@ -6,7 +6,7 @@ use super::access::immediate_exit;
 use super::receive::{receive, release_orphaned_receiver, wake_waiters, RxEnd};
 use super::table::SOCKETS;
 use super::vcpu::VcpuIo;
-use super::wait::{wait, Blocked, WaitMask};
+use super::wait::{drain, wait, Blocked, WaitMask};
 use crate::backend::legacy::binding::ThreadBinding;
 use crate::backend::legacy::gate;
 use crate::errno::{Errno, SysResult};
@@ -41,10 +41,6 @@ pub(super) fn socket_errno(e: Errno) -> Errno {
         libc::ECONNRESET | libc::ENOTCONN => Errno(libc::EPIPE),
         _ => e,
     }
-}
-
-fn drain(efd: i32) {
-    let _ = sys::eventfd_read(efd);
 }
 
 /// The binding's eventfd, created on first need.
