@@ -42,7 +42,12 @@
 //! Every atomic of the real code is `SeqCst`, but loom treats `SeqCst`
 //! loads and stores as acquire/release only; so each operation of the model
 //! is wrapped in `fence(SeqCst)` on both sides ([`sc`]), which loom does
-//! model, to give the model the real code's single total order.
+//! model, to give the model the real code's single total order. And a
+//! store is a swap: loom orders a store only partly against a concurrent
+//! read-modify-write of the same atomic, and can then let a later
+//! compare-and-swap read a value that coherence forbids (a thread's CAS of
+//! its `wait_id` missing its own newer store); in a single total order a
+//! store takes effect where it is made, as a swap does.
 //!
 //! The model keeps ghost state (plain `std` types, outside loom's view:
 //! loom runs one thread at a time, and switches only at its own
@@ -123,8 +128,11 @@ macro_rules! sc_atomic {
             fn load(&self, o: Ordering) -> $t {
                 sc(|| self.0.load(o))
             }
+            /// A swap: see the file's doc.
             fn store(&self, v: $t, o: Ordering) {
-                sc(|| self.0.store(v, o))
+                sc(|| {
+                    self.0.swap(v, o);
+                })
             }
             fn compare_exchange(&self, c: $t, n: $t, s: Ordering, f: Ordering) -> Result<$t, $t> {
                 sc(|| self.0.compare_exchange(c, n, s, f))
