@@ -2,7 +2,8 @@
 //! (`src/backend/legacy/ioregion`): several vCPU threads wait for replies
 //! on one socket; whoever wins the socket's receive role (`Socket::rx`)
 //! reads the replies and hands each to its waiter (a CAS of the waiter's
-//! `wait_id` to `DELIVERING`, then `data`, `err`, `done_id` and a write to
+//! `wait_id` to the id with `DELIVERING` set, then `data`, `err`, `done_id`
+//! and a write to
 //! its eventfd); a waiter may abandon its request (a CAS of `wait_id` to
 //! 0) while its reply is being handed over; a waiter whose wait times out
 //! frees a role whose holder left (`release_orphaned_receiver`).
@@ -80,7 +81,10 @@
 //!
 //! `taking_over_a_live_receiver_is_safe` checks what makes that safe on a
 //! loaded machine: a holder that was alive but not run is taken over, and
-//! nothing is lost.
+//! nothing is lost. `a_thread_left_by_longjmp_runs_again` checks the next
+//! access of a thread that stays bound after the `longjmp`: it gives up
+//! the request left in its slot first (`forget_left_request`), or a late
+//! hand-over of that request's reply could overwrite its next result.
 //!
 //! Run with `make loom`, i.e.
 //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test
@@ -102,7 +106,7 @@ const LONGJMP: i32 = -1;
 const POLLIN: i16 = libc::POLLIN;
 
 /// ioregion/mod.rs `DELIVERING`.
-const DELIVERING: u64 = u64::MAX;
+const DELIVERING: u64 = 1 << 63;
 /// The socket entry of the model (`SOCKETS[0]`).
 const SOCK: i32 = 0;
 
@@ -545,6 +549,7 @@ fn exchange(w: &World, me: usize) -> (u64, Result<u64, i32>) {
     let id = w.next_id.fetch_add(1, SeqCst);
     w.ghost().owner.insert(id, me);
     // eventfd(io): created when the model's slot is.
+    forget_left_request(io);
     io.is_write.store(0, SeqCst);
     io.sock.store(SOCK, SeqCst);
     io.wait_id.store(id, SeqCst);
@@ -576,6 +581,14 @@ fn abandon(io: &VcpuIo, id: u64, e: i32) -> Result<u64, i32> {
         thread::yield_now();
     }
     take_result(io)
+}
+
+/// exchange.rs `forget_left_request`.
+fn forget_left_request(io: &VcpuIo) {
+    let left = io.wait_id.load(SeqCst) & !DELIVERING;
+    if left != 0 {
+        let _ = abandon(io, left, EINTR);
+    }
 }
 
 /// access.rs `immediate_exit`.
@@ -806,7 +819,7 @@ fn receive(w: &World, me: usize, id: u64, rx: &mut u64) -> Result<(), RxEnd> {
 
 /// receive.rs `deliver`.
 fn deliver(w: &World, id: u64, data: u64, me: usize) -> Result<(), i32> {
-    if id == 0 || id == DELIVERING {
+    if id == 0 || id & DELIVERING != 0 {
         return Err(EBADMSG);
     }
     for (i, t) in w.threads.iter().enumerate() {
@@ -816,7 +829,7 @@ fn deliver(w: &World, id: u64, data: u64, me: usize) -> Result<(), i32> {
         }
         if io
             .wait_id
-            .compare_exchange(id, DELIVERING, SeqCst, SeqCst)
+            .compare_exchange(id, id | DELIVERING, SeqCst, SeqCst)
             .is_ok()
         {
             {
@@ -1092,6 +1105,41 @@ fn receive_role_left_by_longjmp_is_taken_over() {
             assert_own_reply(&w, id, r);
         }
         assert_eq!(w.ghost().takes.get(&1), Some(&1));
+    });
+}
+
+/// As in [`receive_role_left_by_longjmp_is_taken_over`], thread 0 leaves
+/// the receive role by `longjmp`, staying bound, its request (id 1) still
+/// in its slot; then thread 1 waits and thread 0 makes its next access on
+/// the socket, each taking the role over when its checks find it left.
+/// Untimed, so a live receiver may be taken over too. Each gets its own
+/// reply, handed over once; the reply to the request left behind is
+/// handed to thread 0's slot if it still waits for it, else dropped as
+/// stale. Before its next request thread 0 gives the left one up
+/// (`forget_left_request`), so a hand-over of reply 1 that is under way
+/// ends first; without that, thread 1 could write reply 1's `data` and
+/// `done_id` over the result of thread 0's next request, handed over by
+/// thread 0 meanwhile, and thread 0 waited for ever (a loom deadlock).
+#[test]
+fn a_thread_left_by_longjmp_runs_again() {
+    check(2, || {
+        let mut w = World::new(2, 2);
+        w.timed = false;
+        w.one_receiver = false;
+        w.threads[0].longjmp.store(true, SeqCst);
+        let w = Arc::new(w);
+        let (left, r) = vcpu(&w, 0, 1).join().unwrap()[0];
+        assert_eq!(r, Err(LONGJMP));
+        let handles = [vcpu(&w, 1, 1), vcpu(&w, 0, 1)];
+        device(&w, 3);
+        for h in handles {
+            for (id, r) in h.join().unwrap() {
+                assert_own_reply(&w, id, r);
+            }
+        }
+        let g = w.ghost();
+        assert!(g.handed.contains_key(&left) != g.stale.contains(&left));
+        assert!(g.receivers.is_empty());
     });
 }
 

@@ -9,6 +9,7 @@ use super::receive::{
 use super::table::SOCKETS;
 use super::vcpu::VcpuIo;
 use super::wait::{drain, wait, Blocked, WaitMask};
+use super::DELIVERING;
 use crate::backend::legacy::binding::ThreadBinding;
 use crate::backend::legacy::gate;
 use crate::errno::{Errno, SysResult};
@@ -78,6 +79,7 @@ pub(super) fn exchange(
     let id = request.id;
     if !posted {
         eventfd(io)?;
+        forget_left_request(io);
         io.is_write.store(
             u32::from(u32::from(request.dir) == KVMNG_IOREGION_WRITE),
             SeqCst,
@@ -150,6 +152,17 @@ fn abandon(io: &VcpuIo, id: u64, e: Errno) -> Result<u64, Errno> {
         core::hint::spin_loop();
     }
     take_result(io)
+}
+
+/// Gives up the request whose wait a signal handler left by `longjmp` (its
+/// `wait_id` is still set), as [`abandon`] does: a hand-over of its reply
+/// that is under way ends first, so that it cannot write into the slot
+/// once the next request uses it.
+fn forget_left_request(io: &VcpuIo) {
+    let left = io.wait_id.load(SeqCst) & !DELIVERING;
+    if left != 0 {
+        let _ = abandon(io, left, Errno(libc::EINTR));
+    }
 }
 
 fn wait_reply(me: &ThreadBinding, sock: usize, id: u64, mask: WaitMask) -> Result<u64, Errno> {

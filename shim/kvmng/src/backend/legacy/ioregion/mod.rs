@@ -69,5 +69,6 @@ const MAX_REGIONS: usize = KVMNG_IOREGION_MAX as usize;
 /// How much of a vCPU's mmap area the emulation maps: the `kvm_run` page
 /// and the port I/O data page after it (`KVM_PIO_PAGE_OFFSET` = 1 on x86).
 pub const RUN_MAP_LEN: usize = 2 * 4096;
-/// `wait_id` while a receiver is handing a reply over.
-const DELIVERING: u64 = u64::MAX;
+/// Set in `wait_id`, over the request's id, while a receiver is handing
+/// its reply over (ids never reach it: they count from 1).
+const DELIVERING: u64 = 1 << 63;

@@ -240,7 +240,7 @@ pub(super) fn receive(
 /// posted request, or one answered already); otherwise it is malformed
 /// (`EBADMSG` for the receiver).
 fn deliver(sock: usize, id: u64, data: u64, me: &VcpuIo) -> Result<(), Errno> {
-    if id == 0 || id == DELIVERING {
+    if id == 0 || id & DELIVERING != 0 {
         return Err(Errno(libc::EBADMSG));
     }
     for t in THREADS[..binding::high_water()].iter() {
@@ -250,7 +250,7 @@ fn deliver(sock: usize, id: u64, data: u64, me: &VcpuIo) -> Result<(), Errno> {
         }
         if io
             .wait_id
-            .compare_exchange(id, DELIVERING, SeqCst, SeqCst)
+            .compare_exchange(id, id | DELIVERING, SeqCst, SeqCst)
             .is_ok()
         {
             let malformed = io.is_write.load(SeqCst) != 0 && data != 0;
