@@ -269,3 +269,74 @@ fn deliver(sock: usize, id: u64, data: u64, me: &VcpuIo) -> Result<(), Errno> {
     }
     Err(Errno(libc::EBADMSG))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::legacy::ioregion::MAX_REGIONS;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixDatagram;
+
+    // The last entries of SOCKETS, one per test: nothing else in the unit
+    // tests uses them.
+
+    #[test]
+    fn every_change_of_the_role_moves_its_word_on() {
+        let s = &SOCKETS[MAX_REGIONS - 1];
+        s.reset();
+        let first = take_role(s, 7).expect("free");
+        assert_eq!(holder(first), 7);
+        assert_eq!(take_role(s, 8), None, "held");
+        let mut mine = first;
+        assert!(keep_role(s, &mut mine));
+        assert_ne!(mine, first);
+        assert!(!give_up_role(s, first), "an old word gives nothing up");
+        assert!(give_up_role(s, mine));
+        assert_eq!(holder(s.rx.load(SeqCst)), 0);
+        // The same tid takes it again: not the word it had (no ABA).
+        let again = take_role(s, 7).expect("free");
+        assert!(again != first && again != mine);
+        // Taken over: the old holder can neither keep nor give it up.
+        s.rx.store(next(again, 9), SeqCst);
+        let mut old = again;
+        assert!(!keep_role(s, &mut old));
+        assert!(!give_up_role(s, again));
+        assert_eq!(holder(s.rx.load(SeqCst)), 9);
+        s.reset();
+    }
+
+    #[test]
+    fn the_orphan_check_frees_a_role_that_left_replies_unread() {
+        let i = MAX_REGIONS - 2;
+        let s = &SOCKETS[i];
+        let (ours, device) = UnixDatagram::pair().unwrap();
+        s.reset();
+        s.fd.store(ours.as_raw_fd(), SeqCst);
+        let me = VcpuIo::new();
+        let mut seen = 0;
+        let mut buf = [0u8; 8];
+        // Held by tid 7, which left; nothing to read: kept.
+        let mut left = take_role(s, 7).unwrap();
+        release_orphaned_receiver(i, &mut seen, &me);
+        release_orphaned_receiver(i, &mut seen, &me);
+        assert_eq!(s.rx.load(SeqCst), left);
+        // Something to read at one check only: kept.
+        device.send(b"reply").unwrap();
+        release_orphaned_receiver(i, &mut seen, &me);
+        ours.recv(&mut buf).unwrap();
+        release_orphaned_receiver(i, &mut seen, &me);
+        assert_eq!(s.rx.load(SeqCst), left);
+        // The holder moves between two readable checks: kept.
+        device.send(b"reply").unwrap();
+        release_orphaned_receiver(i, &mut seen, &me);
+        assert!(keep_role(s, &mut left));
+        release_orphaned_receiver(i, &mut seen, &me);
+        assert_eq!(s.rx.load(SeqCst), left);
+        // The same word at two readable checks: freed.
+        release_orphaned_receiver(i, &mut seen, &me);
+        assert_eq!(holder(s.rx.load(SeqCst)), 0);
+        assert!(!give_up_role(s, left));
+        s.fd.store(-1, SeqCst);
+        s.reset();
+    }
+}
