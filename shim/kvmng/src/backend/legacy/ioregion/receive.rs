@@ -27,9 +27,9 @@
 //! be: whoever waits is waiting for a reply that is not there yet.
 //!
 //! This can also free the role of a holder that is alive but was not run
-//! for a whole wait (a loaded machine, a stopped process), and a
-//! generation that wrapped around (2^32 changes between two reads) could
-//! make a changed word look the same. Both are safe: two receivers at
+//! for a whole wait (a loaded machine), and a generation that wrapped
+//! around (2^32 changes between two reads) could make a changed word look
+//! the same. Both are safe: two receivers at
 //! once lose nothing. Each reply is read by one of them (one datagram per
 //! `recv`) and handed over by a CAS of its waiter's `wait_id`, whoever
 //! reads it; a holder waits on the socket and on its own eventfd, so a
