@@ -3,10 +3,13 @@
 //! its reply, taking the receive role when nobody holds it.
 
 use super::access::immediate_exit;
-use super::receive::{receive, release_orphaned_receiver, wake_waiters, RxEnd};
+use super::receive::{
+    give_up_role, receive, release_orphaned_receiver, take_role, wake_waiters, RxEnd,
+};
 use super::table::SOCKETS;
 use super::vcpu::VcpuIo;
-use super::wait::{wait, Blocked, WaitMask};
+use super::wait::{drain, wait, Blocked, WaitMask};
+use super::DELIVERING;
 use crate::backend::legacy::binding::ThreadBinding;
 use crate::backend::legacy::gate;
 use crate::errno::{Errno, SysResult};
@@ -16,8 +19,10 @@ use kvmng_abi::*;
 
 /// How long a waiter sleeps before it checks that the receive role is not
 /// held by a thread that left without giving it up (a longjmp out of a
-/// signal handler); it is woken at once in every other case.
-const ORPHAN_CHECK_NS: i64 = 50_000_000;
+/// signal handler); it is woken at once in every other case. Two checks
+/// free such a role (receive.rs), so a waiter takes it over within 50 ms
+/// (api.md section 6) of the socket having something to read.
+const ORPHAN_CHECK_NS: i64 = 25_000_000;
 
 // `send` relies on it: the request's fields fill it without padding.
 const _: () = assert!(core::mem::size_of::<kvmng_ioregion_request>() == 4 * 8 + 4 + 4);
@@ -41,10 +46,6 @@ pub(super) fn socket_errno(e: Errno) -> Errno {
         libc::ECONNRESET | libc::ENOTCONN => Errno(libc::EPIPE),
         _ => e,
     }
-}
-
-fn drain(efd: i32) {
-    let _ = sys::eventfd_read(efd);
 }
 
 /// The binding's eventfd, created on first need.
@@ -78,6 +79,7 @@ pub(super) fn exchange(
     let id = request.id;
     if !posted {
         eventfd(io)?;
+        forget_left_request(io);
         io.is_write.store(
             u32::from(u32::from(request.dir) == KVMNG_IOREGION_WRITE),
             SeqCst,
@@ -152,11 +154,24 @@ fn abandon(io: &VcpuIo, id: u64, e: Errno) -> Result<u64, Errno> {
     take_result(io)
 }
 
+/// Gives up the request whose wait a signal handler left by `longjmp` (its
+/// `wait_id` is still set), as [`abandon`] does: a hand-over of its reply
+/// that is under way ends first, so that it cannot write into the slot
+/// once the next request uses it.
+fn forget_left_request(io: &VcpuIo) {
+    let left = io.wait_id.load(SeqCst) & !DELIVERING;
+    if left != 0 {
+        let _ = abandon(io, left, Errno(libc::EINTR));
+    }
+}
+
 fn wait_reply(me: &ThreadBinding, sock: usize, id: u64, mask: WaitMask) -> Result<u64, Errno> {
     let io = &me.io;
     let s = &SOCKETS[sock];
-    let tid = gettid();
+    let tid = gettid() as u32;
     let efd = io.efd.load(SeqCst);
+    // The role's word at this waiter's previous orphan check, or 0.
+    let mut seen = 0;
     loop {
         if io.done_id.load(SeqCst) == id {
             return take_result(io);
@@ -168,19 +183,22 @@ fn wait_reply(me: &ThreadBinding, sock: usize, id: u64, mask: WaitMask) -> Resul
             return abandon(io, id, Errno(libc::EINTR));
         }
         let before = generation();
-        if s.rx.compare_exchange(0, tid, SeqCst, SeqCst).is_ok() {
-            let end = receive(me, sock, id, mask);
-            s.rx.store(0, SeqCst);
-            wake_waiters(sock, io);
+        if let Some(mut mine) = take_role(s, tid) {
+            let end = receive(me, sock, id, mask, &mut mine);
+            // A holder that was taken over leaves the role and the waiters
+            // to the one that took it.
+            if give_up_role(s, mine) {
+                wake_waiters(sock, io);
+            }
             match end {
-                Ok(()) => continue,
+                Ok(()) | Err(RxEnd::TakenOver) => continue,
                 Err(RxEnd::Interrupted) if generation() != before => continue,
                 Err(RxEnd::Interrupted) => return abandon(io, id, Errno(libc::EINTR)),
                 Err(RxEnd::Failed(e)) => return abandon(io, id, e),
             }
         }
         match wait(efd, libc::POLLIN, mask, Some(ORPHAN_CHECK_NS)) {
-            Ok(0) => release_orphaned_receiver(sock),
+            Ok(0) => release_orphaned_receiver(sock, &mut seen, io),
             Ok(_) => drain(efd),
             Err(Errno(libc::EINTR)) if generation() != before => {}
             Err(Errno(libc::EINTR)) => return abandon(io, id, Errno(libc::EINTR)),

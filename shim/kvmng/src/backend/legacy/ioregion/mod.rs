@@ -22,7 +22,10 @@
 //! socket's receive role (a CAS) reads replies and hands each to the vCPU
 //! whose request id it carries (a CAS on that vCPU's `wait_id`, then a
 //! write to its eventfd); when it has its own reply it gives the role up
-//! and wakes the other waiters so that one of them takes it over. Every
+//! and wakes the other waiters so that one of them takes it over. A
+//! holder that left without giving it up (a `longjmp` out of a signal
+//! handler) is found out by the waiters' orphan checks, which free the
+//! role for them (`receive.rs`). Every
 //! wait is a `ppoll` that atomically restores the caller's signal mask
 //! (signals are blocked between the last check and the wait), so a signal
 //! always ends the wait: no uninterruptible sleep, no lost wake-up. A loom
@@ -66,5 +69,6 @@ const MAX_REGIONS: usize = KVMNG_IOREGION_MAX as usize;
 /// How much of a vCPU's mmap area the emulation maps: the `kvm_run` page
 /// and the port I/O data page after it (`KVM_PIO_PAGE_OFFSET` = 1 on x86).
 pub const RUN_MAP_LEN: usize = 2 * 4096;
-/// `wait_id` while a receiver is handing a reply over.
-const DELIVERING: u64 = u64::MAX;
+/// Set in `wait_id`, over the request's id, while a receiver is handing
+/// its reply over (ids never reach it: they count from 1).
+const DELIVERING: u64 = 1 << 63;

@@ -40,8 +40,10 @@ pub(super) struct Socket {
     pub(super) refs: AtomicU32,
     /// Private close-on-exec duplicate of the registered fd, or -1.
     pub(super) fd: AtomicI32,
-    /// Tid of the thread holding the receive role, or 0.
-    pub(super) rx: AtomicI32,
+    /// The receive role (`receive.rs`): the holder's tid in the low 32
+    /// bits (0: free) and a generation in the high 32 bits that every
+    /// change of the word moves on.
+    pub(super) rx: AtomicU64,
     /// 1 once end of file was read: the device closed its end.
     pub(super) dead: AtomicU32,
     /// The lowest and highest request ids sent on the socket (`u64::MAX`
@@ -56,7 +58,7 @@ impl Socket {
         Socket {
             refs: AtomicU32::new(0),
             fd: AtomicI32::new(-1),
-            rx: AtomicI32::new(0),
+            rx: AtomicU64::new(0),
             dead: AtomicU32::new(0),
             first_id: AtomicU64::new(u64::MAX),
             last_id: AtomicU64::new(0),

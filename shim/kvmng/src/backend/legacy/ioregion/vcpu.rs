@@ -25,7 +25,8 @@ pub struct VcpuIo {
     pub(super) pending_identity: [AtomicU64; 2],
     /// Socket entry this thread waits on for a reply, or -1.
     pub(super) sock: AtomicI32,
-    /// Id of the request waited for, 0, or [`DELIVERING`](super::DELIVERING).
+    /// Id of the request waited for, or 0; with
+    /// [`DELIVERING`](super::DELIVERING) set while its reply is handed over.
     pub(super) wait_id: AtomicU64,
     /// Id of the last reply handed over; `data` and `err` belong to it.
     pub(super) done_id: AtomicU64,

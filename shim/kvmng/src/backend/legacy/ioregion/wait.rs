@@ -68,10 +68,28 @@ pub(super) fn wait(
     mask: WaitMask,
     timeout_ns: Option<i64>,
 ) -> Result<i16, Errno> {
+    wait_or_woken(fd, events, -1, mask, timeout_ns).map(|(revents, _)| revents)
+}
+
+/// [`wait`] on `fd` that eventfd `efd` (-1: none) ends too: `Ok((revents,
+/// woken))`, `woken` when `efd` is readable (its count is left as it is).
+pub(super) fn wait_or_woken(
+    fd: i32,
+    events: i16,
+    efd: i32,
+    mask: WaitMask,
+    timeout_ns: Option<i64>,
+) -> Result<(i16, bool), Errno> {
+    // ppoll ignores an entry whose fd is negative (its revents stay 0).
     let mut pfd = [
         libc::pollfd {
             fd,
             events,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: efd,
+            events: libc::POLLIN,
             revents: 0,
         },
         libc::pollfd {
@@ -80,14 +98,18 @@ pub(super) fn wait(
             revents: 0,
         },
     ];
-    let nfds = if mask.pending_fd >= 0 { 2 } else { 1 };
     let ts = timeout_ns.map(|ns| libc::timespec {
         tv_sec: ns / 1_000_000_000,
         tv_nsec: ns % 1_000_000_000,
     });
-    sys::ppoll(&mut pfd[..nfds], ts.as_ref(), mask.ppoll)?;
-    if pfd[1].revents != 0 {
+    sys::ppoll(&mut pfd, ts.as_ref(), mask.ppoll)?;
+    if pfd[2].revents != 0 {
         return Err(Errno(libc::EINTR));
     }
-    Ok(pfd[0].revents)
+    Ok((pfd[0].revents, pfd[1].revents != 0))
+}
+
+/// Empties eventfd `efd` (`eventfd_read`; it is non-blocking).
+pub(super) fn drain(efd: i32) {
+    let _ = sys::eventfd_read(efd);
 }
