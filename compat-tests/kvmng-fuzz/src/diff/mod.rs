@@ -1016,6 +1016,38 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
             ],
         ),
         (
+            // Seed 179655579965 round 3 of a vm-test smoke, once the
+            // kernel told an identical new access from its pending one
+            // (0010): a port OUT to a dead device left pending (EPIPE),
+            // the registers set again, and a KVM_RUN ioctl that completes
+            // the access and stops at the same OUT again, whose exit it
+            // returns. The next kvmng_run: the kernel completes that exit
+            // as the caller left it and runs on to the next OUT (api.md
+            // 5.10 "Completed by the ioctl"); the emulation takes it for
+            // its pending access and sends it again. api.md §6 "The
+            // retried access is read from kvm_run", masked; the round ends.
+            "§6 The retried access is read from kvm_run: an ioctl's identical new exit (masked)",
+            false,
+            vec![
+                add.clone(),
+                main(Call::Device {
+                    dev: 0,
+                    mode: ops::DevMode::Die,
+                }),
+                run(),
+                main(Call::Reset),
+                run(),
+                main(Call::State {
+                    entries: vec![],
+                    count: 0,
+                    at: Ptr::Arena(0),
+                    flags: 0,
+                }),
+                main(Call::RawRun { vcpu: 0, fill: 0 }),
+                run(),
+            ],
+        ),
+        (
             // Seed 101 round 74: the guest stopped at its `rep insb` (an IN
             // the emulator carries out), the registers were set again, and
             // a kvmng_run with immediate_exit entered KVM_RUN, whose

@@ -134,6 +134,10 @@ pub struct Side {
     /// `KVM_RUN` ioctl returned EINTR on it since (api.md §6 "The retried
     /// access is read from kvm_run").
     run_failed: Vec<(bool, bool)>,
+    /// Per vCPU: how `kvm_run` described the access a failed run left
+    /// pending (`access_key`), to tell a `KVM_RUN` ioctl's identical new
+    /// exit from another.
+    pending_key: Vec<Option<Vec<u8>>>,
 }
 
 fn open(p: &std::ffi::CStr, flags: i32) -> i32 {
@@ -240,6 +244,7 @@ impl Side {
             in_child: false,
             fixed: false,
             run_failed: Vec::new(),
+            pending_key: Vec::new(),
         }
     }
 
@@ -418,6 +423,7 @@ impl Side {
         if let Some(v) = run_vcpu {
             if self.run_failed.len() <= v {
                 self.run_failed.resize(v + 1, (false, false));
+                self.pending_key.resize(v + 1, None);
             }
         }
         let retried_after_ioctl = matches!(op.call, Call::Run { .. })
@@ -492,6 +498,19 @@ impl Side {
                         .map(|b| u32::from_le_bytes(b.try_into().expect("4")));
                     let access = matches!(exit, Some(2 | 6));
                     *f = (access && (self.model.regions != 0 || f.0), f.1 && access);
+                    self.pending_key[v] = if f.0 { access_key(&rec.out) } else { None };
+                }
+                // §6 "The retried access is read from kvm_run": an ioctl
+                // that completed the pending access and stopped at an
+                // identical one (the guest's loop came round to it again)
+                // returns the caller's exit, which the emulation takes for
+                // its pending access.
+                (Call::RawRun { .. }, Ok(_))
+                    if f.0
+                        && self.pending_key[v].is_some()
+                        && access_key(&rec.out) == self.pending_key[v] =>
+                {
+                    *f = (true, true)
                 }
                 (Call::RawRun { .. }, Ok(_)) => *f = (false, false),
                 (Call::RawRun { .. }, Err(e)) if e.0 == libc::EINTR && f.0 => f.1 = true,
@@ -1445,4 +1464,21 @@ fn msr_indices(kvm: i32) -> Vec<u32> {
     }
     let n = (buf[0] as usize).min(1024);
     buf[1..1 + n].to_vec()
+}
+
+/// What the emulation recognizes its pending access by in a run record's
+/// `kvm_run` (api.md §6 "The retried access is read from kvm_run"):
+/// space, direction, address, size, element count and data offset; not
+/// the data of an MMIO write. None for other exits.
+fn access_key(out: &[u8]) -> Option<Vec<u8>> {
+    let page = out.strip_prefix(b"run:".as_slice())?;
+    match page.get(8..12)? {
+        [2, 0, 0, 0] => Some(page.get(32..48)?.to_vec()),
+        [6, 0, 0, 0] => {
+            let mut k = page.get(32..40)?.to_vec();
+            k.extend_from_slice(page.get(48..53)?);
+            Some(k)
+        }
+        _ => None,
+    }
 }
