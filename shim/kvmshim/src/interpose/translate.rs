@@ -148,7 +148,7 @@ unsafe fn vm(
             };
             // SAFETY: one region on this frame; the memory it maps is the
             // caller's, as with the ioctl.
-            unsafe { backend.memory_map(&region, 1, 0) }.map(|_| 0)
+            unsafe { backend.memory_map_regions(core::slice::from_ref(&region), 0) }.map(|_| 0)
         }
         // SAFETY: `arg` is the caller's argument for `cmd`, handed on.
         _ => unsafe { backend.control(KVMNG_SCOPE_VM, cmd as u32, arg, 0) },
@@ -235,7 +235,8 @@ pub unsafe fn state_entry(
     };
     // SAFETY: one entry on this frame; its buffer is the caller's, which
     // the backend reads and writes as the ioctl would.
-    unsafe { backend.vcpu_state(&mut entry, 1, 0) }.map(|_| i64::from(entry.result))
+    unsafe { backend.vcpu_state_entries(core::slice::from_mut(&mut entry), 0) }
+        .map(|_| i64::from(entry.result))
 }
 
 /// The `size` of the state entry standing for the ioctl: the ioctl's size

@@ -278,6 +278,14 @@ impl Backend for Legacy {
         vcpu_checked(state::vcpu_state(entries as u64, count, flags))
     }
 
+    unsafe fn vcpu_state_entries(
+        &self,
+        entries: &mut [kvmng_state_entry],
+        flags: u32,
+    ) -> SysResult {
+        vcpu_checked(state::vcpu_state_in_place(entries, flags))
+    }
+
     fn irq(&self, kind: u32, nr: u32, level: u32, flags: u32) -> SysResult {
         if flags != 0 {
             return Err(einval());
@@ -325,6 +333,14 @@ impl Backend for Legacy {
         flags: u32,
     ) -> SysResult {
         vm_checked(memmap::memory_map(regions as u64, count, flags))
+    }
+
+    unsafe fn memory_map_regions(
+        &self,
+        regions: &[kvm_userspace_memory_region2],
+        flags: u32,
+    ) -> SysResult {
+        vm_checked(memmap::memory_map_in_place(regions, flags))
     }
 
     unsafe fn control(&self, scope: u32, cmd: u32, arg: u64, flags: u32) -> SysResult {
