@@ -2,15 +2,19 @@
 //! reason it cannot be: then the caller passes it to the kernel unchanged.
 //!
 //! Every path returns exactly what the ioctl returns natively: the value,
-//! or the errno. Structs the ioctl reads are copied from the caller with
-//! `process_vm_readv`, so a bad pointer is `EFAULT`, never a crash.
+//! or the errno. A pointer the kvmng call carries (a state entry's buffer,
+//! `kvmng_control`'s `arg`) is handed on, and the kernel's own copy checks
+//! it; the few structs the shim must read itself (a memory region, the
+//! vector of KVM_INTERRUPT, the count of an MSR or CPUID buffer) are
+//! copied with `process_vm_readv`. Either way a bad pointer is `EFAULT`,
+//! never a crash.
 
 use super::binding;
 use super::cmdindex;
 use super::fdtable::{Entry, Kind};
 use super::reason::Reason;
 use kvm_bindings::{
-    kvm_irq_level, kvm_userspace_memory_region, kvm_userspace_memory_region2, KVM_CAP_XSAVE2,
+    kvm_userspace_memory_region, kvm_userspace_memory_region2, KVM_CAP_XSAVE2,
     KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
 };
 use kvmng::backend::legacy::{fdkind, memmap, sigmask, usermem};
@@ -140,7 +144,6 @@ unsafe fn vm(
         NewApiForm::CreateVcpu => backend.create_vcpu(arg, 0).inspect(|&vcpu_fd| {
             binding::vcpu_created(vcpu_fd as i32, entry.serial(), arg as u16);
         }),
-        NewApiForm::Irq { kind } => irq_line(kind, arg, backend),
         NewApiForm::MemoryMap => {
             let region = match memory_region(cmd, arg)? {
                 Ok(region) => region,
@@ -200,17 +203,6 @@ unsafe fn vcpu(form: NewApiForm, cmd: u64, arg: u64, backend: &dyn Backend) -> T
         // SAFETY: `arg` is the caller's argument for `cmd`, handed on.
         _ => unsafe { backend.control(KVMNG_SCOPE_VCPU, cmd as u32, arg, 0) },
     })
-}
-
-/// `kvmng_irq(kind, irq, level)` of the caller's `struct kvm_irq_level`,
-/// read as the ioctl reads it: an unreadable struct is EFAULT.
-#[inline]
-pub fn irq_line(kind: u32, arg: u64, backend: &dyn Backend) -> SysResult {
-    match usermem::read_value::<kvm_irq_level>(arg) {
-        // SAFETY: reading the union's `irq` member: both members are u32.
-        Ok(line) => backend.irq(kind, unsafe { line.__bindgen_anon_1.irq }, line.level, 0),
-        Err(e) => Err(e),
-    }
 }
 
 /// One `kvmng_vcpu_state()` entry standing for a state ioctl on `arg`.
