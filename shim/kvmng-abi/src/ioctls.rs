@@ -19,9 +19,9 @@ use core::mem::size_of;
 use kvm_bindings::*;
 
 use crate::uapi::{
-    KVMNG_IRQ_INTERRUPT, KVMNG_IRQ_LINE, KVMNG_IRQ_NMI, KVMNG_IRQ_SMI, KVMNG_SCOPE_SYSTEM,
-    KVMNG_SCOPE_VCPU, KVMNG_SCOPE_VM, KVMNG_STATE_CPUID, KVMNG_STATE_DEBUGREGS, KVMNG_STATE_EVENTS,
-    KVMNG_STATE_FPU, KVMNG_STATE_GET, KVMNG_STATE_LAPIC, KVMNG_STATE_MP_STATE, KVMNG_STATE_MSRS,
+    KVMNG_IRQ_INTERRUPT, KVMNG_IRQ_NMI, KVMNG_IRQ_SMI, KVMNG_SCOPE_SYSTEM, KVMNG_SCOPE_VCPU,
+    KVMNG_SCOPE_VM, KVMNG_STATE_CPUID, KVMNG_STATE_DEBUGREGS, KVMNG_STATE_EVENTS, KVMNG_STATE_FPU,
+    KVMNG_STATE_GET, KVMNG_STATE_LAPIC, KVMNG_STATE_MP_STATE, KVMNG_STATE_MSRS,
     KVMNG_STATE_ONE_REG, KVMNG_STATE_REGS, KVMNG_STATE_SET, KVMNG_STATE_SREGS, KVMNG_STATE_SREGS2,
     KVMNG_STATE_XCRS, KVMNG_STATE_XSAVE, KVMNG_STATE_XSAVE2,
 };
@@ -225,7 +225,9 @@ pub enum NewApiForm {
     /// One entry of `kvmng_vcpu_state()`: `kind` is a `KVMNG_STATE_*` kind,
     /// `op` is [`KVMNG_STATE_GET`] or [`KVMNG_STATE_SET`].
     VcpuState { kind: u32, op: u32 },
-    /// `kvmng_irq(kind, ...)`, `kind` a `KVMNG_IRQ_*` constant.
+    /// `kvmng_irq(kind, ...)` on the calling thread's vCPU, `kind` a
+    /// vCPU `KVMNG_IRQ_*` constant. (`KVM_IRQ_LINE` is carried by
+    /// `kvmng_control`, whose ioctl reads the caller's struct itself.)
     Irq { kind: u32 },
     /// `kvmng_memory_map()`.
     MemoryMap,
@@ -243,7 +245,6 @@ impl NewApiForm {
         match self {
             NewApiForm::CreateVm => Some(FdClass::System),
             NewApiForm::CreateVcpu | NewApiForm::MemoryMap => Some(FdClass::Vm),
-            NewApiForm::Irq { kind } if kind == KVMNG_IRQ_LINE => Some(FdClass::Vm),
             NewApiForm::Run | NewApiForm::VcpuState { .. } | NewApiForm::Irq { .. } => {
                 Some(FdClass::Vcpu)
             }
@@ -327,7 +328,7 @@ pub static KVM_IOCTLS: &[IoctlInfo] = &[
     IoctlInfo { name: "KVM_SET_IDENTITY_MAP_ADDR", cmd: KVM_SET_IDENTITY_MAP_ADDR, classes: &[FdClass::Vm], form: NewApiForm::Control },
     IoctlInfo { name: "KVM_SET_USER_MEMORY_REGION2", cmd: KVM_SET_USER_MEMORY_REGION2, classes: &[FdClass::Vm], form: NewApiForm::MemoryMap },
     IoctlInfo { name: "KVM_CREATE_IRQCHIP", cmd: KVM_CREATE_IRQCHIP, classes: &[FdClass::Vm], form: NewApiForm::Control },
-    IoctlInfo { name: "KVM_IRQ_LINE", cmd: KVM_IRQ_LINE, classes: &[FdClass::Vm], form: NewApiForm::Irq { kind: KVMNG_IRQ_LINE } },
+    IoctlInfo { name: "KVM_IRQ_LINE", cmd: KVM_IRQ_LINE, classes: &[FdClass::Vm], form: NewApiForm::Control },
     IoctlInfo { name: "KVM_GET_IRQCHIP", cmd: KVM_GET_IRQCHIP, classes: &[FdClass::Vm], form: NewApiForm::Control },
     IoctlInfo { name: "KVM_SET_IRQCHIP", cmd: KVM_SET_IRQCHIP, classes: &[FdClass::Vm], form: NewApiForm::Control },
     IoctlInfo { name: "KVM_CREATE_PIT", cmd: KVM_CREATE_PIT, classes: &[FdClass::Vm], form: NewApiForm::Control },
@@ -433,7 +434,7 @@ pub fn lookup_name(name: &str) -> Option<&'static IoctlInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::uapi::KVMNG_STATE_KIND_MAX;
+    use crate::uapi::{KVMNG_IRQ_LINE, KVMNG_STATE_KIND_MAX};
     use std::collections::HashSet;
 
     #[test]
@@ -533,11 +534,11 @@ mod tests {
             lookup(KVM_CREATE_VCPU, FdClass::Vm).unwrap().form,
             NewApiForm::CreateVcpu
         );
+        // KVM_IRQ_LINE goes through kvmng_control, so that the kernel's
+        // own copy of its struct checks the caller's pointer.
         assert_eq!(
             lookup(KVM_IRQ_LINE, FdClass::Vm).unwrap().form,
-            NewApiForm::Irq {
-                kind: KVMNG_IRQ_LINE
-            }
+            NewApiForm::Control
         );
         assert_eq!(
             lookup(KVM_SET_USER_MEMORY_REGION, FdClass::Vm)
@@ -619,17 +620,19 @@ mod tests {
                 assert_eq!(n, want, "kind {kind} op {op}");
             }
         }
-        for kind in [
-            KVMNG_IRQ_LINE,
-            KVMNG_IRQ_INTERRUPT,
-            KVMNG_IRQ_NMI,
-            KVMNG_IRQ_SMI,
+        // Each vCPU irq kind stands for one ioctl; KVMNG_IRQ_LINE for none
+        // (KVM_IRQ_LINE is carried by kvmng_control).
+        for (kind, want) in [
+            (KVMNG_IRQ_LINE, 0),
+            (KVMNG_IRQ_INTERRUPT, 1),
+            (KVMNG_IRQ_NMI, 1),
+            (KVMNG_IRQ_SMI, 1),
         ] {
             let n = KVM_IOCTLS
                 .iter()
                 .filter(|i| i.form == NewApiForm::Irq { kind })
                 .count();
-            assert_eq!(n, 1, "irq kind {kind}");
+            assert_eq!(n, want, "irq kind {kind}");
         }
     }
 }

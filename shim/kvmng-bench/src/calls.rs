@@ -129,9 +129,9 @@ impl Api {
                 }
                 Ok(())
             }
-            // SAFETY: `v2` holds live regions mapping memory this fixture
-            // owns for the VM's lifetime.
-            Api::Kvmng(b) => unsafe { b.memory_map(v2.as_ptr(), v2.len() as u32, 0) }.map(|_| ()),
+            // SAFETY: `v2` holds regions mapping memory this fixture owns
+            // for the VM's lifetime. The slice form, as in `vcpu_state`.
+            Api::Kvmng(b) => unsafe { b.memory_map_regions(v2, 0) }.map(|_| ()),
         }
     }
 
@@ -209,7 +209,7 @@ impl Api {
                 let mut entry = kvmng_state_entry::default();
                 // SAFETY: one entry on the stack; kind 0 is rejected before
                 // any buffer is touched.
-                match unsafe { b.vcpu_state(&mut entry, 1, 0) } {
+                match unsafe { b.vcpu_state_entries(core::slice::from_mut(&mut entry), 0) } {
                     Err(Errno(libc::EINVAL)) => Ok(()),
                     Err(e) => Err(e),
                     Ok(_) => Err(Errno(libc::EPROTO)),

@@ -314,11 +314,12 @@ fn published(r: &BenchReport) -> String {
          about 41 ns.**"
     );
     match (
-        median(r, Op::RegsGet, PathKind::Trap),
-        median(r, Op::RegsGet, PathKind::Legacy),
+        median(r, Op::RegsGetControl, PathKind::Trap),
+        median(r, Op::RegsGetControl, PathKind::Legacy),
         median(r, Op::RegsGet, PathKind::Ioctl),
+        median(r, Op::RegsGet, PathKind::Legacy),
     ) {
-        (Some(t), Some(l), Some(i)) => {
+        (Some(t), Some(l), Some(i), Some(lr)) => {
             let d = t - l;
             let c = cycles(d, mhz)
                 .map(|c| format!(" (about {c:.0} cycles)"))
@@ -336,19 +337,32 @@ fn published(r: &BenchReport) -> String {
             let _ = writeln!(
                 s,
                 "The trap's own cost is the difference between the trapped kvmng call and the \
-                 same call made on the library directly: for one REGS GET entry {} − {} = {}{c} \
-                 per call (medians). That is {:.2}× the published seccomp TRAP + SIGSYS \
+                 same call made on the library directly, with the same work on both sides: \
+                 `kvmng_control(KVMNG_SCOPE_VCPU, KVM_GET_REGS)` (regs-get-control), whose \
+                 pointer the emulation hands to the ioctl either way: {} − {} = {}{c} per call \
+                 (medians). That is {:.2}× the published seccomp TRAP + SIGSYS \
                  figure{versus_sud}, and {:.0}× what zpoline-style rewriting costs (which \
                  rewrites the program's code instead). The emulation itself (library over raw \
-                 ioctl) adds {} to the {} of KVM_GET_REGS.",
+                 ioctl) adds {} to the {} of KVM_GET_REGS (one REGS GET entry of \
+                 `kvmng_vcpu_state`).",
                 fmt_ns(t),
                 fmt_ns(l),
                 fmt_ns(d),
                 d / published_seccomp,
                 d / 41.0,
-                fmt_ns(l - i),
+                fmt_ns(lr - i),
                 fmt_ns(i)
             );
+            if let Some(tr) = median(r, Op::RegsGet, PathKind::Trap) {
+                let _ = writeln!(
+                    s,
+                    "A trapped `kvmng_vcpu_state` pays, besides, the emulation's checked copies \
+                     of its entries in and out (`process_vm_readv`/`process_vm_writev`: the \
+                     trapped program's address may be bad), which a caller of the library \
+                     holding the entries in a slice does not: regs-get trap − legacy = {}.",
+                    fmt_ns(tr - lr)
+                );
+            }
             if let Some(sh) = median(r, Op::RegsGet, PathKind::Shim) {
                 let _ = writeln!(
                     s,
@@ -372,7 +386,8 @@ fn published(r: &BenchReport) -> String {
                 None => {
                     let _ = writeln!(
                         s,
-                        "Not measured in this run (regs-get on trap, legacy and ioctl).\n"
+                        "Not measured in this run (regs-get and regs-get-control on trap, \
+                         legacy and ioctl).\n"
                     );
                 }
             }
@@ -756,6 +771,7 @@ mod tests {
             ops: vec![
                 op(Op::RunPio, 20_000.0),
                 op(Op::RegsGet, 5_000.0),
+                op(Op::RegsGetControl, 5_000.0),
                 op(Op::StatePut, 40_000.0),
                 op(Op::StateGet, 45_000.0),
             ],
@@ -820,6 +836,7 @@ mod tests {
             "about 20000 cycles",
             "10 µs",
             "6.50 µs − 5.50 µs = 1.00 µs (about 1000 cycles)",
+            "regs-get trap − legacy = 1.00 µs.",
             "### state-get",
             "![state-get median per path](bench/state-get.svg)",
             "`make vm-bench`",

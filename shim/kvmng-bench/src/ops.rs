@@ -55,7 +55,7 @@ impl PathKind {
                 "the legacy KVM ioctl as a raw `syscall` instruction (no libc, no shim): the baseline"
             }
             PathKind::Legacy => {
-                "the kvmng library's legacy backend, its `Backend` method called directly: the emulation of the kvmng call with ioctls, without any trap"
+                "the kvmng library's legacy backend, its `Backend` method called directly (for the batched calls, the slice forms a Rust caller uses, `vcpu_state_entries` and `memory_map_regions`, which need no checked copy of the array): the emulation of the kvmng call with ioctls, without any trap"
             }
             PathKind::Shim => {
                 "the legacy ioctl through glibc's `ioctl()` in a process with `LD_PRELOAD=libkvmshim.so KVMNG_MODE=auto`: interposed and translated to the kvmng call"

@@ -377,11 +377,13 @@ impl StateSeq {
             ),
             Api::Kvmng(b) => {
                 let count = self.entries.len() as u32;
-                let ptr = self.entries.as_mut_ptr();
+                let entries = &mut self.entries[..];
                 let t = crate::clock::now();
-                // SAFETY: the entries and every buffer they name live in
-                // `self` for the call.
-                let r = unsafe { b.vcpu_state(ptr, count, 0) };
+                // SAFETY: every buffer the entries name lives in `self` for
+                // the call, apart from the entries. The slice form: what a
+                // Rust caller of the library calls (the emulation works on
+                // the entries in place; the kernel copies them either way).
+                let r = unsafe { b.vcpu_state_entries(entries, 0) };
                 let ns = crate::clock::since(t);
                 if r != Ok(i64::from(count)) {
                     return Err(format!("kvmng_vcpu_state answered {r:?}"));

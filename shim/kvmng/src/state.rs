@@ -97,10 +97,9 @@ pub fn execute(
             }
         })
         .collect();
-    let count = entries.len() as u32;
-    // SAFETY: `entries` and every item buffer are live and exclusively
-    // borrowed for the call.
-    match unsafe { backend.vcpu_state(entries.as_mut_ptr(), count, 0) } {
+    // SAFETY: every item buffer is live and exclusively borrowed for the
+    // call, and none is inside `entries`.
+    match unsafe { backend.vcpu_state_entries(&mut entries, 0) } {
         Ok(_) => Ok(entries.iter().map(|e| e.result).collect()),
         Err(errno) => {
             let index = entries

@@ -161,10 +161,8 @@ impl<'k> Vm<'k> {
     /// `kvmng_memory_map()`: applies all regions atomically.
     pub fn memory_map(&self, regions: &[MemoryRegion]) -> Result<usize, Errno> {
         let raw: Vec<kvm_userspace_memory_region2> = regions.iter().map(|r| r.to_kvm()).collect();
-        let count = u32::try_from(raw.len()).map_err(|_| Errno(libc::E2BIG))?;
-        // SAFETY: `raw` holds `count` regions for the duration of the call;
-        // the regions map memory the caller chose to give the guest.
-        unsafe { self.backend().memory_map(raw.as_ptr(), count, 0) }.map(|n| n as usize)
+        // SAFETY: the regions map memory the caller chose to give the guest.
+        unsafe { self.backend().memory_map_regions(&raw, 0) }.map(|n| n as usize)
     }
 
     /// `kvmng_ioregion(KVMNG_IOREGION_ADD, region)`: accesses to the range

@@ -3,6 +3,11 @@
 //! cases carry more than one fault, and the first in that order must win),
 //! and that nothing was done that the spec says is not done. None of them
 //! may crash the process: the last test runs a guest afterwards.
+//!
+//! `kvmng_vcpu_state` and `kvmng_memory_map` have two forms on the
+//! [`Backend`]: the raw call on an address, and the slice form of a Rust
+//! caller ([`Form`]), which the emulation carries out in place, without
+//! its checked copies. The batch cases run through both: same answers.
 
 mod support;
 
@@ -128,19 +133,56 @@ fn raw_entry(kind: u32, op: u32, addr: u64, size: u32) -> kvmng_state_entry {
     }
 }
 
-/// `kvmng_vcpu_state(entries, len, 0)`: the call's errno or value, and the
-/// results.
+/// How a batch is handed to the backend.
+#[derive(Clone, Copy, Debug)]
+enum Form {
+    /// The raw call: an address and a count (`vcpu_state`, `memory_map`).
+    Raw,
+    /// The slice form (`vcpu_state_entries`, `memory_map_regions`).
+    Slice,
+}
+
+const FORMS: [Form; 2] = [Form::Raw, Form::Slice];
+
+/// `kvmng_vcpu_state(entries, len, 0)` in `form`: the call's errno or
+/// value, and the results.
 ///
 /// # Safety
 /// Every entry's buffer must be valid for its size, or invalid on purpose.
 unsafe fn batch(
+    form: Form,
     backend: &dyn Backend,
     entries: &mut [kvmng_state_entry],
 ) -> (Result<i64, Errno>, Vec<i32>) {
     // SAFETY: `entries` is live for the call; the caller vouches for the
     // buffers.
-    let r = unsafe { backend.vcpu_state(entries.as_mut_ptr(), entries.len() as u32, 0) };
+    let r = unsafe {
+        match form {
+            Form::Raw => backend.vcpu_state(entries.as_mut_ptr(), entries.len() as u32, 0),
+            Form::Slice => backend.vcpu_state_entries(entries, 0),
+        }
+    };
     (r, entries.iter().map(|e| e.result).collect())
+}
+
+/// `kvmng_memory_map(regions, len, flags)` in `form`.
+///
+/// # Safety
+/// The regions must map memory that outlives the VM's use of it.
+unsafe fn map_in(
+    form: Form,
+    backend: &dyn Backend,
+    regions: &[kvm_userspace_memory_region2],
+    flags: u32,
+) -> Result<i64, Errno> {
+    // SAFETY: `regions` is live for the call; the caller vouches for the
+    // memory.
+    unsafe {
+        match form {
+            Form::Raw => backend.memory_map(regions.as_ptr(), regions.len() as u32, flags),
+            Form::Slice => backend.memory_map_regions(regions, flags),
+        }
+    }
 }
 
 /// Results of a batch in which entry `done` (those before it done) failed
@@ -278,15 +320,21 @@ fn unknown_flags_come_first_on_all_nine_calls() {
         let r = unsafe { b.vcpu_state(&mut set, 1, flags) };
         assert_eq!(support::errno(r), EINVAL, "{what}");
         assert_eq!(set.result, UNTOUCHED, "{what}: no result is written");
+        // SAFETY: as above.
+        let r = unsafe { b.vcpu_state_entries(core::slice::from_mut(&mut set), flags) };
+        assert_eq!(support::errno(r), EINVAL, "{what}: slice form");
+        assert_eq!(set.result, UNTOUCHED, "{what}: slice form");
 
         assert_eq!(
             support::errno(b.irq(KVMNG_IRQ_NMI, 0, 0, flags)),
             EINVAL,
             "{what}"
         );
-        // SAFETY: one valid region over `mem`, which outlives the VM's use.
-        let r = unsafe { b.memory_map(&region, 1, flags) };
-        assert_eq!(support::errno(r), EINVAL, "{what}");
+        for form in FORMS {
+            // SAFETY: one valid region over `mem`, which outlives the VM's use.
+            let r = unsafe { map_in(form, b, core::slice::from_ref(&region), flags) };
+            assert_eq!(support::errno(r), EINVAL, "{what}: {form:?}");
+        }
         let mut regs = kvm_regs::default();
         // SAFETY: KVM_GET_REGS into `regs`.
         let r = unsafe {
@@ -382,7 +430,10 @@ fn a_bad_buffer_fails_its_entry_and_cancels_the_rest() {
         ("read-only page", read_only.addr()),
     ];
     let template = vcpu.regs().unwrap();
-    for (what, bad) in bad_buffers {
+    for (form, (what, bad)) in FORMS
+        .into_iter()
+        .flat_map(|form| bad_buffers.iter().map(move |&b| (form, b)))
+    {
         for (kind, size, op) in [
             (KVMNG_STATE_SREGS, size_of::<kvm_sregs>(), KVMNG_STATE_GET),
             (KVMNG_STATE_REGS, size_of::<kvm_regs>(), KVMNG_STATE_GET),
@@ -401,7 +452,7 @@ fn a_bad_buffer_fails_its_entry_and_cancels_the_rest() {
             if bad == read_only.addr() && (op == KVMNG_STATE_SET || kind == KVMNG_STATE_MSRS) {
                 continue;
             }
-            let what = format!("{what}: kind {kind} op {op}");
+            let what = format!("{what}: kind {kind} op {op}, {form:?}");
             mark_rax(&mut vcpu, 0x1000);
             let mut done = kvm_regs {
                 rax: 0x1111,
@@ -420,7 +471,7 @@ fn a_bad_buffer_fails_its_entry_and_cancels_the_rest() {
             ];
             // SAFETY: entry 2 names a bad buffer on purpose; the others
             // name live buffers of their full size.
-            let (r, results) = unsafe { batch(b, &mut entries) };
+            let (r, results) = unsafe { batch(form, b, &mut entries) };
             assert_eq!(r, Err(Errno(EFAULT)), "{what}");
             assert_eq!(results, failed_at(4, 2, EFAULT), "{what}");
             assert_eq!(got.rax, 0x1111, "{what}: entries before stay done");
@@ -503,11 +554,17 @@ fn a_failing_region_leaves_the_map_unchanged() {
     };
     let mem: Vec<GuestMemory> = (0..4).map(|_| GuestMemory::new(0x10000).unwrap()).collect();
     let vm = vm(&env);
+    for form in FORMS {
+        a_failing_region_leaves_the_map_unchanged_in(form, &vm, &mem);
+    }
+}
+
+fn a_failing_region_leaves_the_map_unchanged_in(form: Form, vm: &Vm<'_>, mem: &[GuestMemory]) {
     let b = vm.backend();
     let at = |slot: u32, gpa: u64, m: usize| MemoryRegion::of(slot, gpa, &mem[m]).to_kvm();
     let map = |regions: &[kvm_userspace_memory_region2]| {
         // SAFETY: the regions map `mem`, which outlives the VM's use of it.
-        unsafe { b.memory_map(regions.as_ptr(), regions.len() as u32, 0) }
+        unsafe { map_in(form, b, regions, 0) }
     };
     // What KVM_SET_USER_MEMORY_REGION2 on the VM fd answers for one region
     // (only for regions it refuses: the map is not changed).
@@ -555,6 +612,14 @@ fn a_failing_region_leaves_the_map_unchanged() {
             "slot 22 must have been undone"
         );
     }
+    // Empty again for the next form.
+    assert_eq!(
+        map(&[
+            MemoryRegion::delete(12).to_kvm(),
+            MemoryRegion::delete(13).to_kvm()
+        ]),
+        Ok(2)
+    );
 }
 
 #[test]
@@ -621,11 +686,13 @@ fn more_than_64_state_entries_are_e2big_and_nothing_is_touched() {
     let mut regs = vcpu.regs().unwrap();
     regs.rax = 0x6565;
     let mut entries = vec![entry(KVMNG_STATE_REGS, KVMNG_STATE_SET, &mut regs); 65];
-    // SAFETY: every entry names `regs`.
-    let (r, results) = unsafe { batch(b, &mut entries) };
-    assert_eq!(r, Err(Errno(E2BIG)));
-    assert_eq!(results, vec![UNTOUCHED; 65], "nothing is written");
-    assert_eq!(rax(&mut vcpu), 0x4444, "nothing is executed");
+    for form in FORMS {
+        // SAFETY: every entry names `regs`.
+        let (r, results) = unsafe { batch(form, b, &mut entries) };
+        assert_eq!(r, Err(Errno(E2BIG)), "{form:?}");
+        assert_eq!(results, vec![UNTOUCHED; 65], "{form:?}: nothing is written");
+        assert_eq!(rax(&mut vcpu), 0x4444, "{form:?}: nothing is executed");
+    }
     // The count is checked before the array is read.
     for count in [65, 1000, u32::MAX] {
         // SAFETY: the call must fail before reading `entries`.
@@ -633,13 +700,16 @@ fn more_than_64_state_entries_are_e2big_and_nothing_is_touched() {
         assert_eq!(support::errno(r), E2BIG, "count {count}");
     }
     // 64 is the limit, and allowed.
-    let (r, results) = {
-        let entries = &mut entries[..64];
-        // SAFETY: every entry names `regs`.
-        unsafe { batch(b, entries) }
-    };
-    assert_eq!((r, results), (Ok(64), vec![0; 64]));
-    assert_eq!(rax(&mut vcpu), 0x6565);
+    for form in FORMS {
+        mark_rax(&mut vcpu, 0x4444);
+        let (r, results) = {
+            let entries = &mut entries[..64];
+            // SAFETY: every entry names `regs`.
+            unsafe { batch(form, b, entries) }
+        };
+        assert_eq!((r, results), (Ok(64), vec![0; 64]), "{form:?}");
+        assert_eq!(rax(&mut vcpu), 0x6565, "{form:?}");
+    }
 }
 
 #[test]
@@ -660,6 +730,9 @@ fn more_than_256_regions_are_e2big() {
         let r = unsafe { b.memory_map(addr, count, 0) };
         assert_eq!(support::errno(r), E2BIG, "count {count}");
     }
+    // SAFETY: as above.
+    let r = unsafe { b.memory_map_regions(&regions, 0) };
+    assert_eq!(support::errno(r), E2BIG, "slice form");
     assert_eq!(
         vm.memory_map(&[MemoryRegion::of(8, 0x30_0000, &mem)]),
         Ok(1),
@@ -690,7 +763,10 @@ fn msr_and_cpuid_counts_beyond_their_buffer_or_kvms_limit() {
     // nmsrs >= 256 (MAX_IO_MSRS) with a big enough buffer: KVM's E2BIG,
     // as the ioctl on the vCPU fd answers; 255 is processed in full.
     for (n, expected) in [(256usize, Err(E2BIG)), (300, Err(E2BIG)), (255, Ok(255))] {
-        for op in [KVMNG_STATE_GET, KVMNG_STATE_SET] {
+        for (form, op) in FORMS
+            .into_iter()
+            .flat_map(|f| [(f, KVMNG_STATE_GET), (f, KVMNG_STATE_SET)])
+        {
             let mut buf = msrs_buffer(n);
             let mut e = [raw_entry(
                 KVMNG_STATE_MSRS,
@@ -699,7 +775,7 @@ fn msr_and_cpuid_counts_beyond_their_buffer_or_kvms_limit() {
                 (8 + 16 * n) as u32,
             )];
             // SAFETY: `buf` holds the header and `n` entries.
-            let (r, results) = unsafe { batch(b, &mut e) };
+            let (r, results) = unsafe { batch(form, b, &mut e) };
             let cmd = if op == KVMNG_STATE_GET {
                 KVM_GET_MSRS
             } else {
@@ -714,7 +790,7 @@ fn msr_and_cpuid_counts_beyond_their_buffer_or_kvms_limit() {
                 Err(errno) => assert_eq!(
                     (r, results),
                     (Err(Errno(errno)), vec![-errno]),
-                    "nmsrs {n} op {op}"
+                    "nmsrs {n} op {op} {form:?}"
                 ),
             }
         }
@@ -731,7 +807,10 @@ fn msr_and_cpuid_counts_beyond_their_buffer_or_kvms_limit() {
         (KVMNG_STATE_CPUID, cpuid_addr, 8 + 40 * 3),
         (KVMNG_STATE_CPUID, cpuid_addr, 8),
     ] {
-        for op in [KVMNG_STATE_GET, KVMNG_STATE_SET] {
+        for (form, op) in FORMS
+            .into_iter()
+            .flat_map(|f| [(f, KVMNG_STATE_GET), (f, KVMNG_STATE_SET)])
+        {
             mark_rax(&mut vcpu, 0x77);
             let mut regs = vcpu.regs().unwrap();
             regs.rax = 0x88;
@@ -741,8 +820,8 @@ fn msr_and_cpuid_counts_beyond_their_buffer_or_kvms_limit() {
                 entry(KVMNG_STATE_REGS, KVMNG_STATE_GET, &mut regs),
             ];
             // SAFETY: the buffers are at least `size` bytes.
-            let (r, results) = unsafe { batch(b, &mut e) };
-            let what = format!("kind {kind} op {op} size {size}");
+            let (r, results) = unsafe { batch(form, b, &mut e) };
+            let what = format!("kind {kind} op {op} size {size} {form:?}");
             assert_eq!(r, Err(Errno(EINVAL)), "{what}");
             assert_eq!(results, failed_at(3, 1, EINVAL), "{what}");
             assert_eq!(rax(&mut vcpu), 0x88, "{what}: the first entry is done");
@@ -757,9 +836,11 @@ fn msr_and_cpuid_counts_beyond_their_buffer_or_kvms_limit() {
         buf.as_mut_ptr() as u64,
         8,
     )];
-    // SAFETY: `buf` is the 8-byte header.
-    let (r, results) = unsafe { batch(b, &mut e) };
-    assert_eq!((r, results), (Ok(1), vec![0]));
+    for form in FORMS {
+        // SAFETY: `buf` is the 8-byte header.
+        let (r, results) = unsafe { batch(form, b, &mut e) };
+        assert_eq!((r, results), (Ok(1), vec![0]), "{form:?}");
+    }
 }
 
 #[test]
@@ -775,16 +856,28 @@ fn an_xsave2_buffer_smaller_than_kvms_size_is_einval() {
     let addr = buf.as_mut_ptr() as u64;
     // Below the static minimum (4096): validation.
     let mut e = [raw_entry(KVMNG_STATE_XSAVE2, KVMNG_STATE_GET, addr, 4095)];
-    // SAFETY: `buf` is larger than the size given.
-    let (r, results) = unsafe { batch(b, &mut e) };
-    assert_eq!((r, results), (Err(Errno(EINVAL)), vec![-EINVAL]));
+    for form in FORMS {
+        // SAFETY: `buf` is larger than the size given.
+        let (r, results) = unsafe { batch(form, b, &mut e) };
+        assert_eq!(
+            (r, results),
+            (Err(Errno(EINVAL)), vec![-EINVAL]),
+            "{form:?}"
+        );
+    }
     if size > 4096 {
         // Above the static minimum but below KVM_CAP_XSAVE2: EINVAL when
         // executed.
         let mut e = [raw_entry(KVMNG_STATE_XSAVE2, KVMNG_STATE_GET, addr, 4096)];
-        // SAFETY: as above.
-        let (r, results) = unsafe { batch(b, &mut e) };
-        assert_eq!((r, results), (Err(Errno(EINVAL)), vec![-EINVAL]));
+        for form in FORMS {
+            // SAFETY: as above.
+            let (r, results) = unsafe { batch(form, b, &mut e) };
+            assert_eq!(
+                (r, results),
+                (Err(Errno(EINVAL)), vec![-EINVAL]),
+                "{form:?}"
+            );
+        }
     }
     // Exactly the size works.
     let mut e = [raw_entry(
@@ -793,9 +886,11 @@ fn an_xsave2_buffer_smaller_than_kvms_size_is_einval() {
         addr,
         size.max(4096) as u32,
     )];
-    // SAFETY: as above.
-    let (r, results) = unsafe { batch(b, &mut e) };
-    assert_eq!((r, results), (Ok(1), vec![0]));
+    for form in FORMS {
+        // SAFETY: as above.
+        let (r, results) = unsafe { batch(form, b, &mut e) };
+        assert_eq!((r, results), (Ok(1), vec![0]), "{form:?}");
+    }
 }
 
 // ---------------------------------------------------------------- validation
@@ -891,7 +986,10 @@ fn an_invalid_entry_means_nothing_is_executed() {
             raw_entry(99, KVMNG_STATE_GET, BAD_ADDR, 4096),
         ),
     ];
-    for (what, bad) in invalid {
+    for (form, (what, bad)) in FORMS
+        .into_iter()
+        .flat_map(|form| invalid.iter().map(move |&i| (form, i)))
+    {
         for position in 0..3 {
             let mut first = kvm_regs {
                 rax: 0xaaaa,
@@ -911,8 +1009,8 @@ fn an_invalid_entry_means_nothing_is_executed() {
             scratch.fill(0xee);
             // SAFETY: the entries name live buffers, or bad addresses on
             // purpose.
-            let (r, results) = unsafe { batch(b, &mut entries) };
-            let what = format!("{what} at {position}");
+            let (r, results) = unsafe { batch(form, b, &mut entries) };
+            let what = format!("{what} at {position}, {form:?}");
             assert_eq!(r, Err(Errno(EINVAL)), "{what}");
             assert_eq!(results, invalid_at(4, position), "{what}");
             assert_eq!(rax(&mut vcpu), 0x4321, "{what}: the SET must not run");
@@ -944,6 +1042,27 @@ fn count_zero_returns_zero_once_bound() {
     // SAFETY: as above.
     let r = unsafe { b.memory_map(BAD_ADDR as *const _, 257, 0) };
     assert_eq!(support::errno(r), EUNATCH, "EUNATCH before E2BIG");
+    // The slice forms check in the same order.
+    // SAFETY: nothing is read.
+    let r = unsafe { b.vcpu_state_entries(&mut [], 0) };
+    assert_eq!(support::errno(r), ESRCH, "slice form");
+    let many = vec![kvmng_state_entry::default(); 65];
+    let mut many_copy = many.clone();
+    // SAFETY: the entries name no buffer (kind 0), and nothing is read.
+    let r = unsafe { b.vcpu_state_entries(&mut many_copy, 0) };
+    assert_eq!(support::errno(r), ESRCH, "slice form: ESRCH before E2BIG");
+    assert_eq!(many_copy, many, "slice form: nothing written");
+    // SAFETY: nothing is read.
+    let r = unsafe { b.memory_map_regions(&[], 0) };
+    assert_eq!(support::errno(r), EUNATCH, "slice form");
+    let regions = vec![kvm_userspace_memory_region2::default(); 257];
+    // SAFETY: nothing is read.
+    let r = unsafe { b.memory_map_regions(&regions, 0) };
+    assert_eq!(
+        support::errno(r),
+        EUNATCH,
+        "slice form: EUNATCH before E2BIG"
+    );
 
     let vm = vm(&env);
     // SAFETY: as above.
@@ -952,6 +1071,9 @@ fn count_zero_returns_zero_once_bound() {
     // SAFETY: as above.
     let r = unsafe { b.memory_map(core::ptr::null(), 0, 0) };
     assert_eq!(r, Ok(0));
+    // SAFETY: as above.
+    let r = unsafe { b.memory_map_regions(&[], 0) };
+    assert_eq!(r, Ok(0), "slice form");
     // SAFETY: as above.
     let r = unsafe { b.vcpu_state(BAD_ADDR as *mut _, 0, 0) };
     assert_eq!(support::errno(r), ESRCH, "a bound VM is not a bound vCPU");
@@ -962,6 +1084,9 @@ fn count_zero_returns_zero_once_bound() {
     // SAFETY: as above.
     let r = unsafe { b.vcpu_state(core::ptr::null_mut(), 0, 0) };
     assert_eq!(r, Ok(0));
+    // SAFETY: as above.
+    let r = unsafe { b.vcpu_state_entries(&mut [], 0) };
+    assert_eq!(r, Ok(0), "slice form");
 }
 
 // ---------------------------------------------------------------- irq
@@ -1094,14 +1219,16 @@ fn bad_input_leaves_kvmng_working() {
             u64::MAX - 7,
             1 << 63,
         ] {
-            let mut e = [raw_entry(KVMNG_STATE_LAPIC, KVMNG_STATE_GET, bad, 1024)];
-            // SAFETY: bad addresses on purpose.
-            let (r, results) = unsafe { batch(b, &mut e) };
-            assert_eq!(
-                (r, results),
-                (Err(Errno(EFAULT)), vec![-EFAULT]),
-                "{bad:#x}"
-            );
+            for form in FORMS {
+                let mut e = [raw_entry(KVMNG_STATE_LAPIC, KVMNG_STATE_GET, bad, 1024)];
+                // SAFETY: bad addresses on purpose.
+                let (r, results) = unsafe { batch(form, b, &mut e) };
+                assert_eq!(
+                    (r, results),
+                    (Err(Errno(EFAULT)), vec![-EFAULT]),
+                    "{bad:#x} {form:?}"
+                );
+            }
             // SAFETY: as above.
             assert_eq!(unsafe { ioctl(vcpu.fd(), KVM_GET_LAPIC, bad) }, Err(EFAULT));
             // SAFETY: as above.

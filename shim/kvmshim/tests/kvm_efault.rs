@@ -31,8 +31,31 @@ fn bad_pointers_give_the_native_errors() {
         count(line, "KVM_SET_USER_MEMORY_REGION2", "translated") >= 1,
         "{line}"
     );
+    // KVM_IRQ_LINE is kvmng_control(KVMNG_SCOPE_VM, ...): the pointer goes
+    // to the ioctl, whose own copy answers EFAULT.
+    assert!(count(line, "KVM_IRQ_LINE", "translated") >= 1, "{line}");
     assert!(line.contains("\"not a KVM fd\""), "{line}");
     assert!(line.contains("\"entry count too large\""), "{line}");
+}
+
+/// Without a census or trace, the calls the hot-call path answers
+/// (KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_GET_VCPU_EVENTS,
+/// KVM_GET_MP_STATE on the bound vCPU, KVM_IRQ_LINE on the bound VM) take
+/// it: with a bad pointer they answer EFAULT too, and nothing crashes.
+#[test]
+fn bad_pointers_on_the_hot_path() {
+    if !support::kvm("bad_pointers_on_the_hot_path") {
+        return;
+    }
+    let out = same_as_native(&["efault"], Run::shim("auto"));
+    for expected in [
+        "KVM_IRQ_LINE bad = -1 EFAULT",
+        "KVM_GET_REGS bad = -1 EFAULT",
+        "KVM_SET_REGS bad = -1 EFAULT",
+        "KVM_GET_MP_STATE bad = -1 EFAULT",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
+    }
 }
 
 #[test]

@@ -68,6 +68,32 @@ pub trait Backend: Send + Sync {
         flags: u32,
     ) -> SysResult;
 
+    /// `kvmng_vcpu_state()` on an array the caller holds: the same call as
+    /// [`Backend::vcpu_state`] on `entries.as_mut_ptr()` and
+    /// `entries.len()`, for callers whose array is a Rust slice, valid by
+    /// construction. The emulation then works on the entries in place
+    /// instead of copying them in and the results out with
+    /// `process_vm_readv`/`process_vm_writev` (which it needs for an
+    /// address that may be bad); the entries' buffers are the caller's
+    /// addresses either way, handed to the ioctls, whose own copies check
+    /// them. A slice longer than `u32::MAX` entries is `E2BIG`, as a
+    /// `count` above `KVMNG_STATE_MAX_ENTRIES` is.
+    ///
+    /// # Safety
+    /// Every entry's buffer must be valid for the reads and writes the
+    /// call makes, or unmapped, and must not overlap `entries`.
+    unsafe fn vcpu_state_entries(
+        &self,
+        entries: &mut [kvmng_state_entry],
+        flags: u32,
+    ) -> SysResult {
+        let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+        // SAFETY: `entries` is a live array of at least `count` entries (a
+        // longer one is refused before any entry is read); the caller
+        // vouches for the buffers.
+        unsafe { self.vcpu_state(entries.as_mut_ptr(), count, flags) }
+    }
+
     /// `kvmng_irq(kind, nr, level, flags)`.
     fn irq(&self, kind: u32, nr: u32, level: u32, flags: u32) -> SysResult;
 
@@ -82,6 +108,28 @@ pub trait Backend: Send + Sync {
         count: u32,
         flags: u32,
     ) -> SysResult;
+
+    /// `kvmng_memory_map()` of regions the caller holds: the same call as
+    /// [`Backend::memory_map`] on `regions.as_ptr()` and `regions.len()`,
+    /// for callers whose regions are a Rust slice, valid by construction:
+    /// the emulation reads them in place instead of copying them with
+    /// `process_vm_readv`. A slice longer than `u32::MAX` regions is
+    /// `E2BIG`, as a `count` above `KVMNG_MEMORY_MAP_MAX` is.
+    ///
+    /// # Safety
+    /// The regions must map memory the caller is prepared to hand to a
+    /// guest.
+    unsafe fn memory_map_regions(
+        &self,
+        regions: &[kvm_userspace_memory_region2],
+        flags: u32,
+    ) -> SysResult {
+        let count = u32::try_from(regions.len()).unwrap_or(u32::MAX);
+        // SAFETY: `regions` is a live array of at least `count` regions (a
+        // longer one is refused before any region is read); the caller
+        // vouches for the memory they map.
+        unsafe { self.memory_map(regions.as_ptr(), count, flags) }
+    }
 
     /// `kvmng_control(scope, cmd, arg, flags)`.
     ///

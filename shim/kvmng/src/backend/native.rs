@@ -35,12 +35,14 @@ impl Backend for Native {
         unsafe { kvmng(Syscall::BindVcpu, vcpu_fd as u64, flags as u64, 0, 0) }
     }
 
+    #[inline]
     fn run(&self, flags: u32) -> SysResult {
         // SAFETY: integer argument only; the kernel writes the kvm_run page
         // the caller mapped.
         unsafe { kvmng(Syscall::Run, flags as u64, 0, 0, 0) }
     }
 
+    #[inline]
     unsafe fn vcpu_state(
         &self,
         entries: *mut kvmng_state_entry,
@@ -59,6 +61,7 @@ impl Backend for Native {
         }
     }
 
+    #[inline]
     fn irq(&self, kind: u32, nr: u32, level: u32, flags: u32) -> SysResult {
         // SAFETY: integer arguments only.
         unsafe {
@@ -72,6 +75,7 @@ impl Backend for Native {
         }
     }
 
+    #[inline]
     unsafe fn memory_map(
         &self,
         regions: *const kvm_userspace_memory_region2,
@@ -90,6 +94,7 @@ impl Backend for Native {
         }
     }
 
+    #[inline]
     unsafe fn control(&self, scope: u32, cmd: u32, arg: u64, flags: u32) -> SysResult {
         // SAFETY: the caller vouches for `arg`.
         unsafe {

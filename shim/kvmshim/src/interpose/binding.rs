@@ -93,11 +93,22 @@ fn my_binding() -> u64 {
 
 fn set_my_binding(value: u64) {
     if THREAD.try_with(|t| t.bound.set(value)).is_ok() {
-        set_held(value);
+        set_held(held_of(value));
     }
 }
 
-// HELD: a copy of the thread's `bound` for [`holds`], the test every
+/// What HELD holds for the binding `bound` (`pack(serial, vcpu id + 1)`,
+/// 0 for none): the [`Entry::vcpu_bits`] of that vCPU's fd entries, so
+/// that [`holds`] compares an entry's masked bits with it; 0 for none
+/// (which no vCPU entry's bits are).
+const fn held_of(bound: u64) -> u64 {
+    if bound == 0 {
+        return 0;
+    }
+    Entry::vcpu_bits_of(serial_of(bound), (bound as u32).wrapping_sub(1) as u16)
+}
+
+// HELD: the thread's `bound`, as [`held_of`] puts it, for [`holds`], the test every
 // translated vCPU call makes. The shim is a shared library, where a Rust
 // thread-local is reached through `__tls_get_addr` (a call, about 20
 // instructions with the state check); HELD is an 8-byte slot of the
@@ -317,7 +328,9 @@ pub fn vcpu_created(vcpu_fd: i32, serial: u32, id: u16) {
 /// `entry`: the hot path, no lock, no syscall.
 #[inline]
 pub fn holds(entry: Entry) -> bool {
-    entry.serial() != 0 && held() == vcpu_key(entry.serial(), entry.vcpu_id())
+    // A bound thread's HELD has its VM's serial, never 0, and the vCPU
+    // kind: only a vCPU entry of the bound vCPU has the same bits.
+    entry.kind() == Kind::Vcpu && entry.vcpu_bits() == held()
 }
 
 /// Makes sure the calling thread is bound to the vCPU behind `fd`
@@ -418,7 +431,8 @@ mod tests {
     #[test]
     fn held_follows_the_binding_per_thread() {
         set_my_binding(vcpu_key(5, 2));
-        assert_eq!(held(), my_binding());
+        assert_eq!(held(), held_of(my_binding()));
+        assert_eq!(held(), Entry::made(Kind::Vcpu, 5, 2, true).vcpu_bits());
         assert!(holds(Entry::made(Kind::Vcpu, 5, 2, false)));
         assert!(!holds(Entry::made(Kind::Vcpu, 5, 3, false)));
         std::thread::spawn(|| {
@@ -430,6 +444,19 @@ mod tests {
         set_my_binding(0);
         assert_eq!(held(), 0);
         assert!(!holds(Entry::made(Kind::Vcpu, 5, 2, false)));
+        // An unbound thread holds nothing, not even an empty entry.
+        assert!(!holds(Entry::EMPTY));
+        assert!(!holds(Entry::made(Kind::Vcpu, 0, 0, false)));
+        // The flags do not matter; the VM and the kind do.
+        set_my_binding(vcpu_key(5, 2));
+        assert!(holds(Entry::made(Kind::Vcpu, 5, 2, true)));
+        assert!(!holds(Entry::made(Kind::Vcpu, 6, 2, false)));
+        assert!(!holds(Entry::made(Kind::Vm, 5, 2, false)));
+        assert_eq!(
+            held_of(vcpu_key(5, u16::MAX)),
+            Entry::vcpu_bits_of(5, u16::MAX)
+        );
+        set_my_binding(0);
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub fn guard<R>(f: impl FnOnce() -> R, fallback: impl FnOnce() -> R) -> R {
 /// `extern "C-unwind"` entry points that can block, such as `ioctl` in
 /// KVM_RUN: the 6.12 selftests cancel vCPU threads asynchronously there,
 /// and `catch_unwind` would catch the forced unwind and abort the process.
+///
+/// The guard is forgotten when `f` returns, so its check runs only while
+/// unwinding (its drop is reached from the landing pad alone): a call
+/// that returns pays nothing for it.
 #[inline]
 pub fn abort_on_panic<R>(f: impl FnOnce() -> R) -> R {
     struct AbortIfPanicking;
@@ -64,6 +68,8 @@ pub fn abort_on_panic<R>(f: impl FnOnce() -> R) -> R {
             }
         }
     }
-    let _guard = AbortIfPanicking;
-    f()
+    let guard = AbortIfPanicking;
+    let result = f();
+    core::mem::forget(guard);
+    result
 }

@@ -39,8 +39,16 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 static MODE: AtomicU8 = AtomicU8::new(Mode::Auto as u8);
 static OBSERVE: AtomicBool = AtomicBool::new(false);
 /// Set once set-up is done: enabled, a translating mode, no census or
-/// trace ([`fast_backend`]). None of these changes after set-up.
+/// trace ([`hot`]). None of these changes after set-up.
 static FAST: AtomicBool = AtomicBool::new(false);
+/// What the hot-call path may use ([`hot`]): [`HOT_OFF`] until
+/// FAST is set and the backend chosen, then [`HOT_NATIVE`] or
+/// [`HOT_OTHER`]. Derived from FAST and BACKEND by [`update_hot`], so that
+/// the hot path reads one byte.
+static HOT: AtomicU8 = AtomicU8::new(HOT_OFF);
+const HOT_OFF: u8 = 0;
+const HOT_NATIVE: u8 = 1;
+const HOT_OTHER: u8 = 2;
 static BACKEND: OnceLock<&'static dyn Backend> = OnceLock::new();
 /// Auto mode: the backend is chosen at the first KVM ioctl.
 static LAZY_BACKEND: AtomicBool = AtomicBool::new(false);
@@ -76,6 +84,7 @@ pub fn ensure_init() -> bool {
                 enabled() && !observe() && mode() != Mode::Passthrough,
                 SeqCst,
             );
+            update_hot();
             super::cabi::set_errno(saved);
             true
         }
@@ -112,16 +121,45 @@ pub fn observe() -> bool {
     OBSERVE.load(SeqCst)
 }
 
-/// The backend when the hot-call path ([`super::hot`]) may answer: set-up
-/// done, the shim enabled, a translating mode, no census or trace, and the
-/// backend already chosen (the first KVM ioctl chooses it on the general
-/// path).
+/// How the hot-call path ([`super::hot`]) may answer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Hot {
+    /// It may not: set-up is not done, the shim is off, the mode passes
+    /// through, a census or trace is kept, or no backend is chosen yet
+    /// (the first KVM ioctl chooses it on the general path).
+    Off,
+    /// Through the native backend, whose methods are one syscall each:
+    /// the hot path calls them directly (inlined, no vtable).
+    Native,
+    /// Through the chosen backend ([`chosen_backend`]), by its vtable.
+    Other,
+}
+
+/// Whether and how the hot-call path may answer: one load.
 #[inline]
-pub fn fast_backend() -> Option<&'static dyn Backend> {
-    if !FAST.load(SeqCst) {
-        return None;
+pub fn hot() -> Hot {
+    match HOT.load(SeqCst) {
+        HOT_NATIVE => Hot::Native,
+        HOT_OTHER => Hot::Other,
+        _ => Hot::Off,
     }
+}
+
+/// The backend, once chosen.
+#[inline]
+pub fn chosen_backend() -> Option<&'static dyn Backend> {
     BACKEND.get().copied()
+}
+
+/// Sets HOT from FAST and the chosen backend (each is set once).
+fn update_hot() {
+    let hot = match BACKEND.get() {
+        Some(_) if !FAST.load(SeqCst) => HOT_OFF,
+        Some(backend) if backend.kind() == BackendKind::Native => HOT_NATIVE,
+        Some(_) => HOT_OTHER,
+        None => HOT_OFF,
+    };
+    HOT.store(hot, SeqCst);
 }
 
 /// The backend KVM ioctls are carried out through (none in passthrough).
@@ -134,6 +172,7 @@ pub fn backend() -> Option<&'static dyn Backend> {
             // must leave it as it was when it succeeds.
             let saved = errno();
             let chosen = *BACKEND.get_or_init(choose_backend);
+            update_hot();
             super::cabi::set_errno(saved);
             Some(chosen)
         }

@@ -45,6 +45,8 @@ pub enum Kind {
 
 const COUNTED: u64 = 1 << 4;
 const KNOWN: u64 = 1 << 5;
+/// Kind, vCPU id and serial ([`Entry::vcpu_bits`]).
+const VCPU_BITS: u64 = 0xffff_ffff_00ff_ff0f;
 
 impl Entry {
     /// No knowledge.
@@ -118,6 +120,19 @@ impl Entry {
     /// The vCPU id of a vCPU fd.
     pub const fn vcpu_id(self) -> u16 {
         (self.0 >> 8) as u16
+    }
+
+    /// The bits that name a vCPU: kind, vCPU id and VM serial (not the
+    /// flags). Two vCPU entries of one vCPU have the same; see
+    /// [`Entry::vcpu_bits_of`].
+    pub const fn vcpu_bits(self) -> u64 {
+        self.0 & VCPU_BITS
+    }
+
+    /// [`Entry::vcpu_bits`] of the entry of vCPU `vcpu_id` of the VM with
+    /// `serial`: never 0 (the kind is in it).
+    pub const fn vcpu_bits_of(serial: u32, vcpu_id: u16) -> u64 {
+        Entry::made(Kind::Vcpu, serial, vcpu_id, false).vcpu_bits()
     }
 
     /// The same entry, no longer keeping a binding alive.

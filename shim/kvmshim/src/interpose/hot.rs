@@ -1,9 +1,9 @@
 //! The hot-call path: the calls a VMM makes per exit
 //! (KVM_RUN, the fixed-size register ioctls on the calling thread's vCPU,
 //! KVM_CHECK_EXTENSION and KVM_IRQ_LINE on the bound VM), carried out with
-//! one load of the fd table, one of the thread's binding and a `match` on
-//! the request, instead of the general path's classification, mapping
-//! table look-up and census.
+//! one load of the fd table, one of the thread's binding and a table
+//! look-up of the request, instead of the general path's classification,
+//! mapping table look-up and census.
 //!
 //! It answers only what the general path ([`super::dispatch`]) would answer
 //! the same way, with the same kvmng call: the fd's cached entry already
@@ -13,12 +13,18 @@
 //! census on — returns `None` and takes the general path. A unit test
 //! checks that each request here has, in the mapping table, the form it
 //! is given here.
+//!
+//! KVM_CHECK_EXTENSION and KVM_IRQ_LINE are `kvmng_control(KVMNG_SCOPE_VM,
+//! cmd, arg)`: the argument is handed on, so KVM_IRQ_LINE's struct is read
+//! (and a bad pointer answered with EFAULT) by the ioctl itself, in the
+//! kernel or in the emulation's ioctl.
 
 use super::binding;
 use super::cabi::raw_ioctl;
-use super::config;
+use super::config::{self, Hot};
 use super::fdtable::{self, Kind};
-use super::translate::{self, state_entry};
+use super::translate;
+use kvmng::backend::native::Native;
 use kvmng::{Backend, Errno, SysResult};
 use kvmng_abi::ioctls::*;
 use kvmng_abi::*;
@@ -29,35 +35,98 @@ use kvmng_abi::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum VcpuHot {
     Run,
-    State { kind: u32, op: u32 },
+    State { kind: u32, op: u32, size: u32 },
 }
+
+/// One request of [`VCPU_HOT`]: the full request number, and the state
+/// entry's kind (0: KVM_RUN), op and size.
+#[derive(Clone, Copy)]
+struct HotRow {
+    cmd: u32,
+    kind: u8,
+    op: u8,
+    size: u16,
+}
+
+impl HotRow {
+    /// A free row. Its `cmd` is KVM_RUN's number byte alone, whose row is
+    /// KVM_RUN's (checked when the table is built): a request that equals
+    /// it is looked up there, so no request matches a free row.
+    const NONE: HotRow = HotRow {
+        cmd: ioc_nr(KVM_RUN) as u32,
+        kind: 0,
+        op: 0,
+        size: 0,
+    };
+}
+
+/// The hot vCPU requests and their state kinds (`(cmd, kind, op)`; kind 0
+/// is KVM_RUN).
+const VCPU_HOT_LIST: [(u64, u32, u32); 17] = {
+    const G: u32 = KVMNG_STATE_GET;
+    const S: u32 = KVMNG_STATE_SET;
+    [
+        (KVM_RUN, 0, 0),
+        (KVM_GET_REGS, KVMNG_STATE_REGS, G),
+        (KVM_SET_REGS, KVMNG_STATE_REGS, S),
+        (KVM_GET_SREGS, KVMNG_STATE_SREGS, G),
+        (KVM_SET_SREGS, KVMNG_STATE_SREGS, S),
+        (KVM_GET_FPU, KVMNG_STATE_FPU, G),
+        (KVM_SET_FPU, KVMNG_STATE_FPU, S),
+        (KVM_GET_LAPIC, KVMNG_STATE_LAPIC, G),
+        (KVM_SET_LAPIC, KVMNG_STATE_LAPIC, S),
+        (KVM_GET_MP_STATE, KVMNG_STATE_MP_STATE, G),
+        (KVM_SET_MP_STATE, KVMNG_STATE_MP_STATE, S),
+        (KVM_GET_VCPU_EVENTS, KVMNG_STATE_EVENTS, G),
+        (KVM_SET_VCPU_EVENTS, KVMNG_STATE_EVENTS, S),
+        (KVM_GET_DEBUGREGS, KVMNG_STATE_DEBUGREGS, G),
+        (KVM_SET_DEBUGREGS, KVMNG_STATE_DEBUGREGS, S),
+        (KVM_GET_XCRS, KVMNG_STATE_XCRS, G),
+        (KVM_SET_XCRS, KVMNG_STATE_XCRS, S),
+    ]
+};
+
+/// [`VCPU_HOT_LIST`] indexed by the request's number byte (`_IOC_NR`):
+/// the hot requests have distinct numbers (checked here, at compile time),
+/// so a look-up is one load and one compare of the full request.
+static VCPU_HOT: [HotRow; 256] = {
+    let mut table = [HotRow::NONE; 256];
+    let mut i = 0;
+    while i < VCPU_HOT_LIST.len() {
+        let (cmd, kind, op) = VCPU_HOT_LIST[i];
+        let nr = ioc_nr(cmd) as usize;
+        assert!(
+            table[nr].cmd == HotRow::NONE.cmd,
+            "two hot requests share a number"
+        );
+        assert!(cmd <= u32::MAX as u64 && kind <= u8::MAX as u32 && op <= u8::MAX as u32);
+        table[nr] = HotRow {
+            cmd: cmd as u32,
+            kind: kind as u8,
+            op: op as u8,
+            size: ioc_size(cmd) as u16,
+        };
+        i += 1;
+    }
+    assert!(table[HotRow::NONE.cmd as usize].cmd == KVM_RUN as u32);
+    table
+};
 
 /// The hot vCPU requests and their forms.
 #[inline]
-pub(crate) const fn vcpu_form(cmd: u64) -> Option<VcpuHot> {
-    const G: u32 = KVMNG_STATE_GET;
-    const S: u32 = KVMNG_STATE_SET;
-    let (kind, op) = match cmd {
-        KVM_RUN => return Some(VcpuHot::Run),
-        KVM_GET_REGS => (KVMNG_STATE_REGS, G),
-        KVM_SET_REGS => (KVMNG_STATE_REGS, S),
-        KVM_GET_SREGS => (KVMNG_STATE_SREGS, G),
-        KVM_SET_SREGS => (KVMNG_STATE_SREGS, S),
-        KVM_GET_FPU => (KVMNG_STATE_FPU, G),
-        KVM_SET_FPU => (KVMNG_STATE_FPU, S),
-        KVM_GET_LAPIC => (KVMNG_STATE_LAPIC, G),
-        KVM_SET_LAPIC => (KVMNG_STATE_LAPIC, S),
-        KVM_GET_MP_STATE => (KVMNG_STATE_MP_STATE, G),
-        KVM_SET_MP_STATE => (KVMNG_STATE_MP_STATE, S),
-        KVM_GET_VCPU_EVENTS => (KVMNG_STATE_EVENTS, G),
-        KVM_SET_VCPU_EVENTS => (KVMNG_STATE_EVENTS, S),
-        KVM_GET_DEBUGREGS => (KVMNG_STATE_DEBUGREGS, G),
-        KVM_SET_DEBUGREGS => (KVMNG_STATE_DEBUGREGS, S),
-        KVM_GET_XCRS => (KVMNG_STATE_XCRS, G),
-        KVM_SET_XCRS => (KVMNG_STATE_XCRS, S),
-        _ => return None,
-    };
-    Some(VcpuHot::State { kind, op })
+pub(crate) fn vcpu_form(cmd: u64) -> Option<VcpuHot> {
+    let row = VCPU_HOT[ioc_nr(cmd) as usize];
+    if u64::from(row.cmd) != cmd {
+        return None;
+    }
+    Some(match row.kind {
+        0 => VcpuHot::Run,
+        kind => VcpuHot::State {
+            kind: u32::from(kind),
+            op: u32::from(row.op),
+            size: u32::from(row.size),
+        },
+    })
 }
 
 /// Carries out `cmd` when it is one of the hot calls and this path
@@ -67,7 +136,23 @@ pub(crate) const fn vcpu_form(cmd: u64) -> Option<VcpuHot> {
 /// `arg` is the caller's ioctl argument.
 #[inline]
 pub unsafe fn try_call(fd: i32, cmd: u64, arg: u64) -> Option<SysResult> {
-    let backend = config::fast_backend()?;
+    match config::hot() {
+        // The native backend's methods are one syscall each: called
+        // directly, they are inlined here.
+        // SAFETY: forwarded.
+        Hot::Native => unsafe { call(fd, cmd, arg, &Native) },
+        // SAFETY: forwarded.
+        Hot::Other => unsafe { call(fd, cmd, arg, config::chosen_backend()?) },
+        Hot::Off => None,
+    }
+}
+
+/// [`try_call`] on `backend`.
+///
+/// # Safety
+/// As [`try_call`].
+#[inline(always)]
+unsafe fn call<B: Backend + ?Sized>(fd: i32, cmd: u64, arg: u64, backend: &B) -> Option<SysResult> {
     let entry = fdtable::get(fd);
     let translated = match entry.kind() {
         Kind::Vcpu => {
@@ -76,12 +161,15 @@ pub unsafe fn try_call(fd: i32, cmd: u64, arg: u64) -> Option<SysResult> {
                 return None;
             }
             // SAFETY: forwarded.
-            unsafe { vcpu(form, cmd, arg, backend) }
+            unsafe { vcpu(form, arg, backend) }
         }
         Kind::Vm if binding::of_bound_vm(entry) => match cmd {
-            // SAFETY: KVM_CHECK_EXTENSION takes an integer.
-            KVM_CHECK_EXTENSION => unsafe { backend.control(KVMNG_SCOPE_VM, cmd as u32, arg, 0) },
-            KVM_IRQ_LINE => translate::irq_line(KVMNG_IRQ_LINE, arg, backend),
+            // SAFETY: KVM_CHECK_EXTENSION takes an integer; KVM_IRQ_LINE's
+            // struct is read by the ioctl, which answers EFAULT for a bad
+            // pointer.
+            KVM_CHECK_EXTENSION | KVM_IRQ_LINE => unsafe {
+                backend.control(KVMNG_SCOPE_VM, cmd as u32, arg, 0)
+            },
             _ => return None,
         },
         _ => return None,
@@ -98,16 +186,26 @@ pub unsafe fn try_call(fd: i32, cmd: u64, arg: u64) -> Option<SysResult> {
 ///
 /// # Safety
 /// As [`try_call`].
-#[inline]
-unsafe fn vcpu(form: VcpuHot, cmd: u64, arg: u64, backend: &dyn Backend) -> SysResult {
+#[inline(always)]
+unsafe fn vcpu<B: Backend + ?Sized>(form: VcpuHot, arg: u64, backend: &B) -> SysResult {
     match form {
         // KVM_RUN takes no argument: the ioctl refuses one with EINVAL.
         VcpuHot::Run if arg != 0 => Err(Errno(libc::EINVAL)),
         VcpuHot::Run => backend.run(0),
-        // SAFETY: forwarded; the size is the ioctl's own (fits in 14 bits).
-        VcpuHot::State { kind, op } => unsafe {
-            state_entry(kind, op, arg, ioc_size(cmd) as u32, backend)
-        },
+        VcpuHot::State { kind, op, size } => {
+            let mut entry = kvmng_state_entry {
+                kind,
+                op,
+                addr: arg,
+                size,
+                result: 0,
+            };
+            // SAFETY: one entry on this frame; its buffer is the caller's,
+            // which the kernel (or the emulation's ioctl) reads and writes
+            // as the ioctl would, EFAULT when it is not the caller's.
+            unsafe { backend.vcpu_state_entries(core::slice::from_mut(&mut entry), 0) }
+                .map(|_| i64::from(entry.result))
+        }
     }
 }
 
@@ -128,9 +226,12 @@ mod tests {
             let form = KVM_IOCTLS[row].form_on(FdClass::Vcpu);
             match (fast, form) {
                 (VcpuHot::Run, NewApiForm::Run) => {}
-                (VcpuHot::State { kind, op }, NewApiForm::VcpuState { kind: k, op: o }) => {
+                (VcpuHot::State { kind, op, size }, NewApiForm::VcpuState { kind: k, op: o }) => {
                     assert_eq!((kind, op), (k, o), "{}", info.name);
-                    // Not a kind whose entry size is computed.
+                    // The entry's size is the ioctl's size field, as on the
+                    // general path ...
+                    assert_eq!(u64::from(size), ioc_size(info.cmd), "{}", info.name);
+                    // ... which computes it otherwise for these kinds.
                     assert!(![
                         KVMNG_STATE_MSRS,
                         KVMNG_STATE_CPUID,
@@ -142,16 +243,18 @@ mod tests {
                 other => panic!("{}: {other:?}", info.name),
             }
         }
-        assert_eq!(hot, 17);
-        let row = cmdindex::find(KVM_CHECK_EXTENSION, FdClass::Vm).unwrap();
-        assert_eq!(KVM_IOCTLS[row].form_on(FdClass::Vm), NewApiForm::Control);
-        let row = cmdindex::find(KVM_IRQ_LINE, FdClass::Vm).unwrap();
-        assert_eq!(
-            KVM_IOCTLS[row].form_on(FdClass::Vm),
-            NewApiForm::Irq {
-                kind: KVMNG_IRQ_LINE
-            }
-        );
+        assert_eq!(hot, VCPU_HOT_LIST.len());
+        for cmd in [KVM_CHECK_EXTENSION, KVM_IRQ_LINE] {
+            let row = cmdindex::find(cmd, FdClass::Vm).unwrap();
+            assert_eq!(KVM_IOCTLS[row].form_on(FdClass::Vm), NewApiForm::Control);
+        }
         assert_eq!(vcpu_form(KVM_SET_SIGNAL_MASK), None);
+        // A request with a hot number byte but another size or direction
+        // is not hot.
+        assert_eq!(vcpu_form(KVM_GET_REGS ^ (1 << 16)), None);
+        assert_eq!(vcpu_form(ioc_nr(KVM_GET_REGS)), None);
+        for cmd in [0, HotRow::NONE.cmd.into(), 0xffff_ffff, 0xae00, 0xaeff] {
+            assert_eq!(vcpu_form(cmd), None, "{cmd:#x}");
+        }
     }
 }

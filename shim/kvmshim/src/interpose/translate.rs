@@ -2,15 +2,19 @@
 //! reason it cannot be: then the caller passes it to the kernel unchanged.
 //!
 //! Every path returns exactly what the ioctl returns natively: the value,
-//! or the errno. Structs the ioctl reads are copied from the caller with
-//! `process_vm_readv`, so a bad pointer is `EFAULT`, never a crash.
+//! or the errno. A pointer the kvmng call carries (a state entry's buffer,
+//! `kvmng_control`'s `arg`) is handed on, and the kernel's own copy checks
+//! it; the few structs the shim must read itself (a memory region, the
+//! vector of KVM_INTERRUPT, the count of an MSR or CPUID buffer) are
+//! copied with `process_vm_readv`. Either way a bad pointer is `EFAULT`,
+//! never a crash.
 
 use super::binding;
 use super::cmdindex;
 use super::fdtable::{Entry, Kind};
 use super::reason::Reason;
 use kvm_bindings::{
-    kvm_irq_level, kvm_userspace_memory_region, kvm_userspace_memory_region2, KVM_CAP_XSAVE2,
+    kvm_userspace_memory_region, kvm_userspace_memory_region2, KVM_CAP_XSAVE2,
     KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
 };
 use kvmng::backend::legacy::{fdkind, memmap, sigmask, usermem};
@@ -140,7 +144,6 @@ unsafe fn vm(
         NewApiForm::CreateVcpu => backend.create_vcpu(arg, 0).inspect(|&vcpu_fd| {
             binding::vcpu_created(vcpu_fd as i32, entry.serial(), arg as u16);
         }),
-        NewApiForm::Irq { kind } => irq_line(kind, arg, backend),
         NewApiForm::MemoryMap => {
             let region = match memory_region(cmd, arg)? {
                 Ok(region) => region,
@@ -148,7 +151,7 @@ unsafe fn vm(
             };
             // SAFETY: one region on this frame; the memory it maps is the
             // caller's, as with the ioctl.
-            unsafe { backend.memory_map(&region, 1, 0) }.map(|_| 0)
+            unsafe { backend.memory_map_regions(core::slice::from_ref(&region), 0) }.map(|_| 0)
         }
         // SAFETY: `arg` is the caller's argument for `cmd`, handed on.
         _ => unsafe { backend.control(KVMNG_SCOPE_VM, cmd as u32, arg, 0) },
@@ -202,17 +205,6 @@ unsafe fn vcpu(form: NewApiForm, cmd: u64, arg: u64, backend: &dyn Backend) -> T
     })
 }
 
-/// `kvmng_irq(kind, irq, level)` of the caller's `struct kvm_irq_level`,
-/// read as the ioctl reads it: an unreadable struct is EFAULT.
-#[inline]
-pub fn irq_line(kind: u32, arg: u64, backend: &dyn Backend) -> SysResult {
-    match usermem::read_value::<kvm_irq_level>(arg) {
-        // SAFETY: reading the union's `irq` member: both members are u32.
-        Ok(line) => backend.irq(kind, unsafe { line.__bindgen_anon_1.irq }, line.level, 0),
-        Err(e) => Err(e),
-    }
-}
-
 /// One `kvmng_vcpu_state()` entry standing for a state ioctl on `arg`.
 ///
 /// # Safety
@@ -235,7 +227,8 @@ pub unsafe fn state_entry(
     };
     // SAFETY: one entry on this frame; its buffer is the caller's, which
     // the backend reads and writes as the ioctl would.
-    unsafe { backend.vcpu_state(&mut entry, 1, 0) }.map(|_| i64::from(entry.result))
+    unsafe { backend.vcpu_state_entries(core::slice::from_mut(&mut entry), 0) }
+        .map(|_| i64::from(entry.result))
 }
 
 /// The `size` of the state entry standing for the ioctl: the ioctl's size

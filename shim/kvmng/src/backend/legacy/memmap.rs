@@ -187,8 +187,9 @@ fn read_region(regions: u64, index: usize) -> Result<kvm_userspace_memory_region
     usermem::read_value(regions + index as u64 * size)
 }
 
-/// `kvmng_memory_map(regions, count, flags)`.
-pub fn memory_map(regions: u64, count: u32, flags: u32) -> SysResult {
+/// The checks before any region is read, in the kernel's order: `flags`,
+/// the binding (`EUNATCH`), `count`; the VM's fd.
+fn begin(count: u32, flags: u32) -> Result<i32, Errno> {
     if flags != 0 {
         return Err(Errno(libc::EINVAL));
     }
@@ -196,6 +197,19 @@ pub fn memory_map(regions: u64, count: u32, flags: u32) -> SysResult {
     if count > KVMNG_MEMORY_MAP_MAX {
         return Err(Errno(libc::E2BIG));
     }
+    Ok(vm_fd)
+}
+
+/// `kvmng_memory_map(regions, count, flags)` with `regions` at an address
+/// that may be bad: every region is copied in with `process_vm_readv`
+/// before any is applied, so that an unreadable array is `EFAULT` with
+/// nothing applied. Up to [`CHUNK`] regions are copied once and applied
+/// from the copy (one copy for the common single region: the ioctl gets
+/// the copy, and the slot table records what the ioctl applied, even if
+/// another thread rewrites the caller's struct meanwhile); a longer array
+/// is checked in chunks first, then read again region by region.
+pub fn memory_map(regions: u64, count: u32, flags: u32) -> SysResult {
+    let vm_fd = begin(count, flags)?;
     if count == 0 {
         return Ok(0);
     }
@@ -206,7 +220,31 @@ pub fn memory_map(regions: u64, count: u32, flags: u32) -> SysResult {
         let n = CHUNK.min(count - start);
         usermem::read_slice(regions + start as u64 * size, &mut chunk[..n])?;
     }
+    if count <= CHUNK {
+        return apply(vm_fd, count, |index| Ok(chunk[index]));
+    }
+    apply(vm_fd, count, |index| read_region(regions, index))
+}
 
+/// `kvmng_memory_map()` of regions the caller holds (a slice, valid by
+/// construction): the same checks, order and results as [`memory_map`],
+/// the regions read in place with no copy.
+pub fn memory_map_in_place(regions: &[kvm_userspace_memory_region2], flags: u32) -> SysResult {
+    let count = u32::try_from(regions.len()).unwrap_or(u32::MAX);
+    let vm_fd = begin(count, flags)?;
+    if count == 0 {
+        return Ok(0);
+    }
+    apply(vm_fd, regions.len(), |index| Ok(regions[index]))
+}
+
+/// Applies `count` regions, `region(i)` being the i-th (read as often as
+/// needed; an error is the call's), all or none.
+fn apply(
+    vm_fd: i32,
+    count: usize,
+    region: impl Fn(usize) -> Result<kvm_userspace_memory_region2, Errno>,
+) -> SysResult {
     // The table lock serializes whole updates; the gate is closed inside it,
     // and only for several regions: KVM applies one region atomically for
     // running vCPUs (it swaps in the new slot set and waits for its SRCU
@@ -218,8 +256,7 @@ pub fn memory_map(regions: u64, count: u32, flags: u32) -> SysResult {
         // answers EIO first. Only slots the table knows can be told (§6
         // "Rollback").
         for index in 0..count - 1 {
-            let region = read_region(regions, index)?;
-            if undo_lossy(table, region.slot) {
+            if undo_lossy(table, region(index)?.slot) {
                 // SAFETY: KVM_CHECK_EXTENSION takes an integer argument.
                 let probe = unsafe { ioctl(vm_fd, kvmng_abi::ioctls::KVM_CHECK_EXTENSION, 0) };
                 if probe == Err(Errno(libc::EIO)) {
@@ -231,12 +268,12 @@ pub fn memory_map(regions: u64, count: u32, flags: u32) -> SysResult {
         let _held = (count > 1).then(gate::Closed::close);
         let mut undo = [Region::default(); KVMNG_MEMORY_MAP_MAX as usize];
         for index in 0..count {
-            let region = read_region(regions, index).and_then(|r| set_region(vm_fd, &r).map(|_| r));
-            match region {
-                Ok(region) => {
-                    let slot = region.slot;
+            let applied = region(index).and_then(|r| set_region(vm_fd, &r).map(|_| r));
+            match applied {
+                Ok(applied) => {
+                    let slot = applied.slot;
                     undo[index] = previous(table, slot).unwrap_or(Region::deletion(slot));
-                    record(table, Region::of(&region));
+                    record(table, Region::of(&applied));
                 }
                 Err(errno) => {
                     for earlier in (0..index).rev() {

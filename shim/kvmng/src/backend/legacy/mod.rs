@@ -73,7 +73,10 @@ fn bind_current_thread(vcpu_fd: i32, vcpu_id: u32) -> Result<(), Errno> {
 
 /// Records a slot change made with `KVM_SET_USER_MEMORY_REGION(2)` through
 /// `kvmng_control`, so that a later failed `kvmng_memory_map` restores it.
-/// The v1 struct is a prefix of v2 (no guest_memfd).
+/// The v1 struct is a prefix of v2 (no guest_memfd). Out of line: the
+/// VM scope's short path calls it for these two requests only.
+#[cold]
+#[inline(never)]
 fn note_slot_change(cmd: u64, arg: u64) {
     let region = match cmd {
         KVM_SET_USER_MEMORY_REGION2 => usermem::read_value::<kvm_userspace_memory_region2>(arg),
@@ -89,25 +92,39 @@ fn note_slot_change(cmd: u64, arg: u64) {
 /// A call on the bound VM failed: if the program has closed the binding's
 /// private fd, the binding is gone, and the answer is `EUNATCH`, as if it
 /// had never been (api.md section 6). Checked only on the errnos a closed
-/// or reused fd gives.
+/// or reused fd gives, out of line: a call that succeeds pays a test.
+#[inline]
 fn vm_checked(r: SysResult) -> SysResult {
-    match r {
-        Err(Errno(libc::EBADF | libc::ENOTTY)) if binding::vm_binding_lost() => {
+    r.or_else(vm_failed)
+}
+
+#[cold]
+#[inline(never)]
+fn vm_failed(errno: Errno) -> SysResult {
+    match errno {
+        Errno(libc::EBADF | libc::ENOTTY) if binding::vm_binding_lost() => {
             vm_binding_changed();
             Err(Errno(libc::EUNATCH))
         }
-        Err(Errno(libc::EIO)) if binding::forked_without_handlers() => Err(Errno(libc::EUNATCH)),
-        other => other,
+        Errno(libc::EIO) if binding::forked_without_handlers() => Err(Errno(libc::EUNATCH)),
+        other => Err(other),
     }
 }
 
 /// As [`vm_checked`] for the calling thread's vCPU binding: `ESRCH`.
+#[inline]
 fn vcpu_checked(r: SysResult) -> SysResult {
-    match r {
-        Err(Errno(libc::EBADF | libc::ENOTTY)) if binding::vcpu_binding_lost() => {
+    r.or_else(vcpu_failed)
+}
+
+#[cold]
+#[inline(never)]
+fn vcpu_failed(errno: Errno) -> SysResult {
+    match errno {
+        Errno(libc::EBADF | libc::ENOTTY) if binding::vcpu_binding_lost() => {
             Err(Errno(libc::ESRCH))
         }
-        other => other,
+        other => Err(other),
     }
 }
 
@@ -116,6 +133,35 @@ fn vcpu_checked(r: SysResult) -> SysResult {
 fn vm_binding_changed() {
     memmap::forget_slots();
     ioregion::forget_regions();
+}
+
+/// `kvmng_control()` of the system and vCPU scopes (and unknown ones),
+/// `flags` already checked.
+///
+/// # Safety
+/// As [`Backend::control`].
+#[inline(never)]
+unsafe fn control_system_or_vcpu(scope: u32, cmd: u64, arg: u64) -> SysResult {
+    let fd = match scope {
+        KVMNG_SCOPE_SYSTEM => {
+            binding::vm_fd()?;
+            binding::kvm_device_fd_or_open()?
+        }
+        KVMNG_SCOPE_VCPU => {
+            let me = binding::current()?;
+            let fd = me.fd.load(core::sync::atomic::Ordering::SeqCst);
+            match cmd {
+                KVM_RUN => return vcpu_checked(gate::run(me, fd)),
+                KVM_SET_SIGNAL_MASK => return vcpu_checked(sigmask::set(fd, arg, Some(me))),
+                _ => {}
+            }
+            // SAFETY: the caller vouches that `arg` is what `cmd` expects.
+            return vcpu_checked(unsafe { ioctl(fd, cmd, arg) });
+        }
+        _ => return Err(einval()),
+    };
+    // SAFETY: as above.
+    unsafe { ioctl(fd, cmd, arg) }
 }
 
 impl Backend for Legacy {
@@ -278,6 +324,14 @@ impl Backend for Legacy {
         vcpu_checked(state::vcpu_state(entries as u64, count, flags))
     }
 
+    unsafe fn vcpu_state_entries(
+        &self,
+        entries: &mut [kvmng_state_entry],
+        flags: u32,
+    ) -> SysResult {
+        vcpu_checked(state::vcpu_state_in_place(entries, flags))
+    }
+
     fn irq(&self, kind: u32, nr: u32, level: u32, flags: u32) -> SysResult {
         if flags != 0 {
             return Err(einval());
@@ -327,42 +381,39 @@ impl Backend for Legacy {
         vm_checked(memmap::memory_map(regions as u64, count, flags))
     }
 
+    unsafe fn memory_map_regions(
+        &self,
+        regions: &[kvm_userspace_memory_region2],
+        flags: u32,
+    ) -> SysResult {
+        vm_checked(memmap::memory_map_in_place(regions, flags))
+    }
+
     unsafe fn control(&self, scope: u32, cmd: u32, arg: u64, flags: u32) -> SysResult {
         if flags != 0 {
             return Err(einval());
         }
         let cmd = u64::from(cmd);
-        let mut vcpu = None;
-        let fd = match scope {
-            KVMNG_SCOPE_SYSTEM => {
-                binding::vm_fd()?;
-                binding::kvm_device_fd_or_open()?
+        if scope == KVMNG_SCOPE_VM {
+            // The VM scope on its own, short path: the preload shim's
+            // KVM_IRQ_LINE and KVM_CHECK_EXTENSION come this way, once per
+            // call. `arg` goes to the ioctl as the caller gave it: KVM's
+            // own copy checks a pointer in it (EFAULT).
+            let fd = binding::vm_fd()?;
+            // SAFETY: the caller vouches that `arg` is what `cmd` expects.
+            let result = unsafe { ioctl(fd, cmd, arg) };
+            if result.is_ok()
+                && matches!(
+                    cmd,
+                    KVM_SET_USER_MEMORY_REGION | KVM_SET_USER_MEMORY_REGION2
+                )
+            {
+                note_slot_change(cmd, arg);
             }
-            KVMNG_SCOPE_VM => binding::vm_fd()?,
-            KVMNG_SCOPE_VCPU => {
-                let me = binding::current()?;
-                if cmd == KVM_RUN {
-                    let fd = me.fd.load(core::sync::atomic::Ordering::SeqCst);
-                    return vcpu_checked(gate::run(me, fd));
-                }
-                vcpu = Some(me);
-                me.fd.load(core::sync::atomic::Ordering::SeqCst)
-            }
-            _ => return Err(einval()),
-        };
-        if let (Some(me), KVM_SET_SIGNAL_MASK) = (vcpu, cmd) {
-            return vcpu_checked(sigmask::set(fd, arg, Some(me)));
+            return vm_checked(result);
         }
-        // SAFETY: the caller vouches that `arg` is what `cmd` expects.
-        let result = unsafe { ioctl(fd, cmd, arg) };
-        if result.is_ok() && scope == KVMNG_SCOPE_VM {
-            note_slot_change(cmd, arg);
-        }
-        match scope {
-            KVMNG_SCOPE_VM => vm_checked(result),
-            KVMNG_SCOPE_VCPU => vcpu_checked(result),
-            _ => result,
-        }
+        // SAFETY: forwarded.
+        unsafe { control_system_or_vcpu(scope, cmd, arg) }
     }
 
     unsafe fn ioregion(&self, op: u32, region: *const kvmng_ioregion, flags: u32) -> SysResult {

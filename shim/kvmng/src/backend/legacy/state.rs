@@ -1,4 +1,15 @@
 //! `kvmng_vcpu_state()` emulated: a batch of legacy state ioctls.
+//!
+//! Each entry's buffer goes to its ioctl as the caller gave it: the
+//! kernel's own copy checks the address (`EFAULT`), so the emulation never
+//! reads or writes it, except the element count of an MSR or CPUID buffer,
+//! which the call checks against `size` before the ioctl (api.md 5.6) and
+//! reads with `process_vm_readv`. The entries themselves are the call's,
+//! not an ioctl's: [`vcpu_state`] copies them in and out with
+//! `process_vm_readv`/`process_vm_writev` (the raw call, whose address may
+//! be bad: the trap's callers); [`vcpu_state_in_place`] works on a slice
+//! its caller holds (the library's typed API, the preload shim's one entry
+//! on its stack), with no copy and the same checks in the same order.
 
 use super::{binding, usermem};
 use crate::errno::{Errno, SysResult};
@@ -62,8 +73,9 @@ fn execute(vcpu_fd: i32, entry: &kvmng_state_entry, kind: StateKind) -> SysResul
     unsafe { ioctl(vcpu_fd, cmd, entry.addr) }
 }
 
-/// `kvmng_vcpu_state(entries, count, flags)`.
-pub fn vcpu_state(entries_addr: u64, count: u32, flags: u32) -> SysResult {
+/// The checks before any entry is read, in the kernel's order: `flags`,
+/// the calling thread's binding (`ESRCH`), `count`; the vCPU's fd.
+fn begin(count: u32, flags: u32) -> Result<i32, Errno> {
     if flags != 0 {
         return Err(Errno(libc::EINVAL));
     }
@@ -71,14 +83,44 @@ pub fn vcpu_state(entries_addr: u64, count: u32, flags: u32) -> SysResult {
     if count > KVMNG_STATE_MAX_ENTRIES {
         return Err(Errno(libc::E2BIG));
     }
+    Ok(vcpu_fd)
+}
+
+/// `kvmng_vcpu_state(entries, count, flags)` with `entries` at an address
+/// that may be bad: the entries are copied in, and the results out, with
+/// `process_vm_readv`/`process_vm_writev`, so that a bad address is
+/// `EFAULT` (nothing executed when it cannot be read).
+pub fn vcpu_state(entries_addr: u64, count: u32, flags: u32) -> SysResult {
+    let vcpu_fd = begin(count, flags)?;
     if count == 0 {
         return Ok(0);
     }
     let mut entries = [kvmng_state_entry::default(); KVMNG_STATE_MAX_ENTRIES as usize];
     let entries = &mut entries[..count as usize];
     usermem::read_slice(entries_addr, entries)?;
+    let outcome = batch(vcpu_fd, entries);
+    usermem::write_slice(entries_addr, entries)?;
+    outcome
+}
 
-    let mut outcome: SysResult = Ok(i64::from(count));
+/// `kvmng_vcpu_state()` on entries the caller holds (a slice, valid by
+/// construction): the same checks and results, the entries read and their
+/// results written in place, with no copy. The entries' buffers are still
+/// the caller's addresses, handed to the ioctls as they are in
+/// [`vcpu_state`].
+pub fn vcpu_state_in_place(entries: &mut [kvmng_state_entry], flags: u32) -> SysResult {
+    let count = u32::try_from(entries.len()).unwrap_or(u32::MAX);
+    let vcpu_fd = begin(count, flags)?;
+    if count == 0 {
+        return Ok(0);
+    }
+    batch(vcpu_fd, entries)
+}
+
+/// A batch that has been read: every entry validated before any runs
+/// (api.md 5.6), then each executed in order until one fails; every
+/// entry's `result` set.
+fn batch(vcpu_fd: i32, entries: &mut [kvmng_state_entry]) -> SysResult {
     if let Some(bad) = entries
         .iter()
         .position(|e| state_kinds::validate(e).is_none())
@@ -90,23 +132,27 @@ pub fn vcpu_state(entries_addr: u64, count: u32, flags: u32) -> SysResult {
                 KVMNG_STATE_NOT_DONE
             };
         }
-        outcome = Err(Errno(libc::EINVAL));
-    } else {
-        for entry in entries.iter_mut() {
-            if outcome.is_err() {
-                entry.result = KVMNG_STATE_NOT_DONE;
-                continue;
-            }
-            let kind = state_kinds::validate(entry).expect("validated above");
-            match execute(vcpu_fd, entry, kind) {
-                Ok(value) => entry.result = value as i32,
-                Err(errno) => {
-                    entry.result = -errno.0;
-                    outcome = Err(errno);
-                }
+        return Err(Errno(libc::EINVAL));
+    }
+    let mut outcome: SysResult = Ok(entries.len() as i64);
+    for entry in entries.iter_mut() {
+        if outcome.is_err() {
+            entry.result = KVMNG_STATE_NOT_DONE;
+            continue;
+        }
+        let Some(kind) = state_kinds::validate(entry) else {
+            // Validated above; unreachable.
+            entry.result = -libc::EINVAL;
+            outcome = Err(Errno(libc::EINVAL));
+            continue;
+        };
+        match execute(vcpu_fd, entry, kind) {
+            Ok(value) => entry.result = value as i32,
+            Err(errno) => {
+                entry.result = -errno.0;
+                outcome = Err(errno);
             }
         }
     }
-    usermem::write_slice(entries_addr, entries)?;
     outcome
 }
