@@ -255,6 +255,8 @@ struct Ghost {
     stale: Vec<u64>,
     /// The requests whose hand-over their waiter waited for (`abandon`).
     awaited: BTreeSet<u64>,
+    /// The threads that left a wait by `longjmp`.
+    left: BTreeSet<usize>,
     /// The threads that believe they hold the receive role: in `receive`,
     /// not (yet) told by `keep_role` that they were taken over, not left
     /// by `longjmp`.
@@ -297,8 +299,9 @@ struct World {
     timed: bool,
     /// Model only: some thread's waits may time out.
     checks: bool,
-    /// Model only: a receiver that has CASed the `wait_id` of request 1
-    /// (thread 0's, left by `longjmp`) is held there (a preemption) until
+    /// Model only: another receiver that has CASed the `wait_id` of
+    /// request 1 after its thread left by `longjmp` is held there (a
+    /// preemption) until
     /// thread 0 has had a later reply handed over, or waits for this
     /// hand-over to end.
     hold_left: bool,
@@ -571,10 +574,11 @@ fn device_by_vcpu(w: &World, order: &[usize]) {
 
 // ---- vcpu.rs ----
 
-/// vcpu.rs `detach`, the hand-over's part (binding.rs `release` on thread
-/// exit or unbinding, `set_current` when a bound thread binds another
-/// vCPU): the slot's request is forgotten with plain stores.
-fn detach(io: &VcpuIo) {
+/// vcpu.rs `detach`, the hand-over's part, not in a fork child (binding.rs
+/// `release` on thread exit or unbinding, `set_current` when a bound
+/// thread binds another vCPU).
+fn detach(w: &World, io: &VcpuIo) {
+    forget_left_request(w, io);
     io.sock.store(-1, SeqCst);
     io.wait_id.store(0, SeqCst);
 }
@@ -728,6 +732,7 @@ fn leaves_role(w: &World, me: usize) {
 /// Ghost: thread `me`, holding the receive role, left by `longjmp`.
 fn left_by_longjmp(w: &World, me: usize) {
     leaves_role(w, me);
+    w.ghost().left.insert(me);
     moved(w);
 }
 
@@ -886,7 +891,7 @@ fn deliver(w: &World, id: u64, data: u64, me: usize) -> Result<(), i32> {
                 *n += 1;
                 assert_eq!(*n, 1, "reply {id} handed over twice");
             }
-            if w.hold_left && id == 1 {
+            if w.hold_left && id == 1 && i != me && w.ghost().left.contains(&i) {
                 while !{
                     let g = w.ghost();
                     g.awaited.contains(&1) || g.handed.keys().any(|k| *k != 1 && g.owner[k] == 0)
@@ -1240,7 +1245,7 @@ fn a_thread_left_by_longjmp_and_rebound_gets_its_own_reply() {
         let w = Arc::new(w);
         let (_, r) = vcpu(&w, 0, 1).join().unwrap()[0];
         assert_eq!(r, Err(LONGJMP));
-        detach(&w.threads[0].io);
+        detach(&w, &w.threads[0].io);
         let handles = [vcpu(&w, 1, 1), vcpu(&w, 0, 1)];
         device(&w, 3);
         for h in handles {
@@ -1259,7 +1264,6 @@ fn a_thread_left_by_longjmp_and_rebound_gets_its_own_reply() {
 /// wait for a hand-over under way, as `forget_left_request` does: else
 /// reply 1's `data` overwrites request 3's result.
 #[test]
-#[ignore = "finding: detach forgets the slot's request with plain stores"]
 fn rebinding_after_longjmp_waits_for_a_hand_over() {
     check(2, || {
         let mut w = World::new(2, 2);
@@ -1271,9 +1275,17 @@ fn rebinding_after_longjmp_waits_for_a_hand_over() {
         let a = {
             let w = w.clone();
             thread::spawn(move || {
-                let (_, r) = exchange(&w, 0);
-                assert_eq!(r, Err(LONGJMP));
-                detach(&w.threads[0].io);
+                let (left, r) = exchange(&w, 0);
+                if w.threads[0].longjmp.swap(false, SeqCst) {
+                    // Its reply came with no wait: no longjmp.
+                    assert_own_reply(&w, left, r);
+                } else {
+                    assert_eq!(r, Err(LONGJMP));
+                }
+                detach(&w, &w.threads[0].io);
+                // Its next waits may time out again (the first request's
+                // may have spent its checks taking thread 1's role over).
+                w.threads[0].timeouts.store(2, SeqCst);
                 exchange(&w, 0)
             })
         };
