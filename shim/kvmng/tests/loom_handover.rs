@@ -38,7 +38,10 @@
 //! * `THREADS[..high_water()]`: the model's vCPU threads; a slot's `tid`
 //!   never changes while it is bound, so it is a constant;
 //! * the memory-map gate's `generation()` never moves (no `continue` on it);
-//! * `core::hint::spin_loop()` is `loom::thread::yield_now()`.
+//! * `core::hint::spin_loop()` is `loom::thread::yield_now()`;
+//! * an eventfd is never closed: `detach` closing it while another thread
+//!   is about to write to it is not modelled (docs/reliability.md, "What
+//!   is left").
 //!
 //! Every atomic of the real code is `SeqCst`, but loom treats `SeqCst`
 //! loads and stores as acquire/release only; so each operation of the model
@@ -85,6 +88,20 @@
 //! access of a thread that stays bound after the `longjmp`: it gives up
 //! the request left in its slot first (`forget_left_request`), or a late
 //! hand-over of that request's reply could overwrite its next result.
+//!
+//! Two more were an outside review's findings, fixed since:
+//!
+//! * `detach` (a thread that rebinds, unbinds or exits after the
+//!   `longjmp`) forgot the left request with plain stores, so a hand-over
+//!   of its reply under way wrote into the slot's next request
+//!   (`rebinding_after_longjmp_waits_for_a_hand_over`; a hold of that
+//!   hand-over, `World::hold_left`, makes the window wide). Now it gives
+//!   the request up as `forget_left_request` does;
+//! * a signal handler calling `kvmng_run` inside a wait gives the outer
+//!   request up, and the outer `abandon` then waited for ever for its
+//!   `done_id` (`a_round_trip_from_a_handler_in_a_wait_never_hangs`, the
+//!   handler being `ThreadBinding::reenter`). Now `abandon` returns once
+//!   the request is no longer the slot's.
 //!
 //! Run with `make loom`, i.e.
 //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test
