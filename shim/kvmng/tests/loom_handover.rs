@@ -38,7 +38,10 @@
 //! * `THREADS[..high_water()]`: the model's vCPU threads; a slot's `tid`
 //!   never changes while it is bound, so it is a constant;
 //! * the memory-map gate's `generation()` never moves (no `continue` on it);
-//! * `core::hint::spin_loop()` is `loom::thread::yield_now()`.
+//! * `core::hint::spin_loop()` is `loom::thread::yield_now()`;
+//! * an eventfd is never closed: `detach` closing it while another thread
+//!   is about to write to it is not modelled (docs/reliability.md, "What
+//!   is left").
 //!
 //! Every atomic of the real code is `SeqCst`, but loom treats `SeqCst`
 //! loads and stores as acquire/release only; so each operation of the model
@@ -85,6 +88,20 @@
 //! access of a thread that stays bound after the `longjmp`: it gives up
 //! the request left in its slot first (`forget_left_request`), or a late
 //! hand-over of that request's reply could overwrite its next result.
+//!
+//! Two more were an outside review's findings, fixed since:
+//!
+//! * `detach` (a thread that rebinds, unbinds or exits after the
+//!   `longjmp`) forgot the left request with plain stores, so a hand-over
+//!   of its reply under way wrote into the slot's next request
+//!   (`rebinding_after_longjmp_waits_for_a_hand_over`; a hold of that
+//!   hand-over, `World::hold_left`, makes the window wide). Now it gives
+//!   the request up as `forget_left_request` does;
+//! * a signal handler calling `kvmng_run` inside a wait gives the outer
+//!   request up, and the outer `abandon` then waited for ever for its
+//!   `done_id` (`a_round_trip_from_a_handler_in_a_wait_never_hangs`, the
+//!   handler being `ThreadBinding::reenter`). Now `abandon` returns once
+//!   the request is no longer the slot's.
 //!
 //! Run with `make loom`, i.e.
 //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test
@@ -238,6 +255,10 @@ struct ThreadBinding {
     /// Model only: how many more times a wait on the eventfd may time out
     /// (`ORPHAN_CHECK_NS`; see the file's doc for when it may).
     timeouts: std::sync::atomic::AtomicUsize,
+    /// Model only: a signal handler runs in the thread's next wait with
+    /// nothing ready, calls `kvmng_run` on the same thread (one round
+    /// trip) and returns: the wait ends with `EINTR` (once).
+    reenter: std::sync::atomic::AtomicBool,
 }
 
 /// What the model checks, outside loom's view.
@@ -249,6 +270,10 @@ struct Ghost {
     handed: HashMap<u64, usize>,
     /// Replies dropped as stale.
     stale: Vec<u64>,
+    /// The requests whose hand-over their waiter waited for (`abandon`).
+    awaited: BTreeSet<u64>,
+    /// The threads that left a wait by `longjmp`.
+    left: BTreeSet<usize>,
     /// The threads that believe they hold the receive role: in `receive`,
     /// not (yet) told by `keep_role` that they were taken over, not left
     /// by `longjmp`.
@@ -291,6 +316,12 @@ struct World {
     timed: bool,
     /// Model only: some thread's waits may time out.
     checks: bool,
+    /// Model only: another receiver that has CASed the `wait_id` of
+    /// request 1 after its thread left by `longjmp` is held there (a
+    /// preemption) until
+    /// thread 0 has had a later reply handed over, or waits for this
+    /// hand-over to end.
+    hold_left: bool,
     ghost: std::sync::Mutex<Ghost>,
 }
 
@@ -331,12 +362,14 @@ impl World {
                     signal: AtomicU32::new(0),
                     longjmp: false.into(),
                     timeouts: std::sync::atomic::AtomicUsize::new(orphan_checks),
+                    reenter: false.into(),
                 })
                 .collect(),
             pause: None,
             one_receiver: true,
             timed: true,
             checks: orphan_checks > 0,
+            hold_left: false,
             ghost: std::sync::Mutex::new(Ghost {
                 moves: vec![0; vcpus],
                 seen_at: vec![None; vcpus],
@@ -421,6 +454,10 @@ fn wait_socket(w: &World, me: usize) -> Result<(i16, bool), i32> {
         if t.longjmp.swap(false, SeqCst) {
             return Err(LONGJMP);
         }
+        if t.reenter.swap(false, SeqCst) {
+            drop(k);
+            return reenter(w, me);
+        }
         if signalled(t) {
             return Err(EINTR);
         }
@@ -455,6 +492,10 @@ fn wait_eventfd(w: &World, me: usize) -> Result<i16, i32> {
         if k.efd[me] > 0 {
             return Ok(POLLIN);
         }
+        if t.reenter.swap(false, SeqCst) {
+            drop(k);
+            return reenter(w, me);
+        }
         if signalled(t) {
             return Err(EINTR);
         }
@@ -480,6 +521,15 @@ fn wake(w: &World, t: usize) {
 /// wait.rs `drain`: `eventfd_read` of thread `me`'s eventfd.
 fn drain(w: &World, me: usize) {
     w.kernel().efd[me] = 0;
+}
+
+/// Model only: the handler of [`ThreadBinding::reenter`], in a wait of
+/// thread `me` with nothing ready: a round trip that gets its own reply,
+/// then the wait ends with `EINTR`.
+fn reenter<T>(w: &World, me: usize) -> Result<T, i32> {
+    let (id, r) = exchange(w, me);
+    assert_own_reply(w, id, r);
+    Err(EINTR)
 }
 
 /// A signal for thread `t`: it ends the thread's waits.
@@ -539,6 +589,17 @@ fn device_by_vcpu(w: &World, order: &[usize]) {
     }
 }
 
+// ---- vcpu.rs ----
+
+/// vcpu.rs `detach`, the hand-over's part, not in a fork child (binding.rs
+/// `release` on thread exit or unbinding, `set_current` when a bound
+/// thread binds another vCPU).
+fn detach(w: &World, io: &VcpuIo) {
+    forget_left_request(w, io);
+    io.sock.store(-1, SeqCst);
+    io.wait_id.store(0, SeqCst);
+}
+
 // ---- exchange.rs ----
 
 /// access.rs `resume` (the request's id from `NEXT_ID`) then exchange.rs
@@ -549,7 +610,7 @@ fn exchange(w: &World, me: usize) -> (u64, Result<u64, i32>) {
     let id = w.next_id.fetch_add(1, SeqCst);
     w.ghost().owner.insert(id, me);
     // eventfd(io): created when the model's slot is.
-    forget_left_request(io);
+    forget_left_request(w, io);
     io.is_write.store(0, SeqCst);
     io.sock.store(SOCK, SeqCst);
     io.wait_id.store(id, SeqCst);
@@ -572,22 +633,26 @@ fn take_result(io: &VcpuIo) -> Result<u64, i32> {
 }
 
 /// exchange.rs `abandon`.
-fn abandon(io: &VcpuIo, id: u64, e: i32) -> Result<u64, i32> {
+fn abandon(w: &World, io: &VcpuIo, id: u64, e: i32) -> Result<u64, i32> {
     if io.wait_id.compare_exchange(id, 0, SeqCst, SeqCst).is_ok() {
         io.sock.store(-1, SeqCst);
         return Err(e);
     }
-    while io.done_id.load(SeqCst) != id {
+    while io.wait_id.load(SeqCst) == id | DELIVERING {
+        if io.done_id.load(SeqCst) == id {
+            return take_result(io);
+        }
+        w.ghost().awaited.insert(id);
         thread::yield_now();
     }
-    take_result(io)
+    Err(e)
 }
 
 /// exchange.rs `forget_left_request`.
-fn forget_left_request(io: &VcpuIo) {
+fn forget_left_request(w: &World, io: &VcpuIo) {
     let left = io.wait_id.load(SeqCst) & !DELIVERING;
     if left != 0 {
-        let _ = abandon(io, left, EINTR);
+        let _ = abandon(w, io, left, EINTR);
     }
 }
 
@@ -607,11 +672,14 @@ fn wait_reply(w: &World, me: usize, id: u64) -> Result<u64, i32> {
         if io.done_id.load(SeqCst) == id {
             return take_result(io);
         }
+        if io.wait_id.load(SeqCst) & !DELIVERING != id {
+            return abandon(w, io, id, EINTR);
+        }
         if s.dead.load(SeqCst) != 0 {
-            return abandon(io, id, EPIPE);
+            return abandon(w, io, id, EPIPE);
         }
         if immediate_exit(t) {
-            return abandon(io, id, EINTR);
+            return abandon(w, io, id, EINTR);
         }
         if let Some(mut mine) = take_role(w, me, tid) {
             let end = receive(w, me, id, &mut mine);
@@ -625,15 +693,15 @@ fn wait_reply(w: &World, me: usize, id: u64) -> Result<u64, i32> {
             }
             match end {
                 Ok(()) | Err(RxEnd::TakenOver) => continue,
-                Err(RxEnd::Interrupted) => return abandon(io, id, EINTR),
-                Err(RxEnd::Failed(e)) => return abandon(io, id, e),
+                Err(RxEnd::Interrupted) => return abandon(w, io, id, EINTR),
+                Err(RxEnd::Failed(e)) => return abandon(w, io, id, e),
                 Err(RxEnd::LongJmp) => unreachable!(),
             }
         }
         match wait_eventfd(w, me) {
             Ok(0) => release_orphaned_receiver(w, me, &mut seen),
             Ok(_) => drain(w, me),
-            Err(e) => return abandon(io, id, e),
+            Err(e) => return abandon(w, io, id, e),
         }
     }
 }
@@ -681,6 +749,7 @@ fn leaves_role(w: &World, me: usize) {
 /// Ghost: thread `me`, holding the receive role, left by `longjmp`.
 fn left_by_longjmp(w: &World, me: usize) {
     leaves_role(w, me);
+    w.ghost().left.insert(me);
     moved(w);
 }
 
@@ -838,6 +907,14 @@ fn deliver(w: &World, id: u64, data: u64, me: usize) -> Result<(), i32> {
                 let n = g.handed.entry(id).or_default();
                 *n += 1;
                 assert_eq!(*n, 1, "reply {id} handed over twice");
+            }
+            if w.hold_left && id == 1 && i != me && w.ghost().left.contains(&i) {
+                while !{
+                    let g = w.ghost();
+                    g.awaited.contains(&1) || g.handed.keys().any(|k| *k != 1 && g.owner[k] == 0)
+                } {
+                    thread::yield_now();
+                }
             }
             let malformed = io.is_write.load(SeqCst) != 0 && data != 0;
             io.data.store(data, SeqCst);
@@ -1166,5 +1243,108 @@ fn taking_over_a_live_receiver_is_safe() {
         }
         assert!(w.ghost().receivers.is_empty());
         assert_eq!(holder(w.sock.rx.load(SeqCst)), 0);
+    });
+}
+
+// ---- Re-binding and re-entry (an outside review's findings) ----
+
+/// As in [`a_thread_left_by_longjmp_runs_again`], but thread 0 re-binds
+/// (or exits, and a new thread takes its slot: binding.rs `release`)
+/// between the `longjmp` and its next access, so the slot is detached
+/// (`detach`) with request 1 left in it. Each gets its own reply.
+#[test]
+fn a_thread_left_by_longjmp_and_rebound_gets_its_own_reply() {
+    check(2, || {
+        let mut w = World::new(2, 2);
+        w.timed = false;
+        w.one_receiver = false;
+        w.threads[0].longjmp.store(true, SeqCst);
+        let w = Arc::new(w);
+        let (_, r) = vcpu(&w, 0, 1).join().unwrap()[0];
+        assert_eq!(r, Err(LONGJMP));
+        detach(&w, &w.threads[0].io);
+        let handles = [vcpu(&w, 1, 1), vcpu(&w, 0, 1)];
+        device(&w, 3);
+        for h in handles {
+            for (id, r) in h.join().unwrap() {
+                assert_own_reply(&w, id, r);
+            }
+        }
+    });
+}
+
+/// Thread 0 leaves by `longjmp` holding the role (request 1 out), then
+/// re-binds (`detach`) and makes its next access on the same thread,
+/// while thread 1 takes the left role over and hands reply 1 to slot 0;
+/// that hand-over is held after its CAS (a preemption) until thread 0 has
+/// had a later reply handed over or waits for it to end. `detach` must
+/// wait for a hand-over under way, as `forget_left_request` does: else
+/// reply 1's `data` overwrites request 3's result.
+#[test]
+fn rebinding_after_longjmp_waits_for_a_hand_over() {
+    check(2, || {
+        let mut w = World::new(2, 2);
+        w.timed = false;
+        w.one_receiver = false;
+        w.hold_left = true;
+        w.threads[0].longjmp.store(true, SeqCst);
+        let w = Arc::new(w);
+        let a = {
+            let w = w.clone();
+            thread::spawn(move || {
+                let (left, r) = exchange(&w, 0);
+                if w.threads[0].longjmp.swap(false, SeqCst) {
+                    // Its reply came with no wait: no longjmp.
+                    assert_own_reply(&w, left, r);
+                } else {
+                    assert_eq!(r, Err(LONGJMP));
+                }
+                detach(&w, &w.threads[0].io);
+                // Its next waits may time out again (the first request's
+                // may have spent its checks taking thread 1's role over).
+                w.threads[0].timeouts.store(2, SeqCst);
+                exchange(&w, 0)
+            })
+        };
+        let b = vcpu(&w, 1, 1);
+        device(&w, 3);
+        let (id, r) = a.join().unwrap();
+        assert_own_reply(&w, id, r);
+        for (id, r) in b.join().unwrap() {
+            assert_own_reply(&w, id, r);
+        }
+    });
+}
+
+/// A signal handler runs in thread 0's first wait (with nothing ready),
+/// calls `kvmng_run` on the same thread (one round trip, which gives up
+/// the request left in the slot, `forget_left_request`, and gets its own
+/// reply) and returns; the outer wait then ends with `EINTR`, and its
+/// `abandon` must return (the request is no longer the slot's), not wait
+/// for a `done_id` that will never come. (If the outer request's reply
+/// comes without a wait, the handler runs after it, on its own.)
+#[test]
+fn a_round_trip_from_a_handler_in_a_wait_never_hangs() {
+    check(3, || {
+        let mut w = World::new(1, 2);
+        w.timed = false;
+        w.one_receiver = false;
+        w.threads[0].reenter.store(true, SeqCst);
+        let w = Arc::new(w);
+        let d = {
+            let w = w.clone();
+            thread::spawn(move || device(&w, 2))
+        };
+        let (first, r) = exchange(&w, 0);
+        if w.threads[0].reenter.swap(false, SeqCst) {
+            // Its reply came with no wait: the handler runs after it.
+            assert_own_reply(&w, first, r);
+            let (id, r) = exchange(&w, 0);
+            assert_own_reply(&w, id, r);
+        } else {
+            assert_eq!(r, Err(EINTR));
+            assert_eq!(w.ghost().handed.get(&first), None, "abandoned {first}");
+        }
+        d.join().unwrap();
     });
 }

@@ -200,7 +200,7 @@ pub fn vcpu_binding_lost() -> bool {
     }
     // The number is not ours: detach without closing it.
     let _ = slot.fd.compare_exchange(fd, -1, SeqCst, SeqCst);
-    release(slot);
+    release(slot, false);
     set_key(None);
     true
 }
@@ -319,7 +319,7 @@ pub fn set_current(private_fd: i32, vcpu_id: u32) -> Result<(), Errno> {
     if let Ok(slot) = current() {
         let run = ioregion::map_run(private_fd)?;
         let old = slot.fd.swap(private_fd, SeqCst);
-        ioregion::detach(&slot.io, old);
+        ioregion::detach(&slot.io, old, false);
         ioregion::install(&slot.io, run, private_fd, vcpu_id);
         return Ok(());
     }
@@ -345,14 +345,16 @@ pub fn set_current(private_fd: i32, vcpu_id: u32) -> Result<(), Errno> {
 /// Drops the calling thread's binding, if any.
 pub fn clear_current() {
     if let Ok(slot) = current() {
-        release(slot);
+        release(slot, false);
         set_key(None);
     }
 }
 
-fn release(slot: &ThreadBinding) {
+/// Drops a binding: on its own thread (or with the change lock held by
+/// its exiting thread), or `in_fork_child`.
+fn release(slot: &ThreadBinding, in_fork_child: bool) {
     let fd = slot.fd.swap(-1, SeqCst);
-    ioregion::detach(&slot.io, fd);
+    ioregion::detach(&slot.io, fd, in_fork_child);
     slot.in_run.store(0, SeqCst);
     slot.kicked.store(0, SeqCst);
     slot.tid.store(0, SeqCst);
@@ -365,7 +367,7 @@ extern "C" fn thread_exit(value: *mut libc::c_void) {
         return;
     }
     let _guard = ChangeGuard::lock();
-    release(&THREADS[index - 1]);
+    release(&THREADS[index - 1], false);
 }
 
 /// After a call on the bound VM failed with `EIO` (KVM's answer to a VM of
@@ -390,7 +392,7 @@ extern "C" fn after_fork_in_child() {
     CHANGE_LOCK.store(false, SeqCst);
     for slot in THREADS.iter() {
         if slot.tid.load(SeqCst) != 0 {
-            release(slot);
+            release(slot, true);
         }
     }
     clear_vm();

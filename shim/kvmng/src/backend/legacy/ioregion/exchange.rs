@@ -142,23 +142,30 @@ fn take_result(io: &VcpuIo) -> Result<u64, Errno> {
 
 /// Gives the request up with `e`, unless its reply is being handed over
 /// (then the reply wins). Its late reply will be dropped: its id was sent
-/// on the socket and nobody waits for it any more.
+/// on the socket and nobody waits for it any more. A request that is no
+/// longer the slot's (neither `id` nor `id | DELIVERING`) was given up
+/// already, by a `kvmng_run` that a signal handler called in this wait
+/// ([`forget_left_request`]): `e` too.
 fn abandon(io: &VcpuIo, id: u64, e: Errno) -> Result<u64, Errno> {
     if io.wait_id.compare_exchange(id, 0, SeqCst, SeqCst).is_ok() {
         io.sock.store(-1, SeqCst);
         return Err(e);
     }
-    while io.done_id.load(SeqCst) != id {
+    while io.wait_id.load(SeqCst) == id | DELIVERING {
+        if io.done_id.load(SeqCst) == id {
+            return take_result(io);
+        }
         core::hint::spin_loop();
     }
-    take_result(io)
+    Err(e)
 }
 
 /// Gives up the request whose wait a signal handler left by `longjmp` (its
-/// `wait_id` is still set), as [`abandon`] does: a hand-over of its reply
-/// that is under way ends first, so that it cannot write into the slot
-/// once the next request uses it.
-fn forget_left_request(io: &VcpuIo) {
+/// `wait_id` is still set), or that a signal handler calling `kvmng_run`
+/// interrupted, as [`abandon`] does: a hand-over of its reply that is
+/// under way ends first, so that it cannot write into the slot once the
+/// next request uses it (or the binding is dropped: `detach`).
+pub(super) fn forget_left_request(io: &VcpuIo) {
     let left = io.wait_id.load(SeqCst) & !DELIVERING;
     if left != 0 {
         let _ = abandon(io, left, Errno(libc::EINTR));
@@ -175,6 +182,11 @@ fn wait_reply(me: &ThreadBinding, sock: usize, id: u64, mask: WaitMask) -> Resul
     loop {
         if io.done_id.load(SeqCst) == id {
             return take_result(io);
+        }
+        // A signal handler's `kvmng_run` gave the request up (a wait that
+        // goes on after the handler, the gate having moved).
+        if io.wait_id.load(SeqCst) & !DELIVERING != id {
+            return abandon(io, id, Errno(libc::EINTR));
         }
         if s.dead.load(SeqCst) != 0 {
             return abandon(io, id, Errno(libc::EPIPE));

@@ -2,6 +2,7 @@
 //! vCPU's `kvm_run`, the pending access, and the reply slot; set up and
 //! taken down with the binding.
 
+use super::exchange::forget_left_request;
 use super::table::PARKED;
 use super::RUN_MAP_LEN;
 use crate::backend::legacy::fdkind;
@@ -118,11 +119,23 @@ pub fn install(io: &VcpuIo, run: u64, private_fd: i32, vcpu_id: u32) {
     }
 }
 
-/// Takes a binding down: unmaps its run area, closes its eventfd, and
+/// Takes a binding down: gives up the request left in its slot (by a
+/// `longjmp` out of a wait), unmaps its run area, closes its eventfd, and
 /// closes `fd` (the binding's private vCPU fd) or, when an access is
 /// pending, parks it for the next binding of the vCPU. Call with the
-/// binding change lock held (or in a fork child).
-pub fn detach(io: &VcpuIo, fd: i32) {
+/// binding change lock held, on the binding's own thread, or with
+/// `in_fork_child` in a fork child.
+pub fn detach(io: &VcpuIo, fd: i32, in_fork_child: bool) {
+    if in_fork_child {
+        // The thread that may be handing a reply over to the slot is not
+        // in the child: nothing to wait for.
+        io.wait_id.store(0, SeqCst);
+    } else {
+        // A hand-over of the left request's reply that is under way ends
+        // first: else it writes into the slot of the next request (this
+        // thread's next binding's, or the next thread's bound here).
+        forget_left_request(io);
+    }
     let run = io.run.swap(0, SeqCst);
     if run != 0 {
         // SAFETY: unmapping the area `attach` mapped; nothing else uses it
