@@ -192,20 +192,12 @@ unsafe fn vcpu<B: Backend + ?Sized>(form: VcpuHot, arg: u64, backend: &B) -> Sys
         // KVM_RUN takes no argument: the ioctl refuses one with EINVAL.
         VcpuHot::Run if arg != 0 => Err(Errno(libc::EINVAL)),
         VcpuHot::Run => backend.run(0),
-        VcpuHot::State { kind, op, size } => {
-            let mut entry = kvmng_state_entry {
-                kind,
-                op,
-                addr: arg,
-                size,
-                result: 0,
-            };
-            // SAFETY: one entry on this frame; its buffer is the caller's,
-            // which the kernel (or the emulation's ioctl) reads and writes
-            // as the ioctl would, EFAULT when it is not the caller's.
-            unsafe { backend.vcpu_state_entries(core::slice::from_mut(&mut entry), 0) }
-                .map(|_| i64::from(entry.result))
-        }
+        // SAFETY: the caller's argument, read and written by the kernel
+        // (or the emulation's ioctl) as the ioctl would, EFAULT when it is
+        // not the caller's.
+        VcpuHot::State { kind, op, size } => unsafe {
+            translate::state_entry(kind, op, arg, size, backend)
+        },
     }
 }
 

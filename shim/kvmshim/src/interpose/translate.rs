@@ -210,13 +210,13 @@ unsafe fn vcpu(form: NewApiForm, cmd: u64, arg: u64, backend: &dyn Backend) -> T
 /// # Safety
 /// `arg` is the caller's ioctl argument; the backend reads and writes the
 /// buffer as the ioctl would (EFAULT when it is not the caller's).
-#[inline]
-pub unsafe fn state_entry(
+#[inline(always)]
+pub unsafe fn state_entry<B: Backend + ?Sized>(
     kind: u32,
     op: u32,
     arg: u64,
     size: u32,
-    backend: &dyn Backend,
+    backend: &B,
 ) -> SysResult {
     let mut entry = kvmng_state_entry {
         kind,
