@@ -281,7 +281,9 @@ census_check qemu-nested-smp2 qemu-smp2-stats 2
 #    the nested initramfs on 2 vCPUs; both runs must print kvmng-nested-ok
 #    with "2 CPUs online" and exit 0 (libkrun ends when the guest resets
 #    through the i8042: kvmng_end=reboot), and the census is checked per
-#    vCPU thread as QEMU's is.
+#    vCPU thread as QEMU's is.  libkrun logs at info level (--log 3): one
+#    line for how its vCPU stopped (KVM_EXIT_SHUTDOWN, HLT, a reset, an
+#    error), which a failure's detail quotes.
 t0=$(now)
 "$S/kvmng-compat" qemu --mode syscall --krun "$S/kvmng-krun" --shim "$S/libkvmshim.so" \
 	--scenario krun-smp2 --scenario krun-smp4 --require-stats --timeout 300 \
@@ -296,11 +298,11 @@ d=$( (grep -E '^krun +krun-smp' "$R/krun.log" | sed -E 's/^krun +//; s/ +PROBLEM
 record krun "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" "exit $rc: $d"
 
 krun_linux() { # NAME MODE VCPUS
-	local t0 rc pre=() ok
+	local t0 rc pre=() ok why
 	rm -f "$R/$1-stats.jsonl"
 	[ "$2" = syscall ] && pre=("$S/kvmng" exec --mode syscall --stats "$R/$1-stats.jsonl" --)
 	t0=$(now)
-	timeout 300 "${pre[@]}" "$S/kvmng-krun" --vcpus "$3" --mem 256 \
+	timeout 300 "${pre[@]}" "$S/kvmng-krun" --log 3 --vcpus "$3" --mem 256 \
 		--initrd "$S/nested-initramfs.gz" --cmdline "console=ttyS0 panic=-1 loglevel=4 kvmng_end=reboot" \
 		"$S/vmlinux-$v" < /dev/null 2>&1 | perl -ne 'BEGIN { $| = 1; $t0 = time } printf "%4d %s", time - $t0, $_' > "$R/$1.log"
 	rc=${PIPESTATUS[0]}
@@ -308,7 +310,8 @@ krun_linux() { # NAME MODE VCPUS
 	if [ -n "$ok" ] && [ "$rc" = 0 ] && echo "$ok" | grep -q ", $3 CPUs online\$"; then
 		record "$1" PASS "$(since "$t0")" "$2, $3 vCPUs, exit $rc: $ok"
 	else
-		record "$1" FAIL "$(since "$t0")" "$2, $3 vCPUs, exit $rc (0 expected), ${ok:-no kvmng-nested-ok}: $(grep -a -v '^\s*$' "$R/$1.log" | tail -1 | tr -d '\r' | cut -c1-160)"
+		why=$(grep -a -o -E 'krun_vmm[a-z_:]*\] .*' "$R/$1.log" | grep -v -m1 'Vmm is stopping' | cut -c1-100)
+		record "$1" FAIL "$(since "$t0")" "$2, $3 vCPUs, exit $rc (0 expected), ${ok:-no kvmng-nested-ok}; libkrun: ${why:-nothing logged}; last console line: $(grep -a -v -e '^\s*$' -e 'krun_vmm' "$R/$1.log" | tail -1 | tr -d '\r' | cut -c1-120)"
 	fi
 }
 krun_linux krun-linux-native native 2
