@@ -671,14 +671,18 @@ pub struct ScenarioResult {
     pub runs: Vec<QemuRun>,
     /// What still fails the scenario.
     pub problems: Vec<String>,
-    /// Problems of a first round that a complete re-run did not show again
-    /// (flaky: reported, not failing).
+    /// Problems of a first round in which native itself failed its own
+    /// checks: with no reference to compare with, every mode ran again and
+    /// the verdict rests on that round (reported, not failing).
     pub flaky: Vec<String>,
 }
 
-/// Runs every mode of a scenario (native first) and checks; when that finds
-/// problems, runs every mode once more: problems that do not come back are
-/// flaky, the others fail the scenario.
+/// Runs every mode of a scenario (native first) and checks. A problem of a
+/// shim run fails the scenario at once: no re-run gets a chance to hide a
+/// crash or a hang of ours. Only when native itself fails its own checks
+/// (a guest that hangs below the shim, in QEMU or in the kernel under
+/// test) is there nothing to compare with: then every mode runs once more,
+/// and the verdict rests on that round.
 pub fn run_scenario(
     sc: &Scenario,
     modes: &[Mode],
@@ -689,7 +693,11 @@ pub fn run_scenario(
         .map(|&m| run(m, false))
         .collect::<Result<_>>()?;
     let problems = check(sc, &first);
-    if problems.is_empty() {
+    let native_failed = first
+        .iter()
+        .find(|r| r.mode == Mode::Native)
+        .is_some_and(|n| !check(sc, std::slice::from_ref(n)).is_empty());
+    if problems.is_empty() || !native_failed {
         return Ok(ScenarioResult {
             qemu: String::new(),
             scenario: sc.clone(),
@@ -700,26 +708,22 @@ pub fn run_scenario(
     }
     let again: Vec<QemuRun> = modes.iter().map(|&m| run(m, true)).collect::<Result<_>>()?;
     let again_problems = check(sc, &again);
-    if again_problems.is_empty() {
-        return Ok(ScenarioResult {
-            qemu: String::new(),
-            scenario: sc.clone(),
-            runs: again,
-            problems: Vec::new(),
-            flaky: problems,
-        });
-    }
-    let all = problems
-        .iter()
-        .map(|p| format!("first run: {p}"))
-        .chain(again_problems.iter().map(|p| format!("re-run: {p}")))
-        .collect();
+    let (problems, flaky) = if again_problems.is_empty() {
+        (Vec::new(), problems)
+    } else {
+        let all = problems
+            .iter()
+            .map(|p| format!("first run: {p}"))
+            .chain(again_problems.iter().map(|p| format!("re-run: {p}")))
+            .collect();
+        (all, Vec::new())
+    };
     Ok(ScenarioResult {
         qemu: String::new(),
         scenario: sc.clone(),
         runs: again,
-        problems: all,
-        flaky: Vec::new(),
+        problems,
+        flaky,
     })
 }
 
@@ -1101,7 +1105,7 @@ pub fn markdown(
             let same = match (r.problems.is_empty(), r.flaky.is_empty()) {
                 (false, _) => "**no**",
                 (true, true) => "yes",
-                (true, false) => "yes (on re-run; flaky)",
+                (true, false) => "yes (on re-run; native failed at first)",
             };
             let _ = writeln!(s, "{row} {lines} | {same} | {} |", threads_summary(r));
         }
@@ -1135,7 +1139,7 @@ pub fn markdown(
         for p in &r.flaky {
             let _ = writeln!(
                 s,
-                "  - flaky ({}; gone when every mode ran again, so not failing): {p}",
+                "  - native failed at first ({}; every mode ran again and passed, so not failing): {p}",
                 r.qemu
             );
         }
@@ -1384,9 +1388,10 @@ mod tests {
     }
 
     #[test]
-    fn scenario_rerun_tells_flaky_from_real() {
+    fn scenario_rerun_only_when_native_failed() {
         let sc = &scenarios(&expected())[1];
-        // Auto differs the first time only: flaky, and the re-runs are kept.
+        // Auto differs the first time: a problem at once, with no re-run
+        // (the re-run would have passed and hidden it).
         let mut calls = 0;
         let r = run_scenario(sc, &[Mode::Native, Mode::Auto], |m, rerun| {
             calls += 1;
@@ -1394,21 +1399,41 @@ mod tests {
             Ok(run(m, Termination::Exited(code), false, GOOD))
         })
         .unwrap();
+        assert_eq!(calls, 2);
+        assert!(!r.problems.is_empty());
+        assert!(r.flaky.is_empty());
+        // Native fails its own checks the first time: every mode runs
+        // again, the re-runs decide, and the first round is reported.
+        let mut calls = 0;
+        let r = run_scenario(sc, &[Mode::Native, Mode::Auto], |m, rerun| {
+            calls += 1;
+            let t = if m == Mode::Native && !rerun {
+                Termination::TimedOut
+            } else {
+                Termination::Exited(33)
+            };
+            Ok(run(m, t, false, GOOD))
+        })
+        .unwrap();
         assert_eq!(calls, 4);
         assert!(r.problems.is_empty());
-        assert!(!r.flaky.is_empty());
+        assert!(
+            r.flaky.iter().any(|p| p.starts_with("native:")),
+            "{:?}",
+            r.flaky
+        );
         assert!(r
             .runs
             .iter()
             .all(|x| x.termination == Termination::Exited(33)));
-        // Auto differs both times: real.
-        let r = run_scenario(sc, &[Mode::Native, Mode::Auto], |m, _| {
-            Ok(run(
-                m,
-                Termination::Exited(if m == Mode::Auto { 35 } else { 33 }),
-                false,
-                GOOD,
-            ))
+        // Native fails, and Auto differs on the re-run too: real.
+        let r = run_scenario(sc, &[Mode::Native, Mode::Auto], |m, rerun| {
+            let t = match (m, rerun) {
+                (Mode::Native, false) => Termination::TimedOut,
+                (Mode::Native, true) => Termination::Exited(33),
+                _ => Termination::Exited(35),
+            };
+            Ok(run(m, t, false, GOOD))
         })
         .unwrap();
         assert!(r.problems.iter().any(|p| p.starts_with("first run:")));
