@@ -102,7 +102,9 @@ vmtest_qemu() {
 # Boots KDIR/bzImage with W/stage/initramfs.gz (stage) under
 # vmtest_qemu QEMU-OPTION... (accelerator, CPU, memory, CPUs), the
 # host root and W shared over 9p, for at most TIMEOUT seconds; the guest
-# script gets ARGS (comma-separated). The console goes to LOG, its
+# script gets ARGS (comma-separated), and VMTEST_EXTRA_PARAMS (kernel
+# parameters, for experiments: kvm_amd.npt=0 ...) comes first on the
+# command line. The console goes to LOG, its
 # "VMTEST: " lines to stdout. Sets qemu_cmd (the command as run); returns
 # QEMU's exit status (124: timeout).
 boot_guest() {
@@ -113,7 +115,7 @@ boot_guest() {
 		shift
 	done
 	[ $# -gt 0 ] && shift
-	params="console=ttyS0 panic=-1 loglevel=4 ${*}${*:+ }kvmng_out=$W kvmng_repo=$repo kvmng_args=$args"
+	params="console=ttyS0 panic=-1 loglevel=4 ${VMTEST_EXTRA_PARAMS:-}${VMTEST_EXTRA_PARAMS:+ }${*}${*:+ }kvmng_out=$W kvmng_repo=$repo kvmng_args=$args"
 	qemu_cmd=("$(vmtest_qemu)" "${opts[@]}" -kernel "$kd/bzImage" -initrd "$W/stage/initramfs.gz"
 		-nographic -no-reboot -nodefaults -serial stdio
 		-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap

@@ -30,7 +30,8 @@
 # selftest list instead of selftests.list), VMTEST_KDIR_y, VMTEST_KDIR_m
 # (kernel directories instead of make kernel's cache entries), VMTEST_KRUN
 # (kvmng-krun elsewhere than make krun's cache), VMTEST_ACCEL (QEMU's -accel,
-# default tcg), VMTEST_QEMU (another outer QEMU), VMTEST_GUEST
+# default tcg), VMTEST_QEMU (another outer QEMU), VMTEST_EXTRA_PARAMS (more
+# kernel parameters for the guest), VMTEST_GUEST
 # (a script to run in the guest instead of guest.sh, same arguments: for
 # debugging).
 set -euo pipefail
