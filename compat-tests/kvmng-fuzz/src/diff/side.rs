@@ -1021,6 +1021,14 @@ impl Side {
             if reason == 6 && p.add(52).read_volatile() == 0 {
                 p.add(40).cast::<u64>().write_volatile(fill);
             }
+            if reason == 9 {
+                // KVM_EXIT_FAIL_ENTRY's `cpu` (at 40) is the host CPU the
+                // entry failed on, which the scheduler picks. KVM leaves
+                // those bytes alone on a later exit that does not write
+                // them (an MMIO read's `data`), so the next run would
+                // report the scheduler's choice: zero it on both sides.
+                p.add(40).cast::<u32>().write_volatile(0);
+            }
             p.add(1).write_volatile(u8::from(imm));
             // `apic_base` (at 24) is written by every KVM_RUN that gets
             // past its argument checks (post_kvm_run_save), and read by
