@@ -1021,14 +1021,6 @@ impl Side {
             if reason == 6 && p.add(52).read_volatile() == 0 {
                 p.add(40).cast::<u64>().write_volatile(fill);
             }
-            if reason == 9 {
-                // KVM_EXIT_FAIL_ENTRY's `cpu` (at 40) is the host CPU the
-                // entry failed on, which the scheduler picks. KVM leaves
-                // those bytes alone on a later exit that does not write
-                // them (an MMIO read's `data`), so the next run would
-                // report the scheduler's choice: zero it on both sides.
-                p.add(40).cast::<u32>().write_volatile(0);
-            }
             p.add(1).write_volatile(u8::from(imm));
             // `apic_base` (at 24) is written by every KVM_RUN that gets
             // past its argument checks (post_kvm_run_save), and read by
@@ -1062,28 +1054,38 @@ impl Side {
     fn observe_run(&mut self, run: u64, rec: &mut Rec) {
         if run != 0 {
             let p = run as *mut u8;
+            // Bytes the host's timing decides are zeroed in the page
+            // itself, not only in what is recorded: KVM leaves them alone
+            // on a later exit that does not write them (an MMIO read's
+            // `data` lies over `fail_entry.cpu`), so the next run would
+            // report them again.
             // SAFETY: as in prepare_run; the device may have set
             // immediate_exit: it is the fuzzer's input, cleared here.
             let page = unsafe {
                 p.add(1).write_volatile(0);
+                let head = std::slice::from_raw_parts(p, 48);
+                let timing = if head[8..12] == 9u32.to_le_bytes() {
+                    // KVM_EXIT_FAIL_ENTRY: `fail_entry.cpu` (at 40) is the
+                    // host CPU the entry failed on, which the scheduler
+                    // picks.
+                    40..44
+                } else if head[8..12] == 17u32.to_le_bytes() && head[32..36] == 1u32.to_le_bytes() {
+                    // KVM_EXIT_INTERNAL_ERROR, KVM_INTERNAL_ERROR_EMULATION:
+                    // after the flags (data[0]) and the instruction bytes
+                    // (two words, when flag 1 says so), five words of the
+                    // last hardware exit's information (reason, info1/2,
+                    // interrupt info, error code). An exit the host took
+                    // in between (an interrupt) changes them: host timing.
+                    let start = 1 + if head[40] & 1 != 0 { 2 } else { 0 };
+                    40 + 8 * start..40 + 8 * (start + 5)
+                } else {
+                    0..0
+                };
+                for i in timing {
+                    p.add(i).write_volatile(0);
+                }
                 std::slice::from_raw_parts(p, 288).to_vec()
             };
-            let mut page = page;
-            if page[8..12] == 9u32.to_le_bytes() {
-                // KVM_EXIT_FAIL_ENTRY: `fail_entry.cpu` (at 40) is the
-                // host CPU the entry failed on, which the scheduler picks.
-                page[40..44].fill(0);
-            }
-            if page[8..12] == 17u32.to_le_bytes() && page[32..36] == 1u32.to_le_bytes() {
-                // KVM_EXIT_INTERNAL_ERROR, KVM_INTERNAL_ERROR_EMULATION:
-                // after the flags (data[0]) and the instruction bytes
-                // (two words, when flag 1 says so), five words of the
-                // last hardware exit's information (reason, info1/2,
-                // interrupt info, error code). An exit the host took in
-                // between (an interrupt) changes them: host timing.
-                let start = 1 + if page[40] & 1 != 0 { 2 } else { 0 };
-                page[40 + 8 * start..40 + 8 * (start + 5)].fill(0);
-            }
             rec.out.extend_from_slice(b"run:");
             rec.out.extend_from_slice(&page);
             // SAFETY: as above.
