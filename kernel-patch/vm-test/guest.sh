@@ -71,8 +71,9 @@ perl -e 'for (1 .. 300) {
 rc=$?
 record text-poke "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" "exit $rc: $(tail -1 "$R/text-poke.log")"
 # kvm_trace on | off [FILE]: KVM's exits, injected exceptions, page faults
-# and exits to userspace, in a 4 MiB ring per CPU while a test runs; off
-# with FILE keeps the ring's last 3000 lines there. A failure that comes
+# and exits to userspace, in a 4 MiB ring per CPU (left at that size for
+# the rest of the boot) while a test runs; off with FILE keeps the ring's
+# last 3000 lines there. A failure that comes
 # once in tens of runs leaves the exits that led to it (under SVM a vCPU
 # that shuts down is INIT-reset by KVM before KVM_RUN returns, so its
 # registers no longer tell where it was).
@@ -91,7 +92,6 @@ kvm_trace() {
 		for e in $KVM_EVENTS; do echo 0 > "$TR/events/kvm/$e/enable"; done
 		[ -n "${2:-}" ] && tail -3000 "$TR/trace" > "$2"
 		: > "$TR/trace"
-		echo 1408 > "$TR/buffer_size_kb"
 	fi
 }
 kvmng_selftest() { # NAME: run the patched tree's selftest NAME natively
