@@ -396,8 +396,9 @@ vm-test-full: kernel vm-test-build krun qemu-backports
 # through the trap (the syscall scenarios).
 # `make soak` (SOAK_SECONDS, default 300): both in a loop, fd count and RSS
 # sampled and required flat. `make vm-stress`: the debug kernel (KASAN,
-# lockdep, kmemleak) and the m kernel under QEMU TCG, kvmng-stress natively,
-# splats and leaks counted (kernel-patch/vm-test/stress.sh).
+# lockdep, kmemleak) and the m kernel under QEMU TCG, kvmng-stress and (on
+# debug) the kvmng selftests natively, splats and leaks counted
+# (kernel-patch/vm-test/stress.sh).
 SHIM_LIB := $(CURDIR)/target/release/libkvmshim.so
 FUZZ := target/release/kvmng-fuzz
 FUZZ_EXECS ?= 1000000
@@ -452,7 +453,7 @@ vm-fuzz: deps linux-source qemu-backports
 
 vm-stress: deps linux-source qemu-backports $(STRESS) conformance
 	$(CARGO) build -q --release -p kvmshim
-	@kernel-patch/scripts/kernel.sh debug m
+	@kernel-patch/scripts/kernel.sh y debug m
 	@kernel-patch/vm-test/stress.sh
 
 # ---- An SMP VMM in miniature through the shim ----

@@ -5,11 +5,12 @@
 # STEP.log per step, kmemleak.txt; announces each step on the console as
 # "VMTEST: ...".
 #
-#   stress-guest.sh VARIANT RUNDIR KERNELDIR SECONDS
+#   stress-guest.sh VARIANT RUNDIR KERNELDIR SECONDS [SELFTESTS]
 # VARIANT debug (KVM built in, KASAN/lockdep/kmemleak) or m (KVM as
 # modules: kvm.ko unloaded and reloaded while calls are in flight).
+# SELFTESTS: the patched tree's built KVM selftests (debug only).
 set -u
-v=$1 R=$2 K=$3 secs=$4
+v=$1 R=$2 K=$3 secs=$4 st=${5:-}
 S=$(cd "$(dirname "$0")" && pwd)
 # guest_start, now, since, record, keeper_start, keeper_stop
 # shellcheck source=kernel-patch/vm-test/lib.sh
@@ -59,6 +60,22 @@ t0=$(now)
 rc=$?
 record security "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" \
 	"$(grep -m1 '^conformance:' "$R/security.log") (t_security.c, native)"
+# The kvmng selftests under the bug detectors: the review's findings
+# (LSM hooks, the socket cycle, memory-map atomicity, ioregion state under
+# vcpu->mutex, rollback) run here with KASAN, lockdep and kmemleak on, and
+# their VMs' memory is in the leak count below.
+for t in kvmng_test kvmng_memory_map_test kvmng_ioregion_test; do
+	t0=$(now)
+	if [ ! -x "$st/x86_64/$t" ]; then
+		record "$t" FAIL 0 "$st/x86_64/$t is missing (kernel.sh y builds the selftests)"
+		continue
+	fi
+	timeout 900 "$st/x86_64/$t" > "$R/$t.log" 2>&1
+	rc=$?
+	d=$(grep -E '^# Totals|^ok|^not ok' "$R/$t.log" | tail -1)
+	record "$t" "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" \
+		"exit $rc: ${d:-$(grep -m1 -E 'Assertion|==== Test' -A2 "$R/$t.log" | tr '\n' ' ' | cut -c1-160)}"
+done
 keeper_stop
 # Every VM is gone: what is still allocated and unreferenced leaked.
 if [ -w /sys/kernel/debug/kmemleak ]; then

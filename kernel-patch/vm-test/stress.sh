@@ -9,6 +9,8 @@
 # exit in the middle of kvmng_run, mm teardown, fork while bound) natively,
 # and kvmng-stress ioctl through libkvmshim.so (on the native syscalls),
 # the security cases of the conformance suite (t_security.c) natively, then
+# the kvmng selftests of the patched tree (kvmng_test,
+# kvmng_memory_map_test, kvmng_ioregion_test: issue 15's findings), then
 # kmemleak scanned. m: the syscall scenarios, then kvm.ko unloaded and
 # reloaded in a loop while two processes make VMs through the syscalls.
 # Then the console is searched for splats (KASAN, lockdep, RCU, WARNING,
@@ -17,12 +19,14 @@
 # kmemleak.txt, splats.txt). Exit status 1 on any failed step, splat or
 # kvm leak.
 #
-# Needs the kernels (kernel-patch/scripts/kernel.sh debug m), and
+# Needs the kernels (kernel-patch/scripts/kernel.sh debug m; the debug
+# variant runs the selftests built with the y kernel, kernel.sh y), and
 # build/stress/kvmng-stress, target/release/libkvmshim.so (the Makefile
 # target builds them). Environment: STRESS_SECONDS (per kvmng-stress run,
 # default 120), STRESS_MEM (4G), STRESS_SMP (2), STRESS_TIMEOUT (per boot,
 # default 2400 s), STRESS_KDIR_debug, STRESS_KDIR_m (a kernel directory of
-# the same layout instead of kernel.sh's cache entry for the current series),
+# the same layout instead of kernel.sh's cache entry for the current series;
+# STRESS_KDIR_y for the selftests),
 # STRESS_ACCEL (QEMU's -accel for every variant; default tcg, multi-threaded).
 set -euo pipefail
 
@@ -42,6 +46,12 @@ boot_timeout=${STRESS_TIMEOUT:-2400}
 need_tools qemu-system-x86_64 cpio gzip
 kdir() { kernel_dir "STRESS_KDIR_$1" "$1"; }
 need_kernels STRESS_KDIR_ "kernel-patch/scripts/kernel.sh ${variants[*]}" "${variants[@]}"
+# The kvmng selftests are built with the y kernel, from the same series.
+st=
+if [[ " ${variants[*]} " == *" debug "* ]]; then
+	need_kernels STRESS_KDIR_ "kernel-patch/scripts/kernel.sh y (the kvmng selftests)" y
+	st=$(kdir y)/selftests
+fi
 
 # ./init runs stage/guest.sh: here it is the stress script.
 stage "$W" "$here/stress-guest.sh" "make stress conformance; cargo build --release -p kvmshim" \
@@ -61,7 +71,7 @@ run_variant() {
 	accel=${STRESS_ACCEL:-tcg}
 	echo "==> vm-stress $v: $(cat "$kd/kernelrelease") from $kd, $secs s per run (console: $R/console.log)"
 	rc=0
-	boot_guest "$boot_timeout" "$R/console.log" "$W" "$kd" "$v,$R,$kd,$secs" \
+	boot_guest "$boot_timeout" "$R/console.log" "$W" "$kd" "$v,$R,$kd,$secs,$st" \
 		-accel "$accel" -cpu max -m "$mem" -smp "$smp" -- kasan_multi_shot || rc=$?
 	[ -f "$R/results.tsv" ] || : > "$R/results.tsv"
 	grep -a -E "$SPLATS" "$R/console.log" | sed 's/^\[ *[0-9.]*\] //' > "$R/splats.txt" || true
