@@ -209,7 +209,7 @@ qemu_nested() { # NAME CPU SMP
 		record "$1" FAIL "$(since "$t0")" "-cpu $2 -smp $3, exit $rc (33 expected), $3 CPUs expected: $ok"
 		return 1
 	fi
-	record "$1" FAIL "$(since "$t0")" "-cpu $2 -smp $3, exit $rc, no kvmng-nested-ok: $(grep -a -v '^\s*$' "$R/$1.log" | tail -1 | tr -d '\r' | cut -c1-160)"
+	record "$1" FAIL "$(since "$t0")" "-cpu $2 -smp $3, exit $rc, no kvmng-nested-ok: $(grep -a -v '^\s*$' "$R/$1.log" | tail -1 | tr -d '\r' | cat -v | cut -c1-160)"
 	return 1
 }
 # The nested Linux gets no SVM (-svm): it needs no KVM of its own, and the
@@ -337,7 +337,7 @@ krun_linux() { # NAME MODE VCPUS
 		record "$1" PASS "$(since "$t0")" "$2, $3 vCPUs, exit $rc: $ok"
 	else
 		why=$(grep -a -o -E 'krun_vmm[a-z_:]*\] .*' "$R/$1.log" | grep -v -m1 'Vmm is stopping' | cut -c1-100)
-		record "$1" FAIL "$(since "$t0")" "$2, $3 vCPUs, exit $rc (0 expected), ${ok:-no kvmng-nested-ok}; libkrun: ${why:-nothing logged}; last console line: $(grep -a -v -e '^\s*$' -e 'krun_vmm' "$R/$1.log" | tail -1 | tr -d '\r' | cut -c1-120)"
+		record "$1" FAIL "$(since "$t0")" "$2, $3 vCPUs, exit $rc (0 expected), ${ok:-no kvmng-nested-ok}; libkrun: ${why:-nothing logged}; last console line: $(grep -a -v -e '^\s*$' -e 'krun_vmm' "$R/$1.log" | tail -1 | tr -d '\r' | cat -v | cut -c1-120) ($(LC_ALL=C tr -d '\n\r\t -~' < "$R/$1.log" | wc -c) bytes outside printable ASCII in $1.log)"
 	fi
 }
 krun_linux krun-linux-native native 2
