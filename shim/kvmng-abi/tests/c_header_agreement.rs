@@ -11,6 +11,8 @@
 //!    `KVM_IOCTLS` prints every ioctl number and the size and alignment of
 //!    every kvm-bindings struct the ABI uses; each must equal the Rust value.
 
+mod common;
+use common::linux_src;
 use std::collections::{BTreeMap, BTreeSet};
 use std::mem::{align_of, offset_of, size_of};
 use std::path::{Path, PathBuf};
@@ -22,20 +24,12 @@ use kvmng_abi::syscalls::{Syscall, KVMNG_SYSCALL_BASE};
 use kvmng_abi::uapi::*;
 use kvmng_abi::STATE_KINDS;
 
-const DEFAULT_LINUX_SRC: &str = "/root/.cache/kvmng/linux-source-6.12";
-
 fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 fn kvmng_include_dir() -> PathBuf {
     crate_dir().join("../../kernel-patch/include/uapi")
-}
-
-fn linux_src() -> PathBuf {
-    std::env::var_os("KVMNG_LINUX_SRC")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_LINUX_SRC))
 }
 
 /// `$KVMNG_LINUX_SRC/usr/include`, which must hold the installed headers.

@@ -5,25 +5,20 @@
 //! same fd classes, numbers and new-API forms.
 //!
 //! The kernel tree comes from `$KVMNG_LINUX_SRC` (default
-//! `/root/.cache/kvmng/linux-source-6.12`); without it the test fails and
+//! `$HOME/.cache/kvmng/linux-source-6.12`, as the Makefile); without it the test fails and
 //! says to run `make linux-source`.
 
+mod common;
+use common::linux_src;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use kvmng_abi::ioctls::{FdClass, IoctlInfo, NewApiForm, KVM_IOCTLS};
 use kvmng_abi::uapi::*;
 
-const DEFAULT_LINUX_SRC: &str = "/root/.cache/kvmng/linux-source-6.12";
 const BEGIN: &str = "<!-- mapping-table:begin -->";
 const END: &str = "<!-- mapping-table:end -->";
 const NOT_APPLICABLE: &str = "not applicable";
-
-fn linux_src() -> PathBuf {
-    std::env::var_os("KVMNG_LINUX_SRC")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_LINUX_SRC))
-}
 
 fn read_required(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| {
