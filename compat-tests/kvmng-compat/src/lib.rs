@@ -204,6 +204,18 @@ pub fn section<'a>(doc: &'a str, name: &str) -> Option<&'a str> {
     Some(doc[b..e].trim_matches('\n'))
 }
 
+/// `path` as a report shows it: relative to the working directory (the
+/// repository, under make) when it lies inside it, so a committed page
+/// names `target/release/libkvmshim.so` and not the clone it ran in.
+pub fn shown_path(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
 /// The summary of a results section for the committed page: its lines up
 /// to the end of its tables (the run line, the result, the tables), not
 /// what follows them (per-test lists, skip reasons, outputs, the census),
@@ -273,6 +285,19 @@ mod tests {
         assert!(env.contains(&("LD_PRELOAD".into(), "/lib/libkvmshim.so".into())));
         assert!(env.contains(&("KVMNG_STATS".into(), "/w/s.jsonl".into())));
         assert!(Mode::Auto.env(None, Path::new("s"), None).is_err());
+    }
+
+    #[test]
+    fn a_shown_path_is_relative_inside_the_working_directory_only() {
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            shown_path(&cwd.join("target/release/libkvmshim.so")),
+            "target/release/libkvmshim.so"
+        );
+        assert_eq!(
+            shown_path(Path::new("/elsewhere/libkvmshim.so")),
+            "/elsewhere/libkvmshim.so"
+        );
     }
 
     #[test]

@@ -344,7 +344,7 @@ fn cmd_selftests(a: SelftestsArgs) -> Result<bool> {
     let report = SuiteReport {
         generated: utc_now(),
         host_kernel: host_kernel(),
-        shim: shim.as_ref().map(|p| p.display().to_string()),
+        shim: shim.as_deref().map(kvmng_compat::shown_path),
         selection,
         timeout_secs: a.timeout,
         jobs: a.jobs,

@@ -1060,7 +1060,7 @@ pub fn markdown(
         s,
         "Run of {generated} on host kernel {kernel} with {}{}.\n",
         versions.join(" and "),
-        shim.map(|p| format!(", shim `{}`", p.display()))
+        shim.map(|p| format!(", shim `{}`", crate::shown_path(p)))
             .unwrap_or_default()
     );
     let _ = writeln!(
