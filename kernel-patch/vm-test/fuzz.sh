@@ -16,7 +16,7 @@
 # Makefile target builds it). Environment: VMFUZZ_EXECS (default 1000000),
 # VMFUZZ_SECONDS (a time limit for the fuzzer, default 5400),
 # VMFUZZ_MAX_DIVERGENCES (stop after this many, default 20), VMFUZZ_SEED
-# (default: the time), VMFUZZ_MEM (2G), VMFUZZ_SMP (2), VMFUZZ_TIMEOUT (the
+# (default: the time), VMFUZZ_MEM (2G), VMFUZZ_SMP (3), VMFUZZ_TIMEOUT (the
 # whole boot, default VMFUZZ_SECONDS + 900), VMFUZZ_KDIR_y, VMFUZZ_KDIR_m,
 # VMFUZZ_GUEST (a script to run in the guest instead of fuzz-guest.sh, same
 # arguments: for debugging).
@@ -35,7 +35,7 @@ secs=${VMFUZZ_SECONDS:-5400}
 seed=${VMFUZZ_SEED:-$(date +%s)}
 maxdiv=${VMFUZZ_MAX_DIVERGENCES:-20}
 mem=${VMFUZZ_MEM:-2G}
-smp=${VMFUZZ_SMP:-2}
+smp=${VMFUZZ_SMP:-3} # tests on CPUs 1-2, CPU 0 out of SVM (lib.sh, guest_start)
 boot_timeout=${VMFUZZ_TIMEOUT:-$((secs + 900))}
 # Multi-threaded TCG, as vm-test: the fuzzer flips KVM's LAPIC static
 # keys thousands of times, which once killed the guest with the TCG int3

@@ -23,7 +23,7 @@
 # variant runs the selftests built with the y kernel, kernel.sh y), and
 # build/stress/kvmng-stress, target/release/libkvmshim.so (the Makefile
 # target builds them). Environment: STRESS_SECONDS (per kvmng-stress run,
-# default 120), STRESS_MEM (4G), STRESS_SMP (2), STRESS_TIMEOUT (per boot,
+# default 120), STRESS_MEM (4G), STRESS_SMP (3), STRESS_TIMEOUT (per boot,
 # default 2400 s), STRESS_KDIR_debug, STRESS_KDIR_m (a kernel directory of
 # the same layout instead of kernel.sh's cache entry for the current series;
 # STRESS_KDIR_y for the selftests),
@@ -40,7 +40,7 @@ variants=("$@")
 W=${STRESS_WORK:-$repo/target/vm-stress}
 secs=${STRESS_SECONDS:-120}
 mem=${STRESS_MEM:-4G}
-smp=${STRESS_SMP:-2}
+smp=${STRESS_SMP:-3} # tests on CPUs 1-2, CPU 0 out of SVM (lib.sh, guest_start)
 boot_timeout=${STRESS_TIMEOUT:-2400}
 
 need_tools qemu-system-x86_64 cpio gzip
