@@ -331,8 +331,9 @@ build_variant() {
 # For y, a patch that touches the ABI or its implementation (each_tests)
 # is booted (boot-test.sh) and every kvmng selftest built so far runs in
 # it: a test that fails between two patches fails the patch.
-# After each patch the variant's config with CONFIG_NET=n must not enable
-# CONFIG_KVMNG (kvmng_ioregion needs sockets: KVM would not link).
+# After each patch that has kvmng_ioregion (0010 on: it needs sockets, and
+# KVM would not link without them) the variant's config with CONFIG_NET=n
+# must not enable CONFIG_KVMNG; before it kvmng needs no NET.
 # Writes $cache/kbuild/each-V.tsv: patch, result, seconds, objects compiled,
 # what was built (and the tests' outcome).
 # Whether patch $1 touches the kvmng ABI or what implements it.
@@ -429,7 +430,8 @@ build_each() {
 		objs=$(grep -c -E '^  (CC|AS)( \[M\])? ' "$log.part" || true)
 		cat "$log.part" >> "$log"
 		rm -f "$log.part"
-		if [ $rc = 0 ] && grep -q '^CONFIG_KVMNG=y' "$tree/.config"; then
+		if [ $rc = 0 ] && [ -f "$tree/virt/kvm/kvmng_ioregion.c" ] &&
+			grep -q '^CONFIG_KVMNG=y' "$tree/.config"; then
 			local net
 			if net=$(net_off_check "$tree"); then
 				what="$what; $net"
