@@ -16,7 +16,7 @@
 set -u
 v=$1 R=$2 K=$3 Y=$4 list=$5 st_timeout=$6
 S=$(cd "$(dirname "$0")" && pwd)
-# guest_start, now, since, record, note
+# guest_start, now, since, record, note, kvmng_selftest
 # shellcheck source=kernel-patch/vm-test/lib.sh
 . "$S/lib.sh"
 guest_start "$v" "$R" "$K" # rel, res, failed
@@ -70,48 +70,10 @@ perl -e 'for (1 .. 300) {
 } use POSIX; print "300 VMs created and destroyed\n"' > "$R/text-poke.log" 2>&1
 rc=$?
 record text-poke "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" "exit $rc: $(tail -1 "$R/text-poke.log")"
-# kvm_trace on | off [FILE]: KVM's exits, injected exceptions, page faults
-# and exits to userspace, in a 4 MiB ring per CPU (left at that size for
-# the rest of the boot) while a test runs; off with FILE keeps the ring's
-# last 3000 lines there. A failure that comes
-# once in tens of runs leaves the exits that led to it (under SVM a vCPU
-# that shuts down is INIT-reset by KVM before KVM_RUN returns, so its
-# registers no longer tell where it was).
-TR=/sys/kernel/debug/tracing
-KVM_EVENTS="kvm_exit kvm_inj_exception kvm_page_fault kvm_userspace_exit"
-kvm_trace() {
-	local e
-	[ -d "$TR/events/kvm" ] || return 0
-	echo 0 > "$TR/tracing_on"
-	if [ "$1" = on ]; then
-		echo 4096 > "$TR/buffer_size_kb"
-		: > "$TR/trace"
-		for e in $KVM_EVENTS; do echo 1 > "$TR/events/kvm/$e/enable"; done
-		echo 1 > "$TR/tracing_on"
-	else
-		for e in $KVM_EVENTS; do echo 0 > "$TR/events/kvm/$e/enable"; done
-		[ -n "${2:-}" ] && tail -3000 "$TR/trace" > "$2"
-		: > "$TR/trace"
-	fi
-}
-kvmng_selftest() { # NAME: run the patched tree's selftest NAME natively
-	local t0 rc d
-	t0=$(now)
-	kvm_trace on
-	timeout 300 "$Y/selftests/x86_64/$1" > "$R/$1.log" 2>&1
-	rc=$?
-	if [ $rc = 0 ]; then kvm_trace off; else kvm_trace off "$R/$1.trace"; fi
-	d=$(grep -E '^# Totals|^ok|^not ok' "$R/$1.log" | tail -1)
-	case $rc in
-	0) record "$1" PASS "$(since "$t0")" "${d:-exit 0}" ;;
-	4) record "$1" FAIL "$(since "$t0")" "skipped: $(grep -i skip "$R/$1.log" | head -1)" ;;
-	*) record "$1" FAIL "$(since "$t0")" "exit $rc: $(grep -m1 -E 'Assertion|not ok|==== Test' -A2 "$R/$1.log" | tr '\n' ' ' | cut -c1-200) (KVM trace: $1.trace)" ;;
-	esac
-}
-kvmng_selftest kvmng_test
+kvmng_selftest "$Y/selftests" kvmng_test 300
 # 10 s of memory maps under running vCPUs (issue 15, major 4)
-kvmng_selftest kvmng_memory_map_test
-kvmng_selftest kvmng_ioregion_test
+kvmng_selftest "$Y/selftests" kvmng_memory_map_test 300
+kvmng_selftest "$Y/selftests" kvmng_ioregion_test 300
 
 # ---- ii. the C conformance suite, native (no preload, no trap) -----------
 # Every check must pass natively, kvmng_ioregion (1009) included.

@@ -179,6 +179,56 @@ record() { # name status seconds detail: a row of results.tsv, and the console
 }
 note() { echo "VMTEST: ... $*"; }
 
+# kvm_trace on | off [FILE]: KVM's exits, injected exceptions, page faults
+# and exits to userspace, in a 4 MiB ring per CPU (left at that size for
+# the rest of the boot) while a test runs; off with FILE keeps the ring's
+# last 3000 lines there. A failure that comes once in tens of runs leaves
+# the exits that led to it (under SVM a vCPU that shuts down is INIT-reset
+# by KVM before KVM_RUN returns, so its registers no longer tell where it
+# was).
+TR=/sys/kernel/debug/tracing
+KVM_EVENTS="kvm_exit kvm_inj_exception kvm_page_fault kvm_userspace_exit"
+kvm_trace() {
+	local e
+	[ -d "$TR/events/kvm" ] || return 0
+	echo 0 > "$TR/tracing_on"
+	if [ "$1" = on ]; then
+		echo 4096 > "$TR/buffer_size_kb"
+		: > "$TR/trace"
+		for e in $KVM_EVENTS; do echo 1 > "$TR/events/kvm/$e/enable"; done
+		echo 1 > "$TR/tracing_on"
+	else
+		for e in $KVM_EVENTS; do echo 0 > "$TR/events/kvm/$e/enable"; done
+		[ -n "${2:-}" ] && tail -3000 "$TR/trace" > "$2"
+		: > "$TR/trace"
+	fi
+}
+
+# kvmng_selftest DIR NAME TIMEOUT: run the patched tree's KVM selftest
+# DIR/x86_64/NAME natively (guest.sh: kvmng_test and the tests of the
+# review's findings; stress-guest.sh: the same under the bug detectors).
+# The detail is the kselftest totals, else the failed assertion; kvm_util
+# tests print nothing more than their seed when they pass. A failing run
+# keeps KVM's trace in NAME.trace.
+kvmng_selftest() {
+	local bin=$1/x86_64/$2 t0 rc d
+	t0=$(now)
+	if [ ! -x "$bin" ]; then
+		record "$2" FAIL 0 "$bin is missing (kernel.sh y builds the selftests)"
+		return 0
+	fi
+	kvm_trace on
+	timeout "$3" "$bin" > "$R/$2.log" 2>&1
+	rc=$?
+	if [ $rc = 0 ]; then kvm_trace off; else kvm_trace off "$R/$2.trace"; fi
+	d=$(grep -E '^# Totals|^ok|^not ok' "$R/$2.log" | tail -1)
+	case $rc in
+	0) record "$2" PASS "$(since "$t0")" "${d:-exit 0}" ;;
+	4) record "$2" FAIL "$(since "$t0")" "skipped: $(grep -i skip "$R/$2.log" | head -1)" ;;
+	*) record "$2" FAIL "$(since "$t0")" "exit $rc: $(grep -m1 -E 'Assertion|not ok|==== Test' -A2 "$R/$2.log" | tr '\n' ' ' | cut -c1-200) (KVM trace: $2.trace)" ;;
+	esac
+}
+
 # One VM kept open for the whole run (bench-guest.sh, fuzz-guest.sh,
 # stress-guest.sh): KVM flips the scheduler's preempt-notifier static key
 # when the number of VMs goes 0 -> 1 and 1 -> 0, a text_poke_bp() each

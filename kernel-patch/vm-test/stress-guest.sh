@@ -12,7 +12,7 @@
 set -u
 v=$1 R=$2 K=$3 secs=$4 st=${5:-}
 S=$(cd "$(dirname "$0")" && pwd)
-# guest_start, now, since, record, keeper_start, keeper_stop
+# guest_start, now, since, record, keeper_start, keeper_stop, kvmng_selftest
 # shellcheck source=kernel-patch/vm-test/lib.sh
 . "$S/lib.sh"
 guest_start "$v" "$R" "$K" # rel, res
@@ -65,18 +65,7 @@ record security "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" \
 # vcpu->mutex, rollback) run here with KASAN, lockdep and kmemleak on, and
 # their VMs' memory is in the leak count below.
 for t in kvmng_test kvmng_memory_map_test kvmng_ioregion_test; do
-	t0=$(now)
-	if [ ! -x "$st/x86_64/$t" ]; then
-		record "$t" FAIL 0 "$st/x86_64/$t is missing (kernel.sh y builds the selftests)"
-		continue
-	fi
-	timeout 900 "$st/x86_64/$t" > "$R/$t.log" 2>&1
-	rc=$?
-	# kselftest-harness totals, else a failed assertion (kvm_util tests
-	# print nothing more than their seed when they pass).
-	d=$(grep -E '^# Totals|^ok|^not ok' "$R/$t.log" | tail -1)
-	[ -n "$d" ] || d=$(grep -m1 -E 'Assertion|==== Test' -A2 "$R/$t.log" | tr '\n' ' ' | cut -c1-160)
-	record "$t" "$([ $rc = 0 ] && echo PASS || echo FAIL)" "$(since "$t0")" "exit $rc${d:+: $d}"
+	kvmng_selftest "$st" "$t" 900
 done
 keeper_stop
 # Every VM is gone: what is still allocated and unreferenced leaked.
