@@ -7,6 +7,12 @@
 #
 # Prints the guest console; the line "KVMNG-GUEST: exit status N" gives
 # the program's exit status.
+#
+# The guest has 3 CPUs and the program runs on CPUs 1 and 2 only: under
+# multi-threaded TCG, an FPU state restore on any vCPU rewrites the first
+# CPU's SVM flags without a lock (QEMU's cpu_clear_ignne()), so a nested
+# guest run on CPU 0 can be handed L1's state (docs/reliability.md,
+# section 7; vm-test's lib.sh guest_start does the same).
 set -eu
 kernel=$1; shift
 cmd=$1
@@ -28,14 +34,14 @@ mount -t sysfs sys /host/sys 2>/dev/null
 mount -t devtmpfs dev /host/dev 2>/dev/null
 mount -t tmpfs tmp /host/tmp 2>/dev/null
 cmd=$(sed -n 's/.*kvmng_cmd=\([^ ]*\).*/\1/p' /proc/cmdline)
-echo "KVMNG-GUEST: running $cmd"
-chroot /host $cmd
+echo "KVMNG-GUEST: running $cmd on CPUs 1-2"
+taskset -c 1,2 chroot /host $cmd
 echo "KVMNG-GUEST: exit status $?"
 poweroff -f
 INIT
 chmod +x "$work/root/init"
 (cd "$work/root" && find . | cpio -o -H newc 2>/dev/null | gzip) > "$work/initramfs.gz"
-timeout ${BOOT_TIMEOUT:-600} qemu-system-x86_64 -accel tcg -cpu max -m 2G -smp 2 \
+timeout ${BOOT_TIMEOUT:-600} qemu-system-x86_64 -accel tcg -cpu max -m 2G -smp 3 \
 	-kernel "$kernel" -initrd "$work/initramfs.gz" -nographic -no-reboot \
 	-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on \
 	-append "console=ttyS0 panic=-1 kvmng_cmd=$cmd"
