@@ -235,8 +235,8 @@ install:
 # `make compat`: the Linux 6.12 KVM selftests of compat-tests/selftests/
 # quick.list, each natively and under libkvmshim.so (KVMNG_MODE=auto and
 # passthrough), then unmodified QEMU 7.2 (Debian 12's) and 10.0 (its
-# backports) on SeaBIOS, our devices guest and our SMP guest with -smp 1/2/4
-# on pc, q35 and microvm, and libkrun booting the SMP guest on 2 vCPUs,
+# backports) on SeaBIOS, our devices guest and our SMP guest with -smp 1/2/4/8
+# on pc, q35 and microvm, and libkrun booting the SMP guest on 2, 4 and 8 vCPUs,
 # natively and under the shim; fails when the shim changes an outcome or an
 # output, and writes its report to target/kvmng-compat/compat.md. About 8-12
 # minutes here. `make compat-doc`: the same, then the result line and

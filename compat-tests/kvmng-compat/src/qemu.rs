@@ -12,10 +12,10 @@
 //! * `devices-userspace-irqchip`: the same guest with kernel-irqchip=off, so
 //!   the PIC, PIT and local APIC are QEMU's and interrupts are injected from
 //!   userspace (KVM_INTERRUPT, interrupt windows); QEMU 7.2 only;
-//! * `smp1`, `smp2`, `smp4`, `smp2-q35`, `smp2-microvm`, `smp4-microvm`: our
+//! * `smp1`, `smp2`, `smp4`, `smp8`, `smp2-q35`, `smp2-microvm`, `smp4-microvm`: our
 //!   SMP guest (compat-tests/qemu/smp.S): APs up with INIT/SIPI, a ring of
 //!   IPIs, PIT and local APIC timer interrupts, every CPU printing;
-//! * `krun-smp2`, `krun-smp4`: a second real VMM, libkrun (crates.io),
+//! * `krun-smp2`, `krun-smp4`, `krun-smp8`: a second real VMM, libkrun (crates.io),
 //!   through compat-tests/kvmng-krun's launcher, booting the same guest built as
 //!   an ELF64 (with --krun).
 //!
@@ -256,6 +256,12 @@ pub fn scenarios(devices_expected: &[String]) -> Vec<Scenario> {
             2,
         ),
         smp_scenario("smp4", "the same with -smp 4 on pc", "pc", 4),
+        smp_scenario(
+            "smp8",
+            "the same with -smp 8 on pc: as many vCPUs as the guest takes, four threads per host core here",
+            "pc",
+            8,
+        ),
         smp_scenario("smp2-q35", "the same with -smp 2 on q35", "q35", 2),
         smp_scenario(
             "smp2-microvm",
@@ -289,6 +295,20 @@ pub fn scenarios(devices_expected: &[String]) -> Vec<Scenario> {
             expect_exit: Some(KRUN_EXIT_OK),
             channel: Channel::Serial,
             expected: smp_expected_from(4, "mp table"),
+            ordered: true,
+            max_qemu: None,
+        },
+        Scenario {
+            name: "krun-smp8",
+            what: "the same with 8 vCPUs",
+            vmm: Vmm::Krun,
+            machine: "libkrun",
+            smp: 8,
+            guest: Some(Guest::SmpKrun),
+            stop_marker: None,
+            expect_exit: Some(KRUN_EXIT_OK),
+            channel: Channel::Serial,
+            expected: smp_expected_from(8, "mp table"),
             ordered: true,
             max_qemu: None,
         },
