@@ -520,8 +520,12 @@ fn tally(t: &mut Totals, r: u64, seed: u64, ra: &[Rec], rb: &[Rec], verbose: boo
 }
 
 /// For -v: the exit a run record shows (`kvm_run`'s reason and its
-/// access) and how many bytes each device received.
+/// access) and how many bytes each device received. A run the watchdog
+/// kicked records its message, not the run page: there is no exit to show.
 fn exit_summary(out: &[u8]) -> String {
+    if out == side::KICKED {
+        return "kicked by the watchdog (no exit: the run page was not read)".to_string();
+    }
     let mut s = String::new();
     let find = |pat: &[u8]| out.windows(pat.len()).position(|w| w == pat);
     if let Some(p) = find(b"run:") {
@@ -1075,4 +1079,33 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
             .collect(),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_summary;
+
+    #[test]
+    fn a_kicked_run_shows_no_exit_fields() {
+        let e = exit_summary(super::side::KICKED);
+        assert!(e.starts_with("kicked by the watchdog"), "{e}");
+        assert!(!e.contains("apic_base"), "{e}");
+    }
+
+    #[test]
+    fn a_run_page_shows_its_exit() {
+        let mut out = b"run:".to_vec();
+        let mut page = vec![0u8; 64];
+        page[8..12].copy_from_slice(&2u32.to_le_bytes()); // KVM_EXIT_IO
+        page[32] = 1; // out
+        page[33] = 4; // size
+        page[34..36].copy_from_slice(&0x700u16.to_le_bytes());
+        page[36..40].copy_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&page);
+        let e = exit_summary(&out);
+        assert!(
+            e.starts_with("exit 2 io out port 0x700 size 4 count 1"),
+            "{e}"
+        );
+    }
 }

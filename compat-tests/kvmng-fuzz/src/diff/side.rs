@@ -52,7 +52,7 @@ struct Vcpu {
 }
 
 /// The output of a run the watchdog had to kick (device.rs).
-const KICKED: &[u8] = b"run: kicked by the watchdog after 10 s";
+pub(crate) const KICKED: &[u8] = b"run: kicked by the watchdog after 10 s";
 
 /// What `prepare_run` leaves in `kvm_run.apic_base` ("KVMNG" and 1).
 const RUN_SENTINEL: u64 = 0x4b56_4d4e_4700_0001;
