@@ -70,9 +70,10 @@ fn out_dir() -> PathBuf {
     dir
 }
 
-/// Compiles compat-tests/conformance/trap/<name>.c (once per test binary)
-/// with `extra` flags into `<out>/<output>`; None if cc refuses (used for
-/// the optional static build).
+/// Compiles compat-tests/conformance/trap/<name>.c (when the binary is
+/// missing or older than the source) with `extra` flags into
+/// `<out>/<output>`; None if cc refuses (used for the optional static
+/// build).
 pub fn try_build(name: &str, output: &str, extra: &[&str]) -> Option<PathBuf> {
     let _guard = BUILD.lock().unwrap_or_else(|p| p.into_inner());
     let root = root();
@@ -80,10 +81,19 @@ pub fn try_build(name: &str, output: &str, extra: &[&str]) -> Option<PathBuf> {
         .join("compat-tests/conformance/trap")
         .join(format!("{name}.c"));
     let out = out_dir().join(output);
-    if out.exists() {
-        return Some(out);
+    // Built already, from this source (an edited source is rebuilt: the
+    // directory outlives the tree's changes).
+    if let (Ok(s), Ok(o)) = (std::fs::metadata(&src), std::fs::metadata(&out)) {
+        if o.modified().unwrap() >= s.modified().unwrap() {
+            return Some(out);
+        }
     }
-    let tmp = out.with_extension("tmp");
+    // A file of this process's own: nextest runs each test in a process of
+    // its own, so another test may be building the same helper. Written to
+    // one shared name, the inode the first rename made `out` could still
+    // be open for writing by the second's cc, and exec'ing `out` then
+    // fails with ETXTBSY; each rename of a complete file is atomic.
+    let tmp = out.with_extension(format!("tmp{}", std::process::id()));
     let status = Command::new("cc")
         .args(["-O2", "-g", "-Wall", "-Wextra", "-std=gnu11"])
         .arg(format!(
