@@ -5,7 +5,7 @@
 //! or the errno. A pointer the kvmng call carries (a state entry's buffer,
 //! `kvmng_control`'s `arg`) is handed on, and the kernel's own copy checks
 //! it; the few structs the shim must read itself (a memory region, the
-//! vector of KVM_INTERRUPT, the count of an MSR or CPUID buffer) are
+//! vector of KVM_INTERRUPT, the count of a CPUID buffer) are
 //! copied with `process_vm_readv`. Either way a bad pointer is `EFAULT`,
 //! never a crash.
 
@@ -14,8 +14,8 @@ use super::cmdindex;
 use super::fdtable::{Entry, Kind};
 use super::reason::Reason;
 use kvm_bindings::{
-    kvm_userspace_memory_region, kvm_userspace_memory_region2, KVM_CAP_XSAVE2,
-    KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY,
+    kvm_userspace_memory_region, kvm_userspace_memory_region2, KVM_MEM_LOG_DIRTY_PAGES,
+    KVM_MEM_READONLY,
 };
 use kvmng::backend::legacy::{fdkind, memmap, sigmask, usermem};
 use kvmng::{Backend, BackendKind, Errno, SysResult};
@@ -24,9 +24,6 @@ use kvmng_abi::*;
 
 /// What became of a call that was translated, or why it was not.
 pub type Translation = Result<SysResult, Reason>;
-
-/// The size of `struct kvm_xsave` (the legacy XSAVE buffer).
-const XSAVE_SIZE: u64 = core::mem::size_of::<kvm_bindings::kvm_xsave>() as u64;
 
 /// Carries out request `cmd` with `arg` on `fd` (whose entry is `entry`)
 /// through `backend`. The row of the mapping table is `row`.
@@ -186,12 +183,14 @@ unsafe fn vcpu(form: NewApiForm, cmd: u64, arg: u64, backend: &dyn Backend) -> T
         NewApiForm::Run if arg != 0 => Err(Errno(libc::EINVAL)),
         NewApiForm::Run => backend.run(0),
         NewApiForm::VcpuState { kind, op } => {
-            let size = match state_size(kind, op, cmd, arg, backend)? {
+            let size = match state_size(kind, op, cmd, arg)? {
                 Ok(size) => size,
                 Err(e) => return Ok(Err(e)),
             };
             // SAFETY: forwarded.
-            unsafe { state_entry(kind, op, arg, size, backend) }
+            return state_result(kind, size, unsafe {
+                state_entry(kind, op, arg, size, backend)
+            });
         }
         NewApiForm::Irq {
             kind: KVMNG_IRQ_INTERRUPT,
@@ -231,47 +230,66 @@ pub unsafe fn state_entry<B: Backend + ?Sized>(
         .map(|_| i64::from(entry.result))
 }
 
-/// The `size` of the state entry standing for the ioctl: the ioctl's size
-/// field, or what the kernel will transfer for the variable-size kinds.
-fn state_size(
-    kind: u32,
-    op: u32,
-    cmd: u64,
-    arg: u64,
-    backend: &dyn Backend,
-) -> Result<Result<u32, Errno>, Reason> {
-    let per_entry = match kind {
-        KVMNG_STATE_MSRS => Some(16u64),
-        KVMNG_STATE_CPUID => Some(40u64),
-        _ => None,
+/// The `size` the shim gives a state entry whose ioctl carries no size of
+/// its own (KVM_GET/SET_MSRS, KVM_GET_XSAVE2, KVM_SET_XSAVE): as large as a
+/// size can be. An entry's buffer is only read or written as the ioctl
+/// reads or writes it (api.md 5.6), so the kernel (or the emulation) reads
+/// `nmsrs` and the `KVM_CAP_XSAVE2` size itself, as the ioctl does, and
+/// the shim reads nothing first. The size check of the call then fails only
+/// for an MSR count whose buffer would not fit in a 32-bit size (`nmsrs` ≥
+/// 2^28), which the ioctl answers with `E2BIG`: see [`state_result`].
+pub const UNBOUNDED: u32 = u32::MAX;
+
+/// The `size` of the state entry standing for state ioctl `cmd` (of
+/// `kind` and `op`) when it does not depend on the caller's buffer: the
+/// ioctl's size field, or [`UNBOUNDED`]. `None` for CPUID, whose size the
+/// shim computes from `nent` ([`state_size`]): KVM_SET_CPUID2 can itself
+/// fail with `EINVAL`, so an unbounded entry's `EINVAL` would not say
+/// which check failed. CPUID is set once, not per exit.
+pub const fn fixed_state_size(kind: u32, op: u32, cmd: u64) -> Option<u32> {
+    match (kind, op) {
+        (KVMNG_STATE_CPUID, _) => None,
+        (KVMNG_STATE_MSRS, _)
+        | (KVMNG_STATE_XSAVE2, KVMNG_STATE_GET)
+        | (KVMNG_STATE_XSAVE, KVMNG_STATE_SET) => Some(UNBOUNDED),
+        _ => Some(ioctls::ioc_size(cmd) as u32),
+    }
+}
+
+/// What the ioctl answers, from the result of the state entry of `kind`
+/// and `size` that stood for it: the result itself, except for an
+/// [`UNBOUNDED`] MSR entry's `EINVAL`. For MSRs that can only be the
+/// call's check of `nmsrs` against the size (KVM_GET/SET_MSRS never
+/// answer `EINVAL`), made before the ioctl: nothing was done, and the
+/// kernel's ioctl answers (`E2BIG`) instead.
+#[inline(always)]
+pub fn state_result(kind: u32, size: u32, result: SysResult) -> Translation {
+    if count_beyond_size(kind, size, &result) {
+        return Err(Reason::CountTooLarge);
+    }
+    Ok(result)
+}
+
+/// Whether `result` is an [`UNBOUNDED`] MSR entry's `EINVAL`: `nmsrs` too
+/// large for any entry's size ([`state_result`]).
+#[inline(always)]
+pub fn count_beyond_size(kind: u32, size: u32, result: &SysResult) -> bool {
+    kind == KVMNG_STATE_MSRS && size == UNBOUNDED && *result == Err(Errno(libc::EINVAL))
+}
+
+/// The `size` of the state entry standing for the ioctl: as
+/// [`fixed_state_size`], or for CPUID what the kernel will transfer.
+fn state_size(kind: u32, op: u32, cmd: u64, arg: u64) -> Result<Result<u32, Errno>, Reason> {
+    if let Some(size) = fixed_state_size(kind, op, cmd) {
+        return Ok(Ok(size));
+    }
+    // The header's count (nent), read as the ioctl reads it: an
+    // unreadable header is EFAULT.
+    let count: u32 = match usermem::read_value(arg) {
+        Ok(count) => count,
+        Err(e) => return Ok(Err(e)),
     };
-    let size = if let Some(per_entry) = per_entry {
-        // The header's count (nmsrs, nent), read as the ioctl reads it: an
-        // unreadable header is EFAULT.
-        let count: u32 = match usermem::read_value(arg) {
-            Ok(count) => count,
-            Err(e) => return Ok(Err(e)),
-        };
-        8 + per_entry * u64::from(count)
-    } else if (kind, op) == (KVMNG_STATE_XSAVE2, KVMNG_STATE_GET)
-        || (kind, op) == (KVMNG_STATE_XSAVE, KVMNG_STATE_SET)
-    {
-        // KVM_GET_XSAVE2 writes, and KVM_SET_XSAVE reads, the
-        // KVM_CAP_XSAVE2 size when that is larger than struct kvm_xsave.
-        // SAFETY: KVM_CHECK_EXTENSION takes an integer.
-        let cap = unsafe {
-            backend.control(
-                KVMNG_SCOPE_VM,
-                ioctls::KVM_CHECK_EXTENSION as u32,
-                u64::from(KVM_CAP_XSAVE2),
-                0,
-            )
-        };
-        (cap.unwrap_or(0) as u64).max(XSAVE_SIZE)
-    } else {
-        ioctls::ioc_size(cmd)
-    };
-    u32::try_from(size)
+    u32::try_from(8 + 40 * u64::from(count))
         .map(Ok)
         .map_err(|_| Reason::CountTooLarge)
 }

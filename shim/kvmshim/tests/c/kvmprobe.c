@@ -597,6 +597,12 @@ static int cmd_efault(void)
 	show("KVM_GET_MSRS nmsrs 1000", ioctl(vcpu, KVM_GET_MSRS, &many));
 	struct kvm_msrs huge = { .nmsrs = 0xFFFFFFFF };
 	show("KVM_SET_MSRS nmsrs 2^32-1", ioctl(vcpu, KVM_SET_MSRS, &huge));
+	/* The largest count whose buffer a 32-bit size can hold, and the
+	 * smallest it cannot: E2BIG from the ioctl either way. */
+	struct kvm_msrs edge = { .nmsrs = (1u << 28) - 1 };
+	show("KVM_GET_MSRS nmsrs 2^28-1", ioctl(vcpu, KVM_GET_MSRS, &edge));
+	edge.nmsrs = 1u << 28;
+	show("KVM_GET_MSRS nmsrs 2^28", ioctl(vcpu, KVM_GET_MSRS, &edge));
 	struct kvm_msrs short_buf = { .nmsrs = 4 }; /* entries run past the struct */
 	(void)short_buf;
 	struct kvm_cpuid2 c = { .nent = 0xFFFFFFFF };
