@@ -22,7 +22,14 @@
 # divisor; 1000), VMBENCH_ROUNDS (10), VMBENCH_OPS (all), VMBENCH_RUNS (2),
 # VMBENCH_TIMEOUT (seconds for the whole VM; 3000), VMBENCH_KDIR (a kernel
 # directory instead of make kernel's y entry), VMBENCH_MEM (2G), VMBENCH_GUEST (a
-# script to run in the guest instead of bench-guest.sh, same arguments).
+# script to run in the guest instead of bench-guest.sh, same arguments),
+# VMBENCH_BOOTS (0: none): how many times the guest times QEMU booting
+# the nested Linux on each path and vCPU count (the JSON's "workload").
+# Off by default: under this outer machine (one TCG thread, -icount) the
+# nested Linux hangs in about one boot of three, natively as through the
+# shim, spinning on its runqueue lock with interrupts off
+# (docs/reliability.md, section 8), and a hung boot holds the VM until
+# VMBENCH_TIMEOUT.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -43,6 +50,7 @@ ops=${VMBENCH_OPS:-all}
 runs=${VMBENCH_RUNS:-2}
 timeout_s=${VMBENCH_TIMEOUT:-3000}
 mem=${VMBENCH_MEM:-2G}
+boots=${VMBENCH_BOOTS:-0}
 
 need_tools qemu-system-x86_64 jq cpio gzip
 # The y kernel of the current series; when it is not built (yet), the newest
@@ -63,6 +71,7 @@ rel=$(cat "$kd/kernelrelease")
 # ---- stage ---------------------------------------------------------------
 stage "$W" "${VMBENCH_GUEST:-$here/bench-guest.sh}" "cargo build --release -p kvmshim -p kvmng-cli" \
 	target/release/kvmng target/release/libkvmshim.so
+initramfs "$W/stage/nested.d" "$here/nested-init" > "$W/stage/nested-initramfs.gz"
 rm -rf "$W/run"
 mkdir -p "$W/run"
 
@@ -73,7 +82,7 @@ export VMTEST_QEMU=${VMTEST_QEMU:-$(command -v qemu-system-x86_64 || echo qemu-s
 echo "==> vm-bench: $rel from $kd, $runs runs of kvmng bench --instructions (console: $W/run/console.log)"
 t0=$SECONDS
 rc=0
-boot_guest "$timeout_s" "$W/run/console.log" "$W" "$kd" "$W/run,$iters,$rounds,${ops//,/+},$runs" \
+boot_guest "$timeout_s" "$W/run/console.log" "$W" "$kd" "$W/run,$iters,$rounds,${ops//,/+},$runs,$kd,$boots" \
 	-accel tcg,thread=single -icount shift=0,sleep=off -cpu max -m "$mem" -smp 1 || rc=$?
 secs=$((SECONDS - t0))
 [ "$rc" = 124 ] && die "the VM did not finish within $timeout_s s (console: $W/run/console.log)"
@@ -86,15 +95,34 @@ done
 if grep -a -q -E '^\[ *[0-9]+\.[0-9]+\] (Oops|Kernel panic|BUG:|WARNING:)' "$W/run/console.log"; then
 	echo "vm-bench: warning: the guest kernel complained (see $W/run/console.log)" >&2
 fi
+# The workload's boots, the shim's with the census boot's call counts.
+wl=$W/run/workload.json
+echo '[]' > "$wl"
+if [ "$boots" -gt 0 ]; then
+	bfiles=("$W"/run/boot-ioctl-smp*-*.json "$W"/run/boot-shim-smp*-*.json)
+	[ -s "${bfiles[0]}" ] || die "the guest wrote no boot-*.json; the console ends with: $(tail -5 "$W/run/console.log")"
+	jq -s '.' "${bfiles[@]}" > "$wl"
+	for smp in 1 2; do
+		c=$W/run/boot-census-smp$smp.census
+		if [ -s "$c" ]; then
+			jq --argjson smp "$smp" --slurpfile c "$c" \
+				'map(if .path == "shim" and .smp == $smp then .kvm_calls = $c[0].calls | .translated = $c[0].translated else . end)' \
+				"$wl" > "$wl.tmp" && mv "$wl.tmp" "$wl"
+		fi
+	done
+	if jq -e 'map(select(.marker == null)) | length > 0' "$wl" > /dev/null; then
+		echo "vm-bench: warning: a nested boot printed no marker (logs: $W/run/boot-*.log)" >&2
+	fi
+fi
 guest_cmd=$(jq -r .command "${files[0]}")
 mkdir -p "$(dirname "$out")"
 # The QEMU command as it ran, with the repository's paths made relative.
 qcmd=$(printf '%s ' "${qemu_cmd[@]}" | sed "s|$repo/||g; s| *$||")
 jq -s --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg kernel "$rel ($(basename "$kd"), KVM built in; $knote)" \
 	--arg kdir "$kd" --arg qemu "$(qemu-system-x86_64 --version | head -1)" --arg qcmd "$qcmd" \
-	--arg gcmd "$guest_cmd" --argjson secs "$secs" \
+	--arg gcmd "$guest_cmd" --argjson secs "$secs" --slurpfile wl "$wl" \
 	'{date: $date, kernel: $kernel, kernel_dir: $kdir, qemu: $qemu, qemu_command: $qcmd,
-	  guest_command: $gcmd, seconds: $secs, runs: .}' "${files[@]}" > "$out.tmp"
+	  guest_command: $gcmd, seconds: $secs, runs: ., workload: $wl[0]}' "${files[@]}" > "$out.tmp"
 mv "$out.tmp" "$out"
 echo "==> vm-bench: $out in $((secs / 60))m$((secs % 60))s"
 "$repo/target/release/kvmng" bench --show-vm-bench "$out"

@@ -95,6 +95,16 @@ pub struct BenchArgs {
     /// docs/bench.md without timing the host again.
     #[arg(long, value_name = "F", conflicts_with_all = ["ops", "paths", "iters", "rounds", "instructions"])]
     pub from_json: Option<PathBuf>,
+    /// Measure nothing of KVM: run COMMAND (after `--`) to its end and
+    /// write what it cost as JSON to F (its CPU time with all its
+    /// threads, from wait4's rusage, and the TSC ticks to its exit); fails
+    /// as COMMAND fails, after writing F. `make vm-bench` times QEMU
+    /// booting a guest with it.
+    #[arg(long, value_name = "F", requires = "command")]
+    pub child_cost: Option<PathBuf>,
+    /// The command of --child-cost.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<OsString>,
 }
 
 /// Which paths can run here, and why not the others.
@@ -422,6 +432,12 @@ pub fn link_from(from_file: &Path, to_dir: &Path) -> String {
 
 /// `kvmng bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(f) = &args.child_cost {
+        return crate::workload::child_cost(f, &args.command);
+    }
+    if !args.command.is_empty() {
+        bail!("a command after -- is only for --child-cost F");
+    }
     if let Some(f) = &args.show_vm_bench {
         let vm = icount::VmBench::read(f)?;
         print!("{}", icount::render(&vm));

@@ -36,6 +36,9 @@ pub struct VmBench {
     pub seconds: f64,
     /// The runs (two: the determinism check).
     pub runs: Vec<BenchReport>,
+    /// The end-to-end workload's boots (absent from files made before it).
+    #[serde(default)]
+    pub workload: Vec<crate::workload::BootRun>,
 }
 
 impl VmBench {
@@ -73,23 +76,35 @@ pub fn spread(v: &[f64]) -> Option<f64> {
     (v.len() >= 2 && min > 0.0).then(|| (max - min) / min)
 }
 
-/// The issue's targets: (op, the ratio native / ioctl must not exceed,
-/// what it compares).
-pub const TARGETS: [(Op, f64, &str); 5] = [
-    (Op::RegsGet, 0.7, "get general registers"),
-    (Op::RegsSet, 0.7, "set general registers"),
+/// The native path's targets (issue 18, item 3): (op, the ratio native /
+/// ioctl must not exceed, what it compares).
+pub const TARGETS: [(Op, f64, &str); 4] = [
+    (Op::RegsGet, 0.75, "get general registers"),
+    (Op::RegsSet, 0.75, "set general registers"),
     (
         Op::StatePut,
-        0.4,
+        0.70,
         "QEMU's 8-ioctl runtime state put vs one batched call",
     ),
-    (
-        Op::StateGet,
-        0.4,
-        "QEMU's 9-ioctl state get vs one batched call (the put's target, applied to the get)",
-    ),
-    (Op::RunPio, 0.9, "KVM_RUN round trip with a PIO exit"),
+    (Op::RunPio, 0.90, "KVM_RUN round trip with a PIO exit"),
 ];
+
+/// The shim's targets per call (issue 18, item 1): shim − native at most
+/// this many instructions per call; irq-line is two calls per sample.
+pub const SHIM_CALL_TARGET: f64 = 100.0;
+
+/// The shim's per-call ops: (op, calls per sample).
+const SHIM_CALL_OPS: [(Op, f64); 5] = [
+    (Op::RunPio, 1.0),
+    (Op::RegsGet, 1.0),
+    (Op::RegsSet, 1.0),
+    (Op::IrqLine, 2.0),
+    (Op::CheckExtension, 1.0),
+];
+
+/// The shim's register sync against QEMU's own ioctls (issue 18, item 2):
+/// shim / ioctl at most this.
+pub const SHIM_SYNC_TARGET: f64 = 0.85;
 
 /// The paths of the instruction table.
 const PATHS: [PathKind; 4] = [
@@ -111,6 +126,71 @@ fn pct(x: f64) -> String {
     } else {
         format!("{:.2}%", x * 100.0)
     }
+}
+
+/// The shim against its targets: per call against native, and QEMU's
+/// register sync against the ioctls.
+fn shim_targets(vm: &VmBench) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "The shim (an unmodified program's ioctls carried out as kvmng calls) against its \
+         targets (reported, not asserted):\n\n\
+         | op | ioctl | native | shim | (shim − native) per call | target | |\n\
+         |---|---:|---:|---:|---:|---:|---|"
+    );
+    for (op, calls) in SHIM_CALL_OPS {
+        let (i, n, h) = (
+            vm.median(op, PathKind::Ioctl),
+            vm.median(op, PathKind::Native),
+            vm.median(op, PathKind::Shim),
+        );
+        let per = n.zip(h).map(|(n, h)| (h - n) / calls);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | ≤ {SHIM_CALL_TARGET:.0} | {} |",
+            op.name(),
+            cell(i),
+            cell(n),
+            cell(h),
+            per.map_or("-".into(), |p| format!("{p:.0}")),
+            match per {
+                Some(p) if p <= SHIM_CALL_TARGET => "met",
+                // The one op whose native call is another syscall: the
+                // shim's KVM_IRQ_LINE is kvmng_control (the ioctl reads
+                // the caller's struct), the native op kvmng_irq.
+                Some(_) if op == Op::IrqLine => {
+                    "missed: the shim calls kvmng_control, the native op kvmng_irq; the shim's \
+                     own share is check-extension's, which takes the same path"
+                }
+                Some(_) => "missed",
+                None => "not measured",
+            }
+        );
+    }
+    for op in [Op::StatePut, Op::StateGet] {
+        let (i, h) = (
+            vm.median(op, PathKind::Ioctl),
+            vm.median(op, PathKind::Shim),
+        );
+        let r = i.zip(h).map(|(i, h)| h / i);
+        let _ = writeln!(
+            s,
+            "| {} (shim / ioctl) | {} | {} | {} | {} | ≤ {SHIM_SYNC_TARGET:.2} × ioctl | {} |",
+            op.name(),
+            cell(i),
+            cell(vm.median(op, PathKind::Native)),
+            cell(h),
+            r.map_or("-".into(), |r| format!("{r:.2}")),
+            match r {
+                Some(r) if r <= SHIM_SYNC_TARGET => "met",
+                Some(_) => "missed: docs/shim.md, \"A register sync is not batched\"",
+                None => "not measured",
+            }
+        );
+    }
+    s.push('\n');
+    s
 }
 
 /// Native / ioctl of the first run.
@@ -238,7 +318,7 @@ pub fn render(vm: &VmBench) -> String {
         let r = native_ratio(vm, op);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | ≤ {:.1} | {} |",
+            "| {} | {} | {} | {} | {} | ≤ {:.2} | {} |",
             op.name(),
             what,
             cell(vm.median(op, PathKind::Ioctl)),
@@ -253,8 +333,10 @@ pub fn render(vm: &VmBench) -> String {
         );
     }
     let _ = writeln!(s);
+    s.push_str(&shim_targets(vm));
     s.push_str(&breakdown(vm));
     s.push_str(&delivery(vm));
+    s.push_str(&crate::workload::render(&vm.workload));
     s
 }
 
@@ -298,7 +380,7 @@ fn breakdown(vm: &VmBench) -> String {
          | D: an ioctl's dispatch (fd lookup, LSM hook, vfs_ioctl, KVM's switch) | {} | empty-call ioctl (KVM_GET_API_VERSION) − F |\n\
          | a kvmng call up to its flag check | {} | empty-call native (kvmng_run(~0)) − F |\n\
          | V: a vCPU ioctl's fixed cost (D, the vCPU mutex, vcpu_load/vcpu_put) | {} | vcpu-reject ioctl (unknown vCPU ioctl) − F |\n\
-         | B: a batched call's own work (the binding, entries copied in (onto the stack, up to 16) and checked, results written back) | {} | vcpu-reject native (one entry of kind 0) − F |\n\
+         | B: a batched call's own work (the binding, entries copied in (onto the stack, up to 8) and checked, results written back in one user access window) | {} | vcpu-reject native (one entry of kind 0) − F |\n\
          | the same VM-level KVM work reached by fd | {} | check-extension ioctl |\n\
          | ... reached by the binding (kvmng_control) | {} | check-extension native |\n",
         fmt_insns(floor),
@@ -338,7 +420,7 @@ fn breakdown(vm: &VmBench) -> String {
         if op == Op::RunPio {
             let _ = writeln!(
                 s,
-                "* {}: ioctl {}, native {} ({:.2}, target ≤ {:.1}, {}). kvmng_run calls the \
+                "* {}: ioctl {}, native {} ({:.2}, target ≤ {:.2}, {}). kvmng_run calls the \
                  vCPU file's unlocked_ioctl(KVM_RUN), so it can save at most the dispatch D: \
                  {} saved of D = {}. The rest, {} of the ioctl's {}, is KVM_RUN itself \
                  (vcpu_load, entering and leaving the guest, the PIO exit); the target needs \
@@ -363,7 +445,7 @@ fn breakdown(vm: &VmBench) -> String {
         let _ = writeln!(
             s,
             "* {}: ioctl {} = {k} × (F + V) + W, with W = {} the state work proper; native {} \
-             ({:.2}, target ≤ {:.1}, {}). The model F + B + {k} × (V − D) + W gives {}; \
+             ({:.2}, target ≤ {:.2}, {}). The model F + B + {k} × (V − D) + W gives {}; \
              measured {}, {} ({} per entry). {}{}",
             op.name(),
             fmt_insns(i),

@@ -19,6 +19,7 @@
 //! | [`svg`] | the charts |
 //! | [`summary`] | the short A/B table of `make demo`, from the committed JSON |
 //! | [`locate`] | where libkvmshim.so is |
+//! | [`workload`] | one real workload A/B end to end: what a command (QEMU booting a guest) cost |
 //!
 //! See README.md for the benchmarks that live elsewhere and why.
 
@@ -40,3 +41,4 @@ pub mod stats;
 pub mod summary;
 pub mod svg;
 pub mod worker;
+pub mod workload;

@@ -53,7 +53,7 @@ enum Command {
     /// library's legacy backend, the shim, the trap, the native syscall),
     /// interleaved, with medians, p99 and bootstrap intervals
     /// (docs/bench.md).
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
     /// Run a program alternately in two modes (e.g. the shim's passthrough
     /// and auto) and compare its wall time and the figures it prints.
     Ab(ab::AbArgs),
