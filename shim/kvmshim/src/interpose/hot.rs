@@ -67,7 +67,7 @@ impl HotRow {
 /// runtime put and get: REGS, SREGS or SREGS2, XSAVE or XSAVE2, XCRS,
 /// EVENTS, MP_STATE, LAPIC, DEBUGREGS; FPU for the VMMs that use it), but
 /// not MSRS: an MSR entry's `EINVAL` may call for the fallback
-/// ([`translate::state_result`]), and deciding that after the syscall
+/// (`state_result` in translate.rs), and deciding that after the syscall
 /// kept three more registers across it on every hot call (about 16
 /// instructions per call in the `make vm-bench` guest), for two calls
 /// of a register sync, which the general path carries out with no read

@@ -262,19 +262,13 @@ pub const fn fixed_state_size(kind: u32, op: u32, cmd: u64) -> Option<u32> {
 /// call's check of `nmsrs` against the size (KVM_GET/SET_MSRS never
 /// answer `EINVAL`), made before the ioctl: nothing was done, and the
 /// kernel's ioctl answers (`E2BIG`) instead.
-#[inline(always)]
-pub fn state_result(kind: u32, size: u32, result: SysResult) -> Translation {
-    if count_beyond_size(kind, size, &result) {
-        return Err(Reason::CountTooLarge);
+fn state_result(kind: u32, size: u32, result: SysResult) -> Translation {
+    match result {
+        Err(Errno(libc::EINVAL)) if kind == KVMNG_STATE_MSRS && size == UNBOUNDED => {
+            Err(Reason::CountTooLarge)
+        }
+        other => Ok(other),
     }
-    Ok(result)
-}
-
-/// Whether `result` is an [`UNBOUNDED`] MSR entry's `EINVAL`: `nmsrs` too
-/// large for any entry's size ([`state_result`]).
-#[inline(always)]
-pub fn count_beyond_size(kind: u32, size: u32, result: &SysResult) -> bool {
-    kind == KVMNG_STATE_MSRS && size == UNBOUNDED && *result == Err(Errno(libc::EINVAL))
 }
 
 /// The `size` of the state entry standing for the ioctl: as
