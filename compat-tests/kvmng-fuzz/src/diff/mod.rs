@@ -389,16 +389,26 @@ fn run_plan(
         }
         if status.iter().any(Option::is_none) {
             if t0.elapsed() > hang && err.is_none() {
+                // Name every side still running: both may hang at once.
+                let mut hung = Vec::new();
                 for i in 0..2 {
                     if status[i].is_none() {
-                        err = Some(format!(
-                            "round {r} (seed {seed:#x}): side {} ({}) HUNG for {} s at op {}; reproduce: kvmng-fuzz --differential --seed {} --round {r} -v",
-                            i, a.sides[i].name(), hang.as_secs(), sh.progress[i].load(Ordering::Relaxed), a.seed
+                        hung.push(format!(
+                            "side {} ({}) at op {}",
+                            i,
+                            a.sides[i].name(),
+                            sh.progress[i].load(Ordering::Relaxed)
                         ));
                         // SAFETY: our child.
                         unsafe { libc::kill(pids[i], libc::SIGKILL) };
                     }
                 }
+                err = Some(format!(
+                    "round {r} (seed {seed:#x}): {} HUNG for {} s; reproduce: kvmng-fuzz --differential --seed {} --round {r} -v",
+                    hung.join(" and "),
+                    hang.as_secs(),
+                    a.seed
+                ));
             }
             std::thread::sleep(Duration::from_millis(1));
         }

@@ -603,12 +603,8 @@ fn control(rng: &mut Rng, m: &Model) -> Call {
                         data.resize(want, 0);
                     }
                 }
-                if cmd == ioctls::KVM_SET_SIGNAL_MASK && data.len() >= 12 {
-                    // The stalling device ends a vCPU's wait with SIGUSR1:
-                    // a KVM mask that blocks it would leave that run
-                    // waiting forever. The length stays fuzzed.
-                    let bit = (libc::SIGUSR1 - 1) as usize;
-                    data[4 + bit / 8] &= !(1u8 << (bit % 8));
+                if cmd == ioctls::KVM_SET_SIGNAL_MASK {
+                    unblock_kick_signal(&mut data);
                 }
                 let off = match rng.below(10) {
                     0 => ARENA - size.min(ARENA) + rng.below(size.min(ARENA) as u64) as usize,
@@ -623,6 +619,20 @@ fn control(rng: &mut Rng, m: &Model) -> Call {
         cmd: cmd as u32,
         arg,
         flags: flags(rng, 0),
+    }
+}
+
+/// Clears SIGUSR1 in a `struct kvm_signal_mask` (a 4-byte length, then
+/// the set): the stalling device and the watchdog end a vCPU's wait with
+/// SIGUSR1, so a KVM mask that blocks it would leave that run waiting
+/// forever, on both sides alike. The length stays fuzzed, and so does the
+/// buffer's size: the kernel reads 8 bytes of set after the length, so a
+/// buffer of 8 bytes (the size the request number gives) still holds the
+/// byte of SIGUSR1, and the bytes past its end come from the arena.
+fn unblock_kick_signal(mask: &mut [u8]) {
+    let bit = (libc::SIGUSR1 - 1) as usize;
+    if let Some(b) = mask.get_mut(4 + bit / 8) {
+        *b &= !(1u8 << (bit % 8));
     }
 }
 
@@ -1087,5 +1097,59 @@ pub fn learn(m: &mut Model, op: &Op, ok: bool) {
             ok,
         ),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Round 183 of seed 179660162576 hung: its 8-byte mask (the request's
+    /// size) blocked SIGUSR1, as the old check cleared the bit only in
+    /// buffers of 12 bytes or more.
+    #[test]
+    fn a_signal_mask_of_any_size_leaves_the_kick_signal_unblocked() {
+        for len in [6usize, 8, 12, 16] {
+            let mut mask = vec![0xffu8; len];
+            unblock_kick_signal(&mut mask);
+            let set = u64::from_le_bytes({
+                let mut b = [0xffu8; 8];
+                let n = (len - 4).min(8);
+                b[..n].copy_from_slice(&mask[4..4 + n]);
+                b
+            });
+            assert_eq!(set & (1 << (libc::SIGUSR1 - 1)), 0, "{len} bytes");
+            assert_eq!(set.count_ones(), 63, "{len} bytes: only SIGUSR1 cleared");
+        }
+        let mut short = [0xffu8; 5];
+        unblock_kick_signal(&mut short);
+        assert_eq!(short, [0xff; 5], "a buffer without the byte is left alone");
+    }
+
+    /// Every KVM_SET_SIGNAL_MASK the generator makes leaves SIGUSR1
+    /// unblocked, whatever size its buffer gets.
+    #[test]
+    fn generated_signal_masks_never_block_the_kick_signal() {
+        let m = Model::default();
+        let mut rng = Rng::new(179660162576);
+        let mut seen = 0;
+        for _ in 0..200_000 {
+            let Call::Control {
+                cmd,
+                arg: CtlArg::Buf { data, .. },
+                ..
+            } = control(&mut rng, &m)
+            else {
+                continue;
+            };
+            if u64::from(cmd) != ioctls::KVM_SET_SIGNAL_MASK {
+                continue;
+            }
+            seen += 1;
+            if let Some(b) = data.get(5) {
+                assert_eq!(b & 2, 0, "SIGUSR1 blocked in {data:?}");
+            }
+        }
+        assert!(seen > 0, "the generator made no KVM_SET_SIGNAL_MASK");
     }
 }
