@@ -397,8 +397,9 @@ fn breakdown(vm: &VmBench) -> String {
          instructions for an empty ioctl) but, for vCPU state, pays B. The kernel's \
          kvmng_vcpu_state (kernel-patch/series, patch 5) makes the vCPU ioctl's checks and \
          takes the vCPU mutex once per batch, then calls each entry's KVM handler directly \
-         (regs, sregs, fpu and mp_state with the structure on the stack instead of \
-         allocated; the other kinds through kvm_arch_vcpu_ioctl), so an entry saves the \
+         (the kvm_arch_vcpu_ioctl_*() handlers for regs, sregs, fpu and mp_state, regs \
+         and mp_state on the stack; the other kinds through kvm_arch_vcpu_ioctl), so an \
+         entry saves the \
          dispatch and the mutex but still pays vcpu_load/vcpu_put, which KVM's handlers do \
          themselves (V − D = {} holds the mutex and the load), and the work of the ioctl. \
          The model below charges every entry V − D, as if it were an ioctl without its \
