@@ -25,12 +25,11 @@
 # script to run in the guest instead of bench-guest.sh, same arguments),
 # VMBENCH_BOOTS (0: none): how many times the guest times QEMU booting
 # the nested Linux on each path and vCPU count (the JSON's "workload").
-# Off by default: under this outer machine (one TCG thread, -icount) the
-# nested Linux hangs in about one boot of four with the series in the
-# guest kernel, on the ioctls as through the shim (none in 40 boots with
-# an unpatched one), spinning on its runqueue lock with interrupts off
-# (docs/reliability.md, section 8), and a hung boot holds the VM until
-# VMBENCH_TIMEOUT.
+# Off by default: under a one-thread -icount outer machine the nested
+# Linux hangs in about one boot of five to ten, whatever the guest kernel
+# (an unpatched 6.12 too): an interrupt is injected into it with IF clear,
+# below kvmng (docs/reliability.md, section 8), and a hung boot holds the
+# VM until VMBENCH_TIMEOUT.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
