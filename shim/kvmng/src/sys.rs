@@ -524,6 +524,50 @@ unsafe fn process_vm_self(nr: i64, local: *mut u8, remote: u64, len: usize) -> S
     }
 }
 
+/// The most pieces [`process_vm_write_self_strided`] writes in one call
+/// (a batch of state entries has at most 64).
+pub const STRIDED_PIECES_MAX: usize = 64;
+
+/// Writes `src` in pieces of `piece` bytes to as many addresses of this
+/// process, the first at `dst` and each `stride` bytes after the one
+/// before (`process_vm_writev`, one remote iovec per piece, in order): the
+/// bytes copied, fewer from the first unwritable piece on, or `EFAULT`
+/// when none could be. `EINVAL` for more than [`STRIDED_PIECES_MAX`]
+/// pieces or a `src` that is not whole pieces.
+pub fn process_vm_write_self_strided(dst: u64, stride: u64, src: &[u8], piece: usize) -> SysResult {
+    if piece == 0 || src.len() % piece != 0 || src.len() / piece > STRIDED_PIECES_MAX {
+        return Err(Errno(libc::EINVAL));
+    }
+    let pieces = src.len() / piece;
+    let mut remote = [libc::iovec {
+        iov_base: core::ptr::null_mut(),
+        iov_len: 0,
+    }; STRIDED_PIECES_MAX];
+    for (i, iov) in remote.iter_mut().take(pieces).enumerate() {
+        iov.iov_base = dst.wrapping_add(i as u64 * stride) as *mut libc::c_void;
+        iov.iov_len = piece;
+    }
+    let local = libc::iovec {
+        iov_base: src.as_ptr() as *mut libc::c_void,
+        iov_len: src.len(),
+    };
+    // SAFETY: the kernel only reads the `src.len()` bytes of `src` (the
+    // pointer is mutable in the iovec's type alone); both iovec arrays live
+    // on this stack frame for the call. The kernel checks the remote side:
+    // an unmapped address is an error, never a fault.
+    unsafe {
+        syscall6(
+            libc::SYS_process_vm_writev,
+            getpid() as u64,
+            &local as *const libc::iovec as u64,
+            1,
+            remote.as_ptr() as u64,
+            pieces as u64,
+            0,
+        )
+    }
+}
+
 /// Copies up to `dst.len()` bytes from address `src` of this process
 /// (`process_vm_readv`): the bytes copied, fewer at the first unreadable
 /// page, or `EFAULT` when none could be.
@@ -700,5 +744,35 @@ mod tests {
         );
         assert_eq!(target, [5; 4]);
         assert_eq!(process_vm_write_self(8, &source), Err(Errno(libc::EFAULT)));
+    }
+
+    #[test]
+    fn strided_writes_touch_only_their_pieces_and_stop_at_a_bad_one() {
+        let mut target = [0xaau8; 24];
+        let base = target.as_mut_ptr() as u64;
+        assert_eq!(
+            process_vm_write_self_strided(base + 2, 8, &[1, 2, 3, 4, 5, 6], 2),
+            Ok(6)
+        );
+        let mut want = [0xaau8; 24];
+        want[2..4].copy_from_slice(&[1, 2]);
+        want[10..12].copy_from_slice(&[3, 4]);
+        want[18..20].copy_from_slice(&[5, 6]);
+        assert_eq!(target, want);
+        // A bad first piece: nothing copied.
+        assert_eq!(
+            process_vm_write_self_strided(8, 8, &[1, 2], 2),
+            Err(Errno(libc::EFAULT))
+        );
+        // Not whole pieces, or too many.
+        assert_eq!(
+            process_vm_write_self_strided(base, 8, &[1, 2, 3], 2),
+            Err(Errno(libc::EINVAL))
+        );
+        let many = [0u8; STRIDED_PIECES_MAX + 1];
+        assert_eq!(
+            process_vm_write_self_strided(base, 0, &many, 1),
+            Err(Errno(libc::EINVAL))
+        );
     }
 }

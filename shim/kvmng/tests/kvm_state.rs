@@ -1265,3 +1265,74 @@ fn a_batch_stops_at_the_first_failing_entry() {
         "earlier entries stay done"
     );
 }
+
+/// An entry's GET buffer that overlaps the entry array: api.md 5.6 writes
+/// back each entry's `result` and nothing else of the array, so the array
+/// holds what the GET wrote, with the results over it. The emulation wrote
+/// whole entries back, over the GET's bytes, where the kernel writes the
+/// results alone (`make vm-fuzz`, seed 20261207, round 4269).
+#[test]
+fn only_results_are_written_over_a_get_buffer_that_overlaps_the_entries() {
+    let Some(env) =
+        support::env("only_results_are_written_over_a_get_buffer_that_overlaps_the_entries")
+    else {
+        return;
+    };
+    let vm = vm(&env, false);
+    let mut vcpu = vm.create_bound_vcpu(0).unwrap();
+    let mut regs = kvm_regs {
+        rax: 0x1111_2222_3333_4444,
+        rbx: 0x5555_6666_7777_8888,
+        rcx: 0x9999_aaaa_bbbb_cccc,
+        rdx: 0xdddd_eeee_ffff_0101,
+        rsi: 0x0202_0303_0404_0505,
+        rdi: 0x0606_0707_0808_0909,
+        rip: 0x1000,
+        rflags: 0x2,
+        ..Default::default()
+    };
+    assert_eq!(
+        vcpu.set_state(&mut [StateItem::Regs(&mut regs)]),
+        Ok(vec![0])
+    );
+    let backend = vm.backend();
+
+    // Two entries (48 bytes) at the start of a 144-byte kvm_regs: entry 0
+    // gets the registers into the array itself, entry 1 the mp_state.
+    let mut area = kvm_regs::default();
+    let base = &mut area as *mut kvm_regs;
+    let entries = base.cast::<kvmng_state_entry>();
+    let mut mp = kvm_mp_state { mp_state: !0 };
+    // SAFETY: a kvm_regs (144 bytes, 8-aligned) holds two 24-byte entries.
+    unsafe {
+        entries.write(kvmng_state_entry {
+            kind: KVMNG_STATE_REGS,
+            op: KVMNG_STATE_GET,
+            addr: base as u64,
+            size: size_of::<kvm_regs>() as u32,
+            result: 0x5a5a_5a5a,
+        });
+        entries.add(1).write(kvmng_state_entry {
+            kind: KVMNG_STATE_MP_STATE,
+            op: KVMNG_STATE_GET,
+            addr: &mut mp as *mut kvm_mp_state as u64,
+            size: size_of::<kvm_mp_state>() as u32,
+            result: 0x5a5a_5a5a,
+        });
+    }
+    // SAFETY: both entries' buffers are live and writable for their size;
+    // the first one is the array, as the test means it to be.
+    let r = unsafe { backend.vcpu_state(entries, 2, 0) };
+    assert_eq!(r, Ok(2));
+    assert_eq!(mp.mp_state, KVM_MP_STATE_RUNNABLE);
+
+    // What the GET wrote, then result 0 at bytes 20..24 and 44..48.
+    let mut want = regs;
+    // SAFETY: viewing a kvm_regs (plain integers) as its bytes.
+    let bytes = |r: &mut kvm_regs| unsafe {
+        core::slice::from_raw_parts_mut((r as *mut kvm_regs).cast::<u8>(), size_of::<kvm_regs>())
+    };
+    bytes(&mut want)[20..24].fill(0);
+    bytes(&mut want)[44..48].fill(0);
+    assert_eq!(bytes(&mut area), bytes(&mut want));
+}

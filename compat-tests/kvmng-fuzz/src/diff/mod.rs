@@ -1088,6 +1088,44 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
             ])
             .collect(),
         ),
+        (
+            // Seed 20261207 round 4269 of vm-fuzz: the entry array at the
+            // arena's end, the buffers from its start, so the last GET
+            // (4096 bytes of XSAVE) runs over the array. The kernel writes
+            // back each entry's result alone (api.md 5.6), the emulation
+            // wrote whole entries back over the GET's bytes. Fixed in the
+            // emulation.
+            "5.6: a GET buffer over the entry array: only the results are written back",
+            false,
+            vec![main(Call::State {
+                entries: vec![
+                    ops::Entry {
+                        kind: KVMNG_STATE_MP_STATE,
+                        op: KVMNG_STATE_GET,
+                        size: 8192,
+                        at: Ptr::Arena(0),
+                        data: vec![0; 4],
+                    },
+                    ops::Entry {
+                        kind: KVMNG_STATE_MP_STATE,
+                        op: KVMNG_STATE_GET,
+                        size: 8192,
+                        at: Ptr::Arena(0),
+                        data: vec![0; 4],
+                    },
+                    ops::Entry {
+                        kind: KVMNG_STATE_XSAVE,
+                        op: KVMNG_STATE_GET,
+                        size: 4096,
+                        at: Ptr::Arena(0),
+                        data: vec![0; 4096],
+                    },
+                ],
+                count: 3,
+                at: Ptr::Arena(ops::ARENA - 3 * 24),
+                flags: 0,
+            })],
+        ),
     ]
 }
 

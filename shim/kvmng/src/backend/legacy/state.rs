@@ -5,9 +5,9 @@
 //! reads or writes it, except the element count of an MSR or CPUID buffer,
 //! which the call checks against `size` before the ioctl (api.md 5.6) and
 //! reads with `process_vm_readv`. The entries themselves are the call's,
-//! not an ioctl's: [`vcpu_state`] copies them in and out with
-//! `process_vm_readv`/`process_vm_writev` (the raw call, whose address may
-//! be bad: the trap's callers); [`vcpu_state_in_place`] works on a slice
+//! not an ioctl's: [`vcpu_state`] copies them in with `process_vm_readv`
+//! and writes each `result` back with `process_vm_writev` (the raw call,
+//! whose address may be bad: the trap's callers); [`vcpu_state_in_place`] works on a slice
 //! its caller holds (the library's typed API, the preload shim's one entry
 //! on its stack), with no copy and the same checks in the same order.
 
@@ -99,8 +99,26 @@ pub fn vcpu_state(entries_addr: u64, count: u32, flags: u32) -> SysResult {
     let entries = &mut entries[..count as usize];
     usermem::read_slice(entries_addr, entries)?;
     let outcome = batch(vcpu_fd, entries);
-    usermem::write_slice(entries_addr, entries)?;
+    write_results(entries_addr, entries)?;
     outcome
+}
+
+/// Writes each entry's `result` back to the caller's array, and nothing
+/// else of it: an entry's buffer may overlap the array (api.md 5.6: only
+/// `result` is written), as the kernel writes the results alone.
+fn write_results(entries_addr: u64, entries: &[kvmng_state_entry]) -> Result<(), Errno> {
+    const STRIDE: usize = core::mem::size_of::<kvmng_state_entry>();
+    const RESULT: usize = core::mem::offset_of!(kvmng_state_entry, result);
+    let mut results = [0u8; 4 * KVMNG_STATE_MAX_ENTRIES as usize];
+    for (chunk, e) in results.chunks_exact_mut(4).zip(entries) {
+        chunk.copy_from_slice(&e.result.to_ne_bytes());
+    }
+    usermem::write_strided(
+        entries_addr + RESULT as u64,
+        STRIDE as u64,
+        &results[..4 * entries.len()],
+        4,
+    )
 }
 
 /// `kvmng_vcpu_state()` on entries the caller holds (a slice, valid by

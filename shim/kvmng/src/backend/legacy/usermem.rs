@@ -7,7 +7,7 @@
 //! in a signal handler.
 
 use crate::errno::{Errno, SysResult};
-use crate::sys::{process_vm_read_self, process_vm_write_self};
+use crate::sys::{process_vm_read_self, process_vm_write_self, process_vm_write_self_strided};
 
 /// `Ok` when the copy of `len` bytes was whole (nothing to do for 0),
 /// `EFAULT` when it stopped short.
@@ -35,6 +35,16 @@ pub fn write(dst: u64, src: &[u8]) -> Result<(), Errno> {
     whole(src.len(), || process_vm_write_self(dst, src))
 }
 
+/// Writes `src` in pieces of `piece` bytes to addresses `stride` bytes
+/// apart from `dst`, and nothing in between (a field of each element of a
+/// caller's array). `EFAULT` if any piece is unwritable (the pieces before
+/// it are written).
+pub fn write_strided(dst: u64, stride: u64, src: &[u8], piece: usize) -> Result<(), Errno> {
+    whole(src.len(), || {
+        process_vm_write_self_strided(dst, stride, src, piece)
+    })
+}
+
 /// Reads a plain-old-data value from address `src`.
 pub fn read_value<T: Copy + Default>(src: u64) -> Result<T, Errno> {
     let mut value = T::default();
@@ -59,15 +69,6 @@ pub fn read_slice<T: Copy>(src: u64, dst: &mut [T]) -> Result<(), Errno> {
         core::slice::from_raw_parts_mut(dst.as_mut_ptr().cast::<u8>(), core::mem::size_of_val(dst))
     };
     read(src, bytes)
-}
-
-/// Writes the plain-old-data values of `src` to address `dst`.
-pub fn write_slice<T: Copy>(dst: u64, src: &[T]) -> Result<(), Errno> {
-    // SAFETY: reading the bytes of initialized plain-old-data values.
-    let bytes = unsafe {
-        core::slice::from_raw_parts(src.as_ptr().cast::<u8>(), core::mem::size_of_val(src))
-    };
-    write(dst, bytes)
 }
 
 #[cfg(test)]
