@@ -500,19 +500,19 @@ impl Side {
                     *f = (access && (self.model.regions != 0 || f.0), f.1 && access);
                     self.pending_key[v] = if f.0 { access_key(&rec.out) } else { None };
                 }
-                // §6 "The retried access is read from kvm_run": an ioctl
-                // that completed the pending access and stopped at an
-                // identical one (the guest's loop came round to it again)
-                // returns the caller's exit, which the emulation takes for
-                // its pending access.
-                (Call::RawRun { .. }, Ok(_))
-                    if f.0
-                        && self.pending_key[v].is_some()
-                        && access_key(&rec.out) == self.pending_key[v] =>
-                {
-                    *f = (true, true)
+                // §6 "The retried access is read from kvm_run": the
+                // emulation keeps its pending access until the next
+                // kvmng_run on the vCPU, and then takes kvm_run's exit
+                // for it when the two are alike. So after any KVM_RUN
+                // ioctl that completed it (returning an exit, or EINTR
+                // with kvm_run as it was), what counts is whether kvm_run
+                // now shows an identical access: the guest's loop came
+                // round to it again, perhaps after other exits and other
+                // ioctls (seed 20261208, round 124).
+                (Call::RawRun { .. }, Ok(_)) if f.0 => {
+                    f.1 = self.pending_key[v].is_some()
+                        && access_key(&rec.out) == self.pending_key[v];
                 }
-                (Call::RawRun { .. }, Ok(_)) => *f = (false, false),
                 (Call::RawRun { .. }, Err(e)) if e.0 == libc::EINTR && f.0 => f.1 = true,
                 _ => {}
             }
