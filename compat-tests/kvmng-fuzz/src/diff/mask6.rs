@@ -21,7 +21,9 @@ pub enum Hint {
     /// kvmng_create_vcpu(…, KVMNG_CREATE_VCPU_BIND) need two free fds
     /// (the new fd and the private duplicate), the kernel one. With
     /// exactly one free: native succeeds, the emulation fails EMFILE
-    /// with nothing created. The round ends: the sides' objects differ.
+    /// with nothing created. With fewer than two the emulation's EMFILE
+    /// also comes before the kernel's EEXIST (a vCPU id in use, seed
+    /// 20261209 round 1209). The round ends: the sides' objects differ.
     EmfileTwo = 2,
     /// api.md §6 "The emulation needs fds" (and 5.2, 5.4, 5.10 ADD
     /// `EMFILE`): kvmng_bind_vm, kvmng_bind_vcpu and a new socket's
@@ -82,10 +84,10 @@ pub enum Hint {
 /// The hint an operation carries because of what it is.
 pub fn hint_of(c: &Call) -> Hint {
     match c {
-        Call::FdLimit { free: 1, call } if matches!(**call, Call::CreateVm { .. }) => {
+        Call::FdLimit { free: 0 | 1, call } if matches!(**call, Call::CreateVm { .. }) => {
             Hint::EmfileTwo
         }
-        Call::FdLimit { free: 1, call } if matches!(**call, Call::CreateVcpu { flags, .. } if flags & KVMNG_CREATE_VCPU_BIND != 0) => {
+        Call::FdLimit { free: 0 | 1, call } if matches!(**call, Call::CreateVcpu { flags, .. } if flags & KVMNG_CREATE_VCPU_BIND != 0) => {
             Hint::EmfileTwo
         }
         Call::FdLimit { free: 0, call }
@@ -138,8 +140,17 @@ pub fn allowed(native: &Rec, legacy: &Rec) -> Option<Hint> {
         }
         // The native call succeeded (its fd described in `out`), the
         // emulation's failed with EMFILE and output nothing.
-        Hint::EmfileTwo | Hint::EmfileOne => {
+        Hint::EmfileOne => {
             native.errno == 0
+                && legacy.errno == libc::EMFILE
+                && legacy.ret == -1
+                && legacy.out.is_empty()
+        }
+        // The same for a create, or the kernel's EEXIST, which it checks
+        // before it takes its one fd, where the emulation's EMFILE for
+        // its two came first.
+        Hint::EmfileTwo => {
+            (native.errno == 0 || (native.errno == libc::EEXIST && native.ret == -1))
                 && legacy.errno == libc::EMFILE
                 && legacy.ret == -1
                 && legacy.out.is_empty()
@@ -196,6 +207,21 @@ mod tests {
         assert_eq!(
             allowed(&n, &rec(Hint::EmfileTwo, -1, libc::EMFILE, b"")),
             Some(Hint::EmfileTwo)
+        );
+        // The kernel's EEXIST before its fd against the emulation's EMFILE.
+        assert_eq!(
+            allowed(
+                &rec(Hint::EmfileTwo, -1, libc::EEXIST, b""),
+                &rec(Hint::EmfileTwo, -1, libc::EMFILE, b"")
+            ),
+            Some(Hint::EmfileTwo)
+        );
+        assert_eq!(
+            allowed(
+                &rec(Hint::EmfileOne, -1, libc::EEXIST, b""),
+                &rec(Hint::EmfileOne, -1, libc::EMFILE, b"")
+            ),
+            None
         );
         // Another errno, or the other way round, is a divergence.
         assert_eq!(

@@ -1062,6 +1062,25 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
             ],
         ),
         (
+            // Seed 20261209 round 1209 of vm-fuzz: a create of a vCPU whose
+            // id is in use, with no fd free: the kernel EEXIST (it checks
+            // the id before it takes its one fd), the emulation EMFILE
+            // (its two fds come first). api.md §6 "The emulation needs
+            // fds", masked exactly; the round ends.
+            "§6 The emulation needs fds: a create with no fd free and its id in use (masked)",
+            false,
+            vec![Op {
+                th: Th::W1,
+                call: Call::FdLimit {
+                    free: 0,
+                    call: Box::new(Call::CreateVcpu {
+                        id: 0,
+                        flags: KVMNG_CREATE_VCPU_BIND,
+                    }),
+                },
+            }],
+        ),
+        (
             // Seed 101 round 74: the guest stopped at its `rep insb` (an IN
             // the emulator carries out), the registers were set again, and
             // a kvmng_run with immediate_exit entered KVM_RUN, whose
