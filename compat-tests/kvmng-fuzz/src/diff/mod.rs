@@ -826,6 +826,15 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
         pool: 0x40000,
         gmem_fd: 0,
     };
+    // A GET whose buffer takes 8192 bytes of the arena (its size), so
+    // that the next buffer starts that far on.
+    let spacer = || ops::Entry {
+        kind: KVMNG_STATE_MP_STATE,
+        op: KVMNG_STATE_GET,
+        size: 8192,
+        at: Ptr::Arena(0),
+        data: vec![0; 4],
+    };
     let memmap = |regions: Vec<ops::Region>| {
         main(Call::MemMap {
             count: regions.len() as u32,
@@ -1118,20 +1127,8 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
             false,
             vec![main(Call::State {
                 entries: vec![
-                    ops::Entry {
-                        kind: KVMNG_STATE_MP_STATE,
-                        op: KVMNG_STATE_GET,
-                        size: 8192,
-                        at: Ptr::Arena(0),
-                        data: vec![0; 4],
-                    },
-                    ops::Entry {
-                        kind: KVMNG_STATE_MP_STATE,
-                        op: KVMNG_STATE_GET,
-                        size: 8192,
-                        at: Ptr::Arena(0),
-                        data: vec![0; 4],
-                    },
+                    spacer(),
+                    spacer(),
                     ops::Entry {
                         kind: KVMNG_STATE_XSAVE,
                         op: KVMNG_STATE_GET,
