@@ -21,9 +21,7 @@ pub enum Hint {
     /// kvmng_create_vcpu(…, KVMNG_CREATE_VCPU_BIND) need two free fds
     /// (the new fd and the private duplicate), the kernel one. With
     /// exactly one free: native succeeds, the emulation fails EMFILE
-    /// with nothing created. With fewer than two the emulation's EMFILE
-    /// also comes before the kernel's EEXIST (a vCPU id in use, seed
-    /// 20261209 round 1209). The round ends: the sides' objects differ.
+    /// with nothing created. The round ends: the sides' objects differ.
     EmfileTwo = 2,
     /// api.md §6 "The emulation needs fds" (and 5.2, 5.4, 5.10 ADD
     /// `EMFILE`): kvmng_bind_vm, kvmng_bind_vcpu and a new socket's
@@ -79,16 +77,24 @@ pub enum Hint {
     /// device gets the access again, and what follows from that), and
     /// the round ends with it.
     RetriedAfterIoctl = 10,
+    /// api.md §6 "The emulation needs fds": kvmng_create_vcpu(…,
+    /// KVMNG_CREATE_VCPU_BIND) with no fd free and the id in use: the
+    /// kernel checks the id before it takes its one fd (EEXIST), the
+    /// emulation takes its two first (EMFILE). Seed 20261209 round 1209.
+    EmfileBeforeEexist = 11,
 }
 
 /// The hint an operation carries because of what it is.
 pub fn hint_of(c: &Call) -> Hint {
     match c {
-        Call::FdLimit { free: 0 | 1, call } if matches!(**call, Call::CreateVm { .. }) => {
+        Call::FdLimit { free: 1, call } if matches!(**call, Call::CreateVm { .. }) => {
             Hint::EmfileTwo
         }
-        Call::FdLimit { free: 0 | 1, call } if matches!(**call, Call::CreateVcpu { flags, .. } if flags & KVMNG_CREATE_VCPU_BIND != 0) => {
+        Call::FdLimit { free: 1, call } if matches!(**call, Call::CreateVcpu { flags, .. } if flags & KVMNG_CREATE_VCPU_BIND != 0) => {
             Hint::EmfileTwo
+        }
+        Call::FdLimit { free: 0, call } if matches!(**call, Call::CreateVcpu { flags, .. } if flags & KVMNG_CREATE_VCPU_BIND != 0) => {
+            Hint::EmfileBeforeEexist
         }
         Call::FdLimit { free: 0, call }
             if matches!(
@@ -126,6 +132,7 @@ pub fn allowed(native: &Rec, legacy: &Rec) -> Option<Hint> {
         5 => Hint::DeadBind,
         6 => return Some(Hint::ForeignRun),
         10 => return Some(Hint::RetriedAfterIoctl),
+        11 => Hint::EmfileBeforeEexist,
         7 => Hint::RollbackForgotten,
         8 => Hint::SocketOtherVm,
         _ => return None,
@@ -146,11 +153,18 @@ pub fn allowed(native: &Rec, legacy: &Rec) -> Option<Hint> {
                 && legacy.ret == -1
                 && legacy.out.is_empty()
         }
-        // The same for a create, or the kernel's EEXIST, which it checks
-        // before it takes its one fd, where the emulation's EMFILE for
-        // its two came first.
         Hint::EmfileTwo => {
-            (native.errno == 0 || (native.errno == libc::EEXIST && native.ret == -1))
+            native.errno == 0
+                && legacy.errno == libc::EMFILE
+                && legacy.ret == -1
+                && legacy.out.is_empty()
+        }
+        // The kernel's EEXIST, which it checks before it takes its one
+        // fd, where the emulation's EMFILE for its two came first.
+        Hint::EmfileBeforeEexist => {
+            native.errno == libc::EEXIST
+                && native.ret == -1
+                && native.out.is_empty()
                 && legacy.errno == libc::EMFILE
                 && legacy.ret == -1
                 && legacy.out.is_empty()
@@ -208,21 +222,26 @@ mod tests {
             allowed(&n, &rec(Hint::EmfileTwo, -1, libc::EMFILE, b"")),
             Some(Hint::EmfileTwo)
         );
-        // The kernel's EEXIST before its fd against the emulation's EMFILE.
+        // The kernel's EEXIST before its fd against the emulation's
+        // EMFILE: only with its own hint, and only that pair.
         assert_eq!(
             allowed(
-                &rec(Hint::EmfileTwo, -1, libc::EEXIST, b""),
-                &rec(Hint::EmfileTwo, -1, libc::EMFILE, b"")
+                &rec(Hint::EmfileBeforeEexist, -1, libc::EEXIST, b""),
+                &rec(Hint::EmfileBeforeEexist, -1, libc::EMFILE, b"")
             ),
-            Some(Hint::EmfileTwo)
+            Some(Hint::EmfileBeforeEexist)
         );
-        assert_eq!(
-            allowed(
-                &rec(Hint::EmfileOne, -1, libc::EEXIST, b""),
-                &rec(Hint::EmfileOne, -1, libc::EMFILE, b"")
-            ),
-            None
-        );
+        for native in [
+            rec(Hint::EmfileBeforeEexist, 0, 0, b"fd"),
+            rec(Hint::EmfileBeforeEexist, -1, libc::EINVAL, b""),
+        ] {
+            let legacy = rec(Hint::EmfileBeforeEexist, -1, libc::EMFILE, b"");
+            assert_eq!(allowed(&native, &legacy), None);
+        }
+        for h in [Hint::EmfileTwo, Hint::EmfileOne] {
+            let (native, legacy) = (rec(h, -1, libc::EEXIST, b""), rec(h, -1, libc::EMFILE, b""));
+            assert_eq!(allowed(&native, &legacy), None);
+        }
         // Another errno, or the other way round, is a divergence.
         assert_eq!(
             allowed(&n, &rec(Hint::EmfileTwo, -1, libc::ENOMEM, b"")),

@@ -187,6 +187,7 @@ fn compare(a: &Rec, b: &Rec) -> Option<Result<&'static str, String>> {
             }
             mask6::Hint::EmfileTwo => "api.md §6 The emulation needs fds (two for create)",
             mask6::Hint::EmfileOne => "api.md §6 The emulation needs fds (one for bind/ADD)",
+            mask6::Hint::EmfileBeforeEexist => "api.md §6 The emulation needs fds (EMFILE before the kernel's EEXIST)",
             mask6::Hint::DeadBind => "api.md §6 A dead VM: the emulation's bind answers EIO",
             mask6::Hint::ForeignRun => "api.md §6 Regions belong to the bound VM: another VM's vCPU served by the bound VM's regions",
             mask6::Hint::RollbackForgotten => "api.md §6 Rollback: a multi-region map after a binding change, refused up front (EINVAL) by the kernel only",
@@ -515,7 +516,7 @@ fn tally(t: &mut Totals, r: u64, seed: u64, ra: &[Rec], rb: &[Rec], verbose: boo
         }
         if x.hint != 0 && i + 1 == n {
             let why = match x.hint {
-                2 | 3 => "§6 The emulation needs fds (an EMFILE case)",
+                2 | 3 | 11 => "§6 The emulation needs fds (an EMFILE case)",
                 4 => "§6 Regions belong to the bound VM (binding changed with regions)",
                 5 => "§6 A dead VM (KVM killed a VM: EIO)",
                 6 => "§6 Regions belong to the bound VM (a run of another VM's vCPU)",

@@ -509,11 +509,10 @@ impl Side {
                 // now shows an identical access: the guest's loop came
                 // round to it again, perhaps after other exits and other
                 // ioctls (seed 20261208, round 124).
-                (Call::RawRun { .. }, Ok(_)) if f.0 => {
+                (Call::RawRun { .. }, Ok(_) | Err(kvmng::Errno(libc::EINTR))) if f.0 => {
                     f.1 = self.pending_key[v].is_some()
                         && access_key(&rec.out) == self.pending_key[v];
                 }
-                (Call::RawRun { .. }, Err(e)) if e.0 == libc::EINTR && f.0 => f.1 = true,
                 _ => {}
             }
         }
