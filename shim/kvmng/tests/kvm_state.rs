@@ -1336,3 +1336,52 @@ fn only_results_are_written_over_a_get_buffer_that_overlaps_the_entries() {
     bytes(&mut want)[44..48].fill(0);
     assert_eq!(bytes(&mut area), bytes(&mut want));
 }
+
+/// An entry array that can be read but not written: the entries run (a
+/// SET takes effect) and the call fails with `EFAULT` when it writes the
+/// results back (api.md 5.6), as the kernel's `kvmng_test` checks for its
+/// side.
+#[test]
+fn a_read_only_entry_array_runs_its_entries_then_fails_with_efault() {
+    let Some(env) = support::env("a_read_only_entry_array_runs_its_entries_then_fails_with_efault")
+    else {
+        return;
+    };
+    let vm = vm(&env, false);
+    let mut vcpu = vm.create_bound_vcpu(0).unwrap();
+    let mut regs = vcpu.regs().unwrap();
+    regs.rax = 0x6b76_6d6e_6700_0001;
+    let backend = vm.backend();
+
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    // SAFETY: a fresh private anonymous page, used by this test alone.
+    let map = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            page,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    assert_ne!(map, libc::MAP_FAILED);
+    let entries = map.cast::<kvmng_state_entry>();
+    // SAFETY: the page holds one entry; then it is made read-only.
+    unsafe {
+        entries.write(kvmng_state_entry {
+            result: 0x5a5a_5a5a,
+            ..entry(KVMNG_STATE_REGS, KVMNG_STATE_SET, &mut regs)
+        });
+        assert_eq!(libc::mprotect(map, page, libc::PROT_READ), 0);
+    }
+    // SAFETY: the entry names `regs`, live and of its full size.
+    let r = unsafe { backend.vcpu_state(entries, 1, 0) };
+    assert_eq!(r, Err(Errno(libc::EFAULT)));
+    // SAFETY: the page is still mapped and readable.
+    assert_eq!(unsafe { (*entries).result }, 0x5a5a_5a5a, "nothing written");
+    assert_eq!(vcpu.regs().unwrap().rax, regs.rax, "the SET took effect");
+    // SAFETY: the page mapped above.
+    assert_eq!(unsafe { libc::munmap(map, page) }, 0);
+}

@@ -107,6 +107,8 @@ pub fn vcpu_state(entries_addr: u64, count: u32, flags: u32) -> SysResult {
 /// else of it: an entry's buffer may overlap the array (api.md 5.6: only
 /// `result` is written), as the kernel writes the results alone.
 fn write_results(entries_addr: u64, entries: &[kvmng_state_entry]) -> Result<(), Errno> {
+    // One strided write must be able to carry a full batch's results.
+    const _: () = assert!(crate::sys::STRIDED_PIECES_MAX >= KVMNG_STATE_MAX_ENTRIES as usize);
     const STRIDE: usize = core::mem::size_of::<kvmng_state_entry>();
     const RESULT: usize = core::mem::offset_of!(kvmng_state_entry, result);
     let mut results = [0u8; 4 * KVMNG_STATE_MAX_ENTRIES as usize];
