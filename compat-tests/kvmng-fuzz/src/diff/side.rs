@@ -129,15 +129,68 @@ pub struct Side {
     in_child: bool,
     /// A regression case: it goes on after a dead VM (that is its point).
     fixed: bool,
-    /// Per vCPU (index as in `vcpus`): its last kvmng_run failed while
-    /// the VM had regions (an access may be pending), and whether a
-    /// `KVM_RUN` ioctl returned EINTR on it since (api.md §6 "The retried
-    /// access is read from kvm_run").
-    run_failed: Vec<(bool, bool)>,
-    /// Per vCPU: how `kvm_run` described the access a failed run left
-    /// pending (`access_key`), to tell a `KVM_RUN` ioctl's identical new
-    /// exit from another.
-    pending_key: Vec<Option<Vec<u8>>>,
+    /// Per vCPU (index as in `vcpus`): what the model knows of an access
+    /// its last kvmng_run may have left pending.
+    pending: Vec<PendingAccess>,
+}
+
+/// What the model knows of the access a vCPU's failed kvmng_run may have
+/// left pending, for api.md §6 "The retried access is read from kvm_run".
+#[derive(Clone, Debug, Default, PartialEq)]
+struct PendingAccess {
+    /// The last kvmng_run failed while the VM had regions, with a port or
+    /// MMIO exit in `kvm_run`: an access may be pending.
+    pending: bool,
+    /// A `KVM_RUN` ioctl since then left `kvm_run` showing an access like
+    /// the pending one (or returned EINTR with it as it was).
+    alike: bool,
+    /// How `kvm_run` described the pending access (`access_key`).
+    key: Option<Vec<u8>>,
+}
+
+impl PendingAccess {
+    /// Whether the next kvmng_run may take `kvm_run`'s exit for its
+    /// pending access.
+    fn retried(&self) -> bool {
+        self.pending && self.alike
+    }
+
+    /// Learns from `call` (a run of this vCPU) returning `r`, with
+    /// `kvm_run` recorded in `out`; `regions`: the VM has I/O regions.
+    fn after(&mut self, call: &Call, r: Result<i64, kvmng::Errno>, out: &[u8], regions: bool) {
+        match (call, r) {
+            (Call::Run { .. }, Ok(_)) => *self = PendingAccess::default(),
+            // A run refused before it looked at the vCPU (no vCPU bound,
+            // bad flags) leaves a pending access as it was.
+            (Call::Run { .. }, Err(e)) if [libc::ESRCH, libc::EINVAL].contains(&e.0) => {}
+            (Call::Run { .. }, Err(_)) => {
+                // An access can be pending only when kvm_run shows a port
+                // or MMIO exit; one pending before stays pending through
+                // failed runs even when its regions are gone
+                // (immediate_exit and signals are checked first).
+                let exit = out
+                    .strip_prefix(b"run:".as_slice())
+                    .and_then(|p| p.get(8..12))
+                    .map(|b| u32::from_le_bytes(b.try_into().expect("4")));
+                let access = matches!(exit, Some(2 | 6));
+                self.pending = access && (regions || self.pending);
+                self.alike &= access;
+                self.key = if self.pending { access_key(out) } else { None };
+            }
+            // The emulation keeps its pending access until the next
+            // kvmng_run on the vCPU, and then takes kvm_run's exit for it
+            // when the two are alike. So after any KVM_RUN ioctl that
+            // completed it (returning an exit, or EINTR with kvm_run as it
+            // was), what counts is whether kvm_run now shows an identical
+            // access: the guest's loop came round to it again, perhaps
+            // after other exits and other ioctls (seed 20261208, round
+            // 124).
+            (Call::RawRun { .. }, Ok(_) | Err(kvmng::Errno(libc::EINTR))) if self.pending => {
+                self.alike = self.key.is_some() && access_key(out) == self.key;
+            }
+            _ => {}
+        }
+    }
 }
 
 fn open(p: &std::ffi::CStr, flags: i32) -> i32 {
@@ -243,8 +296,7 @@ impl Side {
             image: vec![0; ARENA],
             in_child: false,
             fixed: false,
-            run_failed: Vec::new(),
-            pending_key: Vec::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -421,13 +473,12 @@ impl Side {
             _ => None,
         };
         if let Some(v) = run_vcpu {
-            if self.run_failed.len() <= v {
-                self.run_failed.resize(v + 1, (false, false));
-                self.pending_key.resize(v + 1, None);
+            if self.pending.len() <= v {
+                self.pending.resize(v + 1, PendingAccess::default());
             }
         }
         let retried_after_ioctl = matches!(op.call, Call::Run { .. })
-            && run_vcpu.is_some_and(|v| self.run_failed[v] == (true, true));
+            && run_vcpu.is_some_and(|v| self.pending[v].retried());
         let t0 = std::time::Instant::now();
         let r = self.call(op.th, &op.call, &mut rec);
         if t0.elapsed() > std::time::Duration::from_secs(5) {
@@ -480,41 +531,8 @@ impl Side {
             end = true;
         }
         if let Some(v) = run_vcpu {
-            let f = &mut self.run_failed[v];
-            match (&op.call, r) {
-                (Call::Run { .. }, Ok(_)) => *f = (false, false),
-                // A run refused before it looked at the vCPU (no vCPU
-                // bound, bad flags) leaves a pending access as it was.
-                (Call::Run { .. }, Err(e)) if [libc::ESRCH, libc::EINVAL].contains(&e.0) => {}
-                (Call::Run { .. }, Err(_)) => {
-                    // An access can be pending only when kvm_run shows a
-                    // port or MMIO exit; one pending before stays pending
-                    // through failed runs even when its regions are gone
-                    // (immediate_exit and signals are checked first).
-                    let exit = rec
-                        .out
-                        .strip_prefix(b"run:".as_slice())
-                        .and_then(|p| p.get(8..12))
-                        .map(|b| u32::from_le_bytes(b.try_into().expect("4")));
-                    let access = matches!(exit, Some(2 | 6));
-                    *f = (access && (self.model.regions != 0 || f.0), f.1 && access);
-                    self.pending_key[v] = if f.0 { access_key(&rec.out) } else { None };
-                }
-                // §6 "The retried access is read from kvm_run": the
-                // emulation keeps its pending access until the next
-                // kvmng_run on the vCPU, and then takes kvm_run's exit
-                // for it when the two are alike. So after any KVM_RUN
-                // ioctl that completed it (returning an exit, or EINTR
-                // with kvm_run as it was), what counts is whether kvm_run
-                // now shows an identical access: the guest's loop came
-                // round to it again, perhaps after other exits and other
-                // ioctls (seed 20261208, round 124).
-                (Call::RawRun { .. }, Ok(_) | Err(kvmng::Errno(libc::EINTR))) if f.0 => {
-                    f.1 = self.pending_key[v].is_some()
-                        && access_key(&rec.out) == self.pending_key[v];
-                }
-                _ => {}
-            }
+            let regions = self.model.regions != 0;
+            self.pending[v].after(&op.call, r, &rec.out, regions);
         }
         if retried_after_ioctl {
             rec.hint = Hint::RetriedAfterIoctl as u8;
@@ -1489,5 +1507,79 @@ fn access_key(out: &[u8]) -> Option<Vec<u8>> {
             Some(k)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `kvm_run` as the trace records it, with exit `reason` and the
+    /// port-I/O fields (direction, size, port, count, offset) set to `io`.
+    fn run_page(reason: u32, io: u8) -> Vec<u8> {
+        let mut page = vec![0u8; 64];
+        page[8..12].copy_from_slice(&reason.to_le_bytes());
+        page[32..48].fill(io);
+        [b"run:".as_slice(), &page].concat()
+    }
+
+    fn kvmng_run() -> Call {
+        Call::Run {
+            flags: 0,
+            imm: false,
+            fill: 0,
+            control: false,
+        }
+    }
+
+    fn ioctl_run() -> Call {
+        Call::RawRun { vcpu: 0, fill: 0 }
+    }
+
+    /// Seed 20261208, round 124: a kvmng_run fails with an OUT pending; a
+    /// KVM_RUN ioctl completes it and stops at another exit; a second one
+    /// comes back to an identical OUT. The next kvmng_run may take that
+    /// exit for its pending access, so the model must still know it.
+    #[test]
+    fn a_pending_access_outlives_an_ioctl_that_stopped_elsewhere() {
+        let eintr = Err(kvmng::Errno(libc::EINTR));
+        let mut p = PendingAccess::default();
+        p.after(&kvmng_run(), eintr, &run_page(2, 7), true);
+        assert!(p.pending && !p.retried());
+        p.after(&ioctl_run(), Ok(0), &run_page(5, 0), true);
+        assert!(!p.retried(), "a HLT exit is not the pending OUT");
+        p.after(&ioctl_run(), Ok(0), &run_page(2, 7), true);
+        assert!(p.retried(), "the identical OUT again");
+        p.after(&ioctl_run(), Ok(0), &run_page(2, 8), true);
+        assert!(!p.retried(), "another OUT");
+        p.after(&kvmng_run(), Ok(0), &run_page(2, 7), true);
+        assert_eq!(p, PendingAccess::default(), "a kvmng_run that returned");
+    }
+
+    /// Without regions, no access can be left pending; a refused run
+    /// (no vCPU bound) leaves one as it was.
+    #[test]
+    fn no_pending_access_without_regions_and_none_lost_to_a_refused_run() {
+        let mut p = PendingAccess::default();
+        p.after(
+            &kvmng_run(),
+            Err(kvmng::Errno(libc::EINTR)),
+            &run_page(2, 7),
+            false,
+        );
+        assert!(!p.pending);
+        p.after(
+            &kvmng_run(),
+            Err(kvmng::Errno(libc::EINTR)),
+            &run_page(2, 7),
+            true,
+        );
+        p.after(
+            &kvmng_run(),
+            Err(kvmng::Errno(libc::ESRCH)),
+            &run_page(5, 0),
+            true,
+        );
+        assert!(p.pending);
     }
 }
