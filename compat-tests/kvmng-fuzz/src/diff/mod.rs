@@ -1143,6 +1143,22 @@ fn regress_cases() -> Vec<(&'static str, bool, Vec<ops::Op>)> {
                 flags: 0,
             })],
         ),
+        (
+            // Seed 20261213 round 1039 of vm-fuzz: a kernel helper shared
+            // by kvmng_irq and kvmng_control took a NULL KVM_IRQ_LINE
+            // argument for "no argument" and ran the line from an
+            // uninitialized struct (ENXIO here, no irqchip); the ioctl,
+            // and the emulation, read the argument first: EFAULT. Fixed
+            // in the kernel (patch 0005).
+            "5.9: KVM_IRQ_LINE through kvmng_control with a NULL argument: EFAULT",
+            false,
+            vec![main(Call::Control {
+                scope: KVMNG_SCOPE_VM,
+                cmd: kvmng_abi::ioctls::KVM_IRQ_LINE as u32,
+                arg: ops::CtlArg::Ptr(Ptr::Null),
+                flags: 0,
+            })],
+        ),
     ]
 }
 
