@@ -764,12 +764,12 @@ mod tests {
             process_vm_write_self_strided(8, 8, &[1, 2], 2),
             Err(Errno(libc::EFAULT))
         );
-        // A good piece, then one on an unmapped page: the first is written
-        // and counted, the rest not.
+        // A good piece, then one on a read-only page: the first is written
+        // and counted, nothing of the second.
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
-        // SAFETY: a fresh private anonymous mapping of two pages, the second
-        // unmapped again at once; only this test uses it.
+        // SAFETY: a fresh private anonymous mapping of two pages, the
+        // second made read-only at once; only this test uses it.
         let map = unsafe {
             libc::mmap(
                 core::ptr::null_mut(),
@@ -782,19 +782,21 @@ mod tests {
         };
         assert_ne!(map, libc::MAP_FAILED);
         // SAFETY: the second page of the mapping made above.
-        assert_eq!(
-            unsafe { libc::munmap(map.cast::<u8>().add(page).cast(), page) },
-            0
-        );
+        let second = unsafe { map.cast::<u8>().add(page) };
+        // SAFETY: as above.
+        let protected = unsafe { libc::mprotect(second.cast(), page, libc::PROT_READ) };
+        assert_eq!(protected, 0);
         let last = map as u64 + page as u64 - 2;
         assert_eq!(
             process_vm_write_self_strided(last, 8, &[7, 8, 9, 10], 2),
             Ok(2)
         );
-        // SAFETY: the two last bytes of the page still mapped.
-        assert_eq!(unsafe { *(last as *const [u8; 2]) }, [7, 8]);
-        // SAFETY: the first page of the mapping, unmapped once.
-        assert_eq!(unsafe { libc::munmap(map, page) }, 0);
+        // SAFETY: both pages are mapped and readable.
+        unsafe {
+            assert_eq!(*(last as *const [u8; 2]), [7, 8]);
+            assert_eq!(*(second.add(6) as *const [u8; 2]), [0, 0]);
+            assert_eq!(libc::munmap(map, 2 * page), 0);
+        }
         // Not whole pieces, or too many.
         assert_eq!(
             process_vm_write_self_strided(base, 8, &[1, 2, 3], 2),

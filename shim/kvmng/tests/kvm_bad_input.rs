@@ -638,6 +638,9 @@ fn control_answers_the_ioctls_efault_for_bad_pointers() {
         (KVMNG_SCOPE_VCPU, KVM_GET_MSRS, vcpu.fd()),
         (KVMNG_SCOPE_VM, KVM_SET_USER_MEMORY_REGION2, vm.fd()),
         (KVMNG_SCOPE_VM, KVM_GET_CLOCK, vm.fd()),
+        // Its own path in the kernel (no kvm_vm_ioctl dispatch), whose
+        // helper once took NULL for no argument (reliability.md item 24).
+        (KVMNG_SCOPE_VM, KVM_IRQ_LINE, vm.fd()),
         (
             KVMNG_SCOPE_SYSTEM,
             KVM_GET_SUPPORTED_CPUID,
@@ -645,7 +648,7 @@ fn control_answers_the_ioctls_efault_for_bad_pointers() {
         ),
     ];
     for (scope, cmd, fd) in cases {
-        let mut bad = vec![BAD_ADDR, munmapped_page()];
+        let mut bad = vec![0, BAD_ADDR, munmapped_page()];
         if ioc_dir(cmd) == 2 {
             // The kernel only writes through it (_IOR): read-only memory is
             // bad too.

@@ -1376,7 +1376,9 @@ fn a_read_only_entry_array_runs_its_entries_then_fails_with_efault() {
         });
         assert_eq!(libc::mprotect(map, page, libc::PROT_READ), 0);
     }
-    // SAFETY: the entry names `regs`, live and of its full size.
+    // SAFETY: `entries` is one readable entry on a read-only page, so the
+    // write-back of its result fails with EFAULT (the backend contract);
+    // the entry names `regs`, live and of its full size.
     let r = unsafe { backend.vcpu_state(entries, 1, 0) };
     assert_eq!(r, Err(Errno(libc::EFAULT)));
     // SAFETY: the page is still mapped and readable.

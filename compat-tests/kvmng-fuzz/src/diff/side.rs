@@ -1556,6 +1556,45 @@ mod tests {
         assert_eq!(p, PendingAccess::default(), "a kvmng_run that returned");
     }
 
+    /// The other transitions: an ioctl's EINTR with `kvm_run` as it was,
+    /// an ioctl's other error, a refused run (EINVAL), an MMIO access, and
+    /// a failed run that shows no access.
+    #[test]
+    fn each_transition_of_the_pending_access() {
+        let eintr = || Err(kvmng::Errno(libc::EINTR));
+        let mut p = PendingAccess::default();
+        p.after(&kvmng_run(), eintr(), &run_page(6, 3), true);
+        assert!(p.pending && p.key.is_some(), "an MMIO access pending");
+        p.after(&ioctl_run(), eintr(), &run_page(6, 3), true);
+        assert!(p.retried(), "EINTR with kvm_run as it was");
+        p.after(
+            &ioctl_run(),
+            Err(kvmng::Errno(libc::EFAULT)),
+            &run_page(5, 0),
+            true,
+        );
+        assert!(p.retried(), "another error changes nothing");
+        p.after(
+            &kvmng_run(),
+            Err(kvmng::Errno(libc::EINVAL)),
+            &run_page(5, 0),
+            true,
+        );
+        assert!(p.retried(), "a refused run changes nothing");
+        p.after(&kvmng_run(), eintr(), &run_page(5, 0), false);
+        assert_eq!(
+            p,
+            PendingAccess {
+                pending: false,
+                alike: false,
+                key: None
+            }
+        );
+        p.after(&kvmng_run(), eintr(), &run_page(2, 7), true);
+        p.after(&kvmng_run(), eintr(), &run_page(2, 7), false);
+        assert!(p.pending, "a pending access outlives its regions");
+    }
+
     /// Without regions, no access can be left pending; a refused run
     /// (no vCPU bound) leaves one as it was.
     #[test]

@@ -60,7 +60,8 @@ pub trait Backend: Send + Sync {
     ///
     /// # Safety
     /// `entries` (for `count` entries) and every entry's buffer must be
-    /// valid for the reads and writes the call makes, or unmapped.
+    /// valid for the reads and writes the call makes, or unmapped, or (for
+    /// a write) not writable: the call then fails with `EFAULT`.
     unsafe fn vcpu_state(
         &self,
         entries: *mut kvmng_state_entry,
