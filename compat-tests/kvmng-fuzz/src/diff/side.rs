@@ -168,11 +168,7 @@ impl PendingAccess {
                 // or MMIO exit; one pending before stays pending through
                 // failed runs even when its regions are gone
                 // (immediate_exit and signals are checked first).
-                let exit = out
-                    .strip_prefix(b"run:".as_slice())
-                    .and_then(|p| p.get(8..12))
-                    .map(|b| u32::from_le_bytes(b.try_into().expect("4")));
-                let access = matches!(exit, Some(2 | 6));
+                let access = matches!(run_exit(out), Some(2 | 6));
                 self.pending = access && (regions || self.pending);
                 self.alike &= access;
                 self.key = if self.pending { access_key(out) } else { None };
@@ -1493,15 +1489,21 @@ fn msr_indices(kvm: i32) -> Vec<u32> {
     buf[1..1 + n].to_vec()
 }
 
+/// The exit reason in a run record's `kvm_run`; None for other records.
+fn run_exit(out: &[u8]) -> Option<u32> {
+    let reason = out.strip_prefix(b"run:".as_slice())?.get(8..12)?;
+    Some(u32::from_le_bytes(reason.try_into().expect("4 bytes")))
+}
+
 /// What the emulation recognizes its pending access by in a run record's
 /// `kvm_run` (api.md §6 "The retried access is read from kvm_run"):
 /// space, direction, address, size, element count and data offset; not
 /// the data of an MMIO write. None for other exits.
 fn access_key(out: &[u8]) -> Option<Vec<u8>> {
     let page = out.strip_prefix(b"run:".as_slice())?;
-    match page.get(8..12)? {
-        [2, 0, 0, 0] => Some(page.get(32..48)?.to_vec()),
-        [6, 0, 0, 0] => {
+    match run_exit(out)? {
+        2 => Some(page.get(32..48)?.to_vec()),
+        6 => {
             let mut k = page.get(32..40)?.to_vec();
             k.extend_from_slice(page.get(48..53)?);
             Some(k)
