@@ -19,7 +19,8 @@
 # Needs: the y kernel (make kernel), target/release/{kvmng,libkvmshim.so},
 # busybox (busybox-static), qemu-system-x86, jq, cpio, gzip.
 # Environment: VMBENCH_ITERS (samples per path and op, before each op's
-# divisor; 1000), VMBENCH_ROUNDS (10), VMBENCH_OPS (all), VMBENCH_RUNS (2),
+# divisor; 1000), VMBENCH_ROUNDS (10), VMBENCH_OPS (all,state-steps: every
+# op and each step of the register sync alone), VMBENCH_RUNS (2),
 # VMBENCH_TIMEOUT (seconds for the whole VM; 3000), VMBENCH_KDIR (a kernel
 # directory instead of make kernel's y entry), VMBENCH_MEM (2G), VMBENCH_GUEST (a
 # script to run in the guest instead of bench-guest.sh, same arguments),
@@ -46,7 +47,7 @@ case $out in /*) ;; *) out=$PWD/$out ;; esac
 W=$repo/target/vm-bench
 iters=${VMBENCH_ITERS:-1000}
 rounds=${VMBENCH_ROUNDS:-10}
-ops=${VMBENCH_OPS:-all}
+ops=${VMBENCH_OPS:-all,state-steps}
 runs=${VMBENCH_RUNS:-2}
 timeout_s=${VMBENCH_TIMEOUT:-3000}
 mem=${VMBENCH_MEM:-2G}

@@ -686,12 +686,12 @@ fn pending_block(r: &BenchReport, vm: Option<&VmBench>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::report::*;
     use crate::stats::{Bootstrap, Estimate, Summary};
 
-    fn result(path: PathKind, median: f64, ratio: Option<f64>) -> PathResult {
+    pub(crate) fn result(path: PathKind, median: f64, ratio: Option<f64>) -> PathResult {
         PathResult {
             path,
             status: "ok".into(),
@@ -721,7 +721,7 @@ mod tests {
         }
     }
 
-    fn report() -> BenchReport {
+    pub(crate) fn report() -> BenchReport {
         let op = |o: Op, base: f64| OpResult {
             op: o.name(),
             description: o.describe(),

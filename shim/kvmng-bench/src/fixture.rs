@@ -260,11 +260,18 @@ impl Fixture {
                 }
                 Ok((Fixture::Run { vm, exit }, String::new()))
             }
-            Op::RegsGet | Op::RegsSet | Op::RegsGetControl | Op::StatePut | Op::StateGet => {
+            Op::RegsGet
+            | Op::RegsSet
+            | Op::RegsGetControl
+            | Op::StatePut
+            | Op::StateGet
+            | Op::StateStep { .. } => {
                 let which = match op {
                     Op::RegsGet | Op::RegsGetControl => Sync::RegsGet,
                     Op::RegsSet => Sync::RegsSet,
                     Op::StatePut => Sync::Put,
+                    Op::StateStep { put: true, step } => Sync::PutStep(usize::from(step)),
+                    Op::StateStep { put: false, step } => Sync::GetStep(usize::from(step)),
                     _ => Sync::Get,
                 };
                 let guest = kvmng_guests::by_name("pio_loop").ok_or("guest missing")?;

@@ -193,6 +193,101 @@ fn shim_targets(vm: &VmBench) -> String {
     s
 }
 
+/// The register sync one step at a time: what each ioctl costs, what the
+/// same entry costs as a one-entry `kvmng_vcpu_state` (the shim's call),
+/// and the shim's own part, with the sums against the batched call.
+fn sync_steps(vm: &VmBench) -> String {
+    let mut s = String::new();
+    let m = |op, p| vm.median(op, p);
+    let measured = Op::state_steps()
+        .into_iter()
+        .any(|op| m(op, PathKind::Ioctl).is_some());
+    if !measured {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "The register sync one ioctl at a time (`--ops state-steps`): each step of the put \
+         and the get alone, as an ioctl, as a `kvmng_vcpu_state` of that one entry (native: \
+         what the shim makes of the ioctl) and through the shim; medians of run 1, \
+         instructions.\n\n\
+         | step | ioctl | native, one entry | shim | native − ioctl | shim − native |\n\
+         |---|---:|---:|---:|---:|---:|"
+    );
+    for (put, whole, names) in [
+        (true, Op::StatePut, &crate::ops::PUT_STEPS[..]),
+        (false, Op::StateGet, &crate::ops::GET_STEPS[..]),
+    ] {
+        let group_measured = (0..names.len()).any(|i| {
+            let op = Op::StateStep { put, step: i as u8 };
+            m(op, PathKind::Ioctl).is_some()
+        });
+        if !group_measured {
+            continue;
+        }
+        let mut sum = [0.0f64; 3];
+        let mut complete = true;
+        for (i, name) in names.iter().enumerate() {
+            let op = Op::StateStep { put, step: i as u8 };
+            let v = [
+                m(op, PathKind::Ioctl),
+                m(op, PathKind::Native),
+                m(op, PathKind::Shim),
+            ];
+            for (acc, x) in sum.iter_mut().zip(v) {
+                match x {
+                    Some(x) => *acc += x,
+                    None => complete = false,
+                }
+            }
+            let diff = |a: Option<f64>, b: Option<f64>| {
+                a.zip(b).map_or("-".into(), |(a, b)| signed(a - b))
+            };
+            let _ = writeln!(
+                s,
+                "| {} {name} | {} | {} | {} | {} | {} |",
+                op.name(),
+                cell(v[0]),
+                cell(v[1]),
+                cell(v[2]),
+                diff(v[1], v[0]),
+                diff(v[2], v[1])
+            );
+        }
+        if complete {
+            let _ = writeln!(
+                s,
+                "| {} summed | {} | {} | {} | {} | {} |",
+                whole.name(),
+                fmt_insns(sum[0]),
+                fmt_insns(sum[1]),
+                fmt_insns(sum[2]),
+                signed(sum[1] - sum[0]),
+                signed(sum[2] - sum[1])
+            );
+            if let (Some(i), Some(n), Some(h)) = (
+                m(whole, PathKind::Ioctl),
+                m(whole, PathKind::Native),
+                m(whole, PathKind::Shim),
+            ) {
+                let _ = writeln!(
+                    s,
+                    "| {} measured whole (native: one batch of {} entries) | {} | {} | {} | {} | {} |",
+                    whole.name(),
+                    names.len(),
+                    fmt_insns(i),
+                    fmt_insns(n),
+                    fmt_insns(h),
+                    signed(n - i),
+                    signed(h - n)
+                );
+            }
+        }
+    }
+    let _ = writeln!(s);
+    s
+}
+
 /// Native / ioctl of the first run.
 pub fn native_ratio(vm: &VmBench, op: Op) -> Option<f64> {
     Some(vm.median(op, PathKind::Native)? / vm.median(op, PathKind::Ioctl)?)
@@ -284,6 +379,10 @@ pub fn render(vm: &VmBench) -> String {
         let Some(op) = Op::parse(&o.op).and_then(|v| v.first().copied()) else {
             continue;
         };
+        if matches!(op, Op::StateStep { .. }) {
+            // Their own table (sync_steps).
+            continue;
+        }
         let sp = PATHS
             .iter()
             .filter_map(|&p| spread(&vm.medians(op, p)))
@@ -334,6 +433,7 @@ pub fn render(vm: &VmBench) -> String {
     }
     let _ = writeln!(s);
     s.push_str(&shim_targets(vm));
+    s.push_str(&sync_steps(vm));
     s.push_str(&breakdown(vm));
     s.push_str(&delivery(vm));
     s.push_str(&crate::workload::render(&vm.workload));
@@ -579,6 +679,76 @@ fn delivery(vm: &VmBench) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A one-run file whose ops are `ops`, each (op, ioctl, native, shim).
+    fn vm_bench(ops: &[(Op, f64, f64, f64)]) -> VmBench {
+        use crate::doc::tests::{report, result};
+        let mut r = report();
+        r.ops = ops
+            .iter()
+            .map(|&(op, i, n, h)| crate::report::OpResult {
+                op: op.name(),
+                description: op.describe(),
+                iterations: 10,
+                rounds: 1,
+                results: vec![
+                    result(PathKind::Ioctl, i, None),
+                    result(PathKind::Shim, h, Some(h / i)),
+                    result(PathKind::Native, n, Some(n / i)),
+                ],
+            })
+            .collect();
+        VmBench {
+            date: "2026-01-01 00:00 UTC".into(),
+            kernel: "6.12".into(),
+            kernel_dir: "k".into(),
+            qemu: "QEMU".into(),
+            qemu_command: "qemu".into(),
+            guest_command: "kvmng bench".into(),
+            seconds: 1.0,
+            runs: vec![r],
+            workload: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn sync_steps_get_their_own_table_with_sums() {
+        let mut ops = vec![(Op::StatePut, 8000.0, 6000.0, 9000.0)];
+        for (i, op) in Op::state_steps().into_iter().enumerate() {
+            let Op::StateStep { put: true, .. } = op else {
+                continue;
+            };
+            ops.push((op, 1000.0, 1000.0 + i as f64, 1100.0 + i as f64));
+        }
+        let vm = vm_bench(&ops);
+        let doc = render(&vm);
+        // Not in the main table (rows there start with the op's name).
+        assert!(!doc.contains("\n| state-put-3 |"), "{doc}");
+        assert!(
+            doc.contains("| state-put-3 KVM_SET_XSAVE | 1000 | 1002 | 1102 | +2 | +100 |"),
+            "{doc}"
+        );
+        // 8 steps: 8000 ioctl, 8000 + 0+1+..+7 = 8028 native, 8828 shim.
+        assert!(
+            doc.contains("| state-put summed | 8000 | 8028 | 8828 | +28 | +800 |"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains(
+                "| state-put measured whole (native: one batch of 8 entries) | 8000 | 6000 | 9000 | −2000 | +3000 |"
+            ),
+            "{doc}"
+        );
+        // The get's steps were not measured: no rows, no sums for it.
+        assert!(!doc.contains("state-get-1"), "{doc}");
+        assert!(!doc.contains("state-get summed"), "{doc}");
+    }
+
+    #[test]
+    fn no_step_table_without_steps() {
+        let vm = vm_bench(&[(Op::StatePut, 8000.0, 6000.0, 9000.0)]);
+        assert!(!render(&vm).contains("one ioctl at a time"));
+    }
 
     #[test]
     fn spread_of_runs() {

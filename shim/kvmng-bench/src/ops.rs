@@ -109,7 +109,39 @@ pub enum Op {
     /// posted socket write, synchronous socket read), by the ioregion
     /// work's harness ([`crate::delivery`]); not per path.
     MmioDelivery,
+    /// One step of [`Op::StatePut`] (`put`) or [`Op::StateGet`] alone:
+    /// its one ioctl, or a `kvmng_vcpu_state` of that one entry (what the
+    /// shim makes of the ioctl). Index `step` from 0, in QEMU's order.
+    /// Not in [`Op::all`]: `state-steps` asks for every one.
+    StateStep { put: bool, step: u8 },
 }
+
+/// The ioctls of QEMU 7.2's runtime register put, in its order (the
+/// steps of [`Op::StatePut`]).
+pub const PUT_STEPS: [&str; 8] = [
+    "KVM_SET_SREGS2",
+    "KVM_SET_REGS",
+    "KVM_SET_XSAVE",
+    "KVM_SET_XCRS",
+    "KVM_SET_MSRS",
+    "KVM_SET_VCPU_EVENTS",
+    "KVM_SET_MSRS",
+    "KVM_SET_DEBUGREGS",
+];
+
+/// The ioctls of QEMU 7.2's register get, in its order (the steps of
+/// [`Op::StateGet`]).
+pub const GET_STEPS: [&str; 9] = [
+    "KVM_GET_VCPU_EVENTS",
+    "KVM_GET_MP_STATE",
+    "KVM_GET_REGS",
+    "KVM_GET_XSAVE2",
+    "KVM_GET_XCRS",
+    "KVM_GET_SREGS2",
+    "KVM_GET_MSRS",
+    "KVM_GET_LAPIC",
+    "KVM_GET_DEBUGREGS",
+];
 
 /// The slot counts of the memory-map operations.
 pub const MEMORY_MAP_SIZES: [u32; 4] = [1, 4, 16, 64];
@@ -145,6 +177,29 @@ impl Op {
         ops
     }
 
+    /// Every step of the register put and get, in order
+    /// (`--ops state-steps`).
+    pub fn state_steps() -> Vec<Op> {
+        let put = (0..PUT_STEPS.len()).map(|i| Op::StateStep {
+            put: true,
+            step: i as u8,
+        });
+        let get = (0..GET_STEPS.len()).map(|i| Op::StateStep {
+            put: false,
+            step: i as u8,
+        });
+        put.chain(get).collect()
+    }
+
+    /// The ioctl of a sync step.
+    fn step_command(put: bool, step: u8) -> &'static str {
+        if put {
+            PUT_STEPS[usize::from(step)]
+        } else {
+            GET_STEPS[usize::from(step)]
+        }
+    }
+
     /// The name used on the command line and in reports.
     pub fn name(self) -> String {
         match self {
@@ -164,6 +219,9 @@ impl Op {
             Op::CheckExtension => "check-extension".into(),
             Op::VcpuReject => "vcpu-reject".into(),
             Op::MmioDelivery => "mmio-delivery".into(),
+            Op::StateStep { put, step } => {
+                format!("state-{}-{}", if put { "put" } else { "get" }, step + 1)
+            }
         }
     }
 
@@ -178,8 +236,12 @@ impl Op {
                 .contains(&n)
                 .then(|| vec![Op::MemoryMap(n)]);
         }
+        if name == "state-steps" {
+            return Some(Op::state_steps());
+        }
         Op::all()
             .into_iter()
+            .chain(Op::state_steps())
             .find(|op| op.name() == name)
             .map(|op| vec![op])
     }
@@ -207,6 +269,12 @@ impl Op {
             Op::CheckExtension => "KVM_CHECK_EXTENSION(KVM_CAP_USER_MEMORY) on the VM fd; kvmng_control(KVMNG_SCOPE_VM, KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY): the same KVM work, the VM found by its fd or by the caller's binding".into(),
             Op::VcpuReject => "a vCPU call rejected before any KVM work: an unknown KVMIO ioctl (_IO(KVMIO, 0xff)) on the vCPU fd (fd lookup, the vCPU mutex, vcpu_load and vcpu_put, EINVAL); kvmng_vcpu_state with one entry of kind 0 (the entries copied in and checked, the result written back, EINVAL)".into(),
             Op::MmioDelivery => "4-byte MMIO accesses of a guest loop delivered four ways: an exit to userspace, KVM_IOEVENTFD, a posted write and a synchronous read over a kvmng_ioregion socket (the ioregion work's harness, through the backend the kernel calls for)".into(),
+            Op::StateStep { put, step } => format!(
+                "step {} of state-{} alone: {}; kvmng_vcpu_state with that one entry (what the shim makes of the ioctl)",
+                step + 1,
+                if put { "put" } else { "get" },
+                Op::step_command(put, step)
+            ),
         }
     }
 
@@ -220,6 +288,7 @@ impl Op {
             Op::RunPio | Op::RunMmio => &["KVM_RUN"],
             Op::RegsGet | Op::RegsGetControl => &["KVM_GET_REGS"],
             Op::RegsSet => &["KVM_SET_REGS"],
+            // PUT_STEPS with KVM_SET_MSRS once.
             Op::StatePut => &[
                 "KVM_SET_SREGS2",
                 "KVM_SET_REGS",
@@ -229,17 +298,13 @@ impl Op {
                 "KVM_SET_VCPU_EVENTS",
                 "KVM_SET_DEBUGREGS",
             ],
-            Op::StateGet => &[
-                "KVM_GET_VCPU_EVENTS",
-                "KVM_GET_MP_STATE",
-                "KVM_GET_REGS",
-                "KVM_GET_XSAVE2",
-                "KVM_GET_XCRS",
-                "KVM_GET_SREGS2",
-                "KVM_GET_MSRS",
-                "KVM_GET_LAPIC",
-                "KVM_GET_DEBUGREGS",
-            ],
+            Op::StateGet => &GET_STEPS,
+            Op::StateStep { put: true, step } => {
+                core::slice::from_ref(&PUT_STEPS[usize::from(step)])
+            }
+            Op::StateStep { put: false, step } => {
+                core::slice::from_ref(&GET_STEPS[usize::from(step)])
+            }
             Op::IrqLine => &["KVM_IRQ_LINE"],
             Op::MemoryMap(_) => &["KVM_SET_USER_MEMORY_REGION"],
             Op::Getppid => &[],
@@ -273,7 +338,7 @@ pub fn parse_ops(list: &str) -> Result<Vec<Op>, String> {
         } else {
             Op::parse(name).ok_or_else(|| {
                 format!(
-                    "unknown op {name:?}; the ops are: {}, memory-map (every size), memory-map-N (1 ≤ N ≤ {}), all",
+                    "unknown op {name:?}; the ops are: {}, memory-map (every size), memory-map-N (1 ≤ N ≤ {}), state-put-N (1 ≤ N ≤ 8), state-get-N (1 ≤ N ≤ 9), state-steps (every one of those), all",
                     Op::all().iter().map(|o| o.name()).collect::<Vec<_>>().join(", "),
                     kvmng_abi::KVMNG_MEMORY_MAP_MAX
                 )
@@ -333,6 +398,18 @@ mod tests {
         assert_eq!(Op::parse("memory-map-7"), Some(vec![Op::MemoryMap(7)]));
         assert_eq!(Op::parse("memory-map-0"), None);
         assert_eq!(Op::parse("memory-map-257"), None);
+        for op in Op::state_steps() {
+            assert_eq!(Op::parse(&op.name()), Some(vec![op]));
+            assert_eq!(op.measured_commands().len(), 1);
+        }
+        assert_eq!(Op::state_steps().len(), 17);
+        assert_eq!(Op::parse("state-steps"), Some(Op::state_steps()));
+        assert_eq!(Op::parse("state-put-9"), None);
+        assert_eq!(Op::parse("state-get-10"), None);
+        assert_eq!(
+            Op::StateStep { put: true, step: 2 }.measured_commands(),
+            &["KVM_SET_XSAVE"]
+        );
     }
 
     #[test]

@@ -119,6 +119,10 @@ pub(crate) enum Sync {
     RegsSet,
     Put,
     Get,
+    /// One step of the put, alone (index from 0).
+    PutStep(usize),
+    /// One step of the get, alone.
+    GetStep(usize),
 }
 
 impl StateSeq {
@@ -312,6 +316,8 @@ impl StateSeq {
             Sync::RegsSet => vec![set(KVM_SET_REGS, regs, KVMNG_STATE_REGS, regs_size)],
             Sync::Put => put_all,
             Sync::Get => get_all,
+            Sync::PutStep(i) => vec![*put_all.get(i).ok_or("no such put step")?],
+            Sync::GetStep(i) => vec![*get_all.get(i).ok_or("no such get step")?],
         };
         let entries = steps
             .iter()
@@ -330,7 +336,7 @@ impl StateSeq {
                 .join(" ")
         };
         let info = match which {
-            Sync::Put | Sync::Get => format!(
+            Sync::Put | Sync::Get | Sync::PutStep(_) | Sync::GetStep(_) => format!(
                 "{}; xsave {} bytes ({}); {} MSRs put [{}], {} got [{}]",
                 if has_sregs2 {
                     "sregs2"
