@@ -45,9 +45,9 @@ fn bad_pointers_give_the_native_errors() {
 /// (KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_GET_XSAVE,
 /// KVM_GET_VCPU_EVENTS, KVM_GET_MP_STATE on the bound vCPU, KVM_IRQ_LINE
 /// on the bound VM) take it: with a bad pointer they answer EFAULT too, and
-/// nothing crashes. So do the MSR calls, which take the general path with
-/// an unbounded entry: an MSR count too large for an entry's size is E2BIG
-/// (the ioctl's answer, by the fallback).
+/// nothing crashes. So do the MSR calls, hot too, with an unbounded entry:
+/// an MSR count too large for an entry's size is handed to the general
+/// path, whose fallback gives the ioctl's answer, E2BIG.
 #[test]
 fn bad_pointers_on_the_hot_path() {
     if !support::kvm("bad_pointers_on_the_hot_path") {

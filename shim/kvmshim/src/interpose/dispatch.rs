@@ -14,12 +14,17 @@ use crate::config::Mode;
 use core::ffi::c_int;
 use core::sync::atomic::Ordering::Relaxed;
 
-/// The general path of the `ioctl` hook (after [`super::hot`] declined).
+/// The general path of the `ioctl` hook (after [`super::hot`]'s table
+/// declined); it offers the MSR requests to [`super::hot::try_msrs`] first.
 ///
 /// # Safety
 /// `arg` is the caller's ioctl argument.
 #[inline(never)]
 pub unsafe fn kvm_ioctl(fd: c_int, cmd: u64, arg: u64) -> c_int {
+    // SAFETY: forwarded.
+    if let Some(result) = unsafe { super::hot::try_msrs(fd, cmd, arg) } {
+        return c_ret(result);
+    }
     if !config::ready() || !config::enabled() {
         // SAFETY: the caller's own arguments, passed on.
         return c_ret(unsafe { raw_ioctl(fd, cmd, arg) });

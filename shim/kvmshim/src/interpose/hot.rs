@@ -1,5 +1,6 @@
 //! The hot-call path: the calls a VMM makes per exit
-//! (KVM_RUN, the state ioctls of a register sync on the calling thread's vCPU,
+//! (KVM_RUN, the state ioctls of a register sync on the calling thread's
+//! vCPU, the MSR ones through [`try_msrs`],
 //! KVM_CHECK_EXTENSION and KVM_IRQ_LINE on the bound VM), carried out with
 //! one load of the fd table, one of the thread's binding and a table
 //! look-up of the request, instead of the general path's classification,
@@ -65,13 +66,15 @@ impl HotRow {
 /// The hot vCPU requests and their state kinds (`(cmd, kind, op)`; kind 0
 /// is KVM_RUN): KVM_RUN and the state ioctls of a register sync (QEMU's
 /// runtime put and get: REGS, SREGS or SREGS2, XSAVE or XSAVE2, XCRS,
-/// EVENTS, MP_STATE, LAPIC, DEBUGREGS; FPU for the VMMs that use it), but
-/// not MSRS: an MSR entry's `EINVAL` may call for the fallback
+/// EVENTS, MP_STATE, LAPIC, DEBUGREGS; FPU for the VMMs that use it).
+/// KVM_GET_MSRS and KVM_SET_MSRS are hot too, but not in this table: an
+/// MSR entry's `EINVAL` calls for the general path's fallback
 /// (`state_result` in translate.rs), and deciding that after the syscall
-/// kept three more registers across it on every hot call (about 16
-/// instructions per call in the `make vm-bench` guest), for two calls
-/// of a register sync, which the general path carries out with no read
-/// of the caller's memory either.
+/// here kept three more registers across it on every hot call (about 16
+/// instructions per call in the `make vm-bench` guest); so did a call of
+/// [`msrs`] from [`call`] (12 per call: `call` stopped being a leaf).
+/// The general path tries [`try_msrs`] first, when [`try_call`] has
+/// answered `None`.
 const VCPU_HOT_LIST: [(u64, u32, u32); 22] = {
     const G: u32 = KVMNG_STATE_GET;
     const S: u32 = KVMNG_STATE_SET;
@@ -202,6 +205,63 @@ unsafe fn call<B: Backend + ?Sized>(fd: i32, cmd: u64, arg: u64, backend: &B) ->
     })
 }
 
+/// KVM_GET_MSRS or KVM_SET_MSRS on a vCPU the calling thread holds, when
+/// the hot path is on (as [`try_call`]): one unbounded MSR entry, as the
+/// general path makes it; `None` for any other request or fd, and nothing
+/// done. The entry's `EINVAL` can only be the call's check of `nmsrs`
+/// against the size (2^28 MSRs or more), made before anything was done:
+/// `None` too, and the general path does it again, falls back and records
+/// why, and the kernel answers `E2BIG`.
+///
+/// # Safety
+/// As [`try_call`].
+#[inline(never)]
+pub unsafe fn try_msrs(fd: i32, cmd: u64, arg: u64) -> Option<SysResult> {
+    let op = match cmd {
+        KVM_GET_MSRS => KVMNG_STATE_GET,
+        KVM_SET_MSRS => KVMNG_STATE_SET,
+        _ => return None,
+    };
+    match config::hot() {
+        // SAFETY: forwarded.
+        Hot::Native => unsafe { msrs(fd, cmd, arg, op, &Native) },
+        // SAFETY: forwarded.
+        Hot::Other => unsafe { msrs(fd, cmd, arg, op, config::chosen_backend()?) },
+        Hot::Off => None,
+    }
+}
+
+/// [`try_msrs`] on `backend`, for `op`.
+///
+/// # Safety
+/// As [`try_call`].
+#[inline(always)]
+unsafe fn msrs<B: Backend + ?Sized>(
+    fd: i32,
+    cmd: u64,
+    arg: u64,
+    op: u32,
+    backend: &B,
+) -> Option<SysResult> {
+    let entry = fdtable::get(fd);
+    if entry.kind() != Kind::Vcpu || !binding::holds(entry) {
+        return None;
+    }
+    // SAFETY: the caller's argument, read and written by the kernel (or
+    // the emulation's ioctl) as the ioctl would.
+    let r =
+        unsafe { translate::state_entry(KVMNG_STATE_MSRS, op, arg, translate::UNBOUNDED, backend) };
+    if r == Err(Errno(libc::EINVAL)) {
+        return None;
+    }
+    Some(match translate::settle(r) {
+        Ok(result) => result,
+        // SAFETY: the caller's own arguments, passed on (the general path's
+        // fallback for a lost binding).
+        Err(_) => unsafe { raw_ioctl(fd, cmd, arg) },
+    })
+}
+
 /// A hot call on the calling thread's vCPU.
 ///
 /// # Safety
@@ -258,6 +318,28 @@ mod tests {
             }
         }
         assert_eq!(hot, VCPU_HOT_LIST.len());
+        // The MSR requests, hot through `try_msrs`: the general path's form,
+        // with the unbounded size.
+        for cmd in [KVM_GET_MSRS, KVM_SET_MSRS] {
+            assert_eq!(vcpu_form(cmd), None);
+            let row = cmdindex::find(cmd, FdClass::Vcpu).unwrap();
+            let op = if cmd == KVM_GET_MSRS {
+                KVMNG_STATE_GET
+            } else {
+                KVMNG_STATE_SET
+            };
+            assert_eq!(
+                KVM_IOCTLS[row].form_on(FdClass::Vcpu),
+                NewApiForm::VcpuState {
+                    kind: KVMNG_STATE_MSRS,
+                    op
+                }
+            );
+            assert_eq!(
+                translate::fixed_state_size(KVMNG_STATE_MSRS, op, cmd),
+                Some(translate::UNBOUNDED)
+            );
+        }
         for cmd in [KVM_CHECK_EXTENSION, KVM_IRQ_LINE] {
             let row = cmdindex::find(cmd, FdClass::Vm).unwrap();
             assert_eq!(KVM_IOCTLS[row].form_on(FdClass::Vm), NewApiForm::Control);
