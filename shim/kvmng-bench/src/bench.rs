@@ -326,10 +326,16 @@ fn shim_census(op: Op, shim: &Path, cpu: Option<usize>) -> anyhow::Result<Vec<Ce
     const SAMPLES: usize = 4;
     let base = census_run(op, shim, cpu, 0)?;
     let with = census_run(op, shim, cpu, SAMPLES)?;
-    Ok(op
-        .measured_commands()
-        .iter()
-        .filter_map(|&name| {
+    let mut names: Vec<&str> = Vec::new();
+    for &name in op.measured_commands() {
+        // A sequence may issue a command twice (the put's KVM_SET_MSRS).
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    Ok(names
+        .into_iter()
+        .filter_map(|name| {
             let f = with.commands.get(name)?;
             let zero = kvmng_census::CommandStats::default();
             let b = base.commands.get(name).unwrap_or(&zero);

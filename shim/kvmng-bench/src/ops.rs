@@ -279,8 +279,8 @@ impl Op {
     }
 
     /// The legacy ioctl commands a sample of this op issues on the ioctl
-    /// paths (the names the shim's census uses), to check that the shim
-    /// translated them.
+    /// paths (the names the shim's census uses), in order, a command as
+    /// often as it is issued, to check that the shim translated them.
     pub fn measured_commands(self) -> &'static [&'static str] {
         match self {
             Op::VmCreate => &["KVM_CREATE_VM"],
@@ -288,16 +288,7 @@ impl Op {
             Op::RunPio | Op::RunMmio => &["KVM_RUN"],
             Op::RegsGet | Op::RegsGetControl => &["KVM_GET_REGS"],
             Op::RegsSet => &["KVM_SET_REGS"],
-            // PUT_STEPS with KVM_SET_MSRS once.
-            Op::StatePut => &[
-                "KVM_SET_SREGS2",
-                "KVM_SET_REGS",
-                "KVM_SET_XSAVE",
-                "KVM_SET_XCRS",
-                "KVM_SET_MSRS",
-                "KVM_SET_VCPU_EVENTS",
-                "KVM_SET_DEBUGREGS",
-            ],
+            Op::StatePut => &PUT_STEPS,
             Op::StateGet => &GET_STEPS,
             Op::StateStep { put: true, step } => {
                 core::slice::from_ref(&PUT_STEPS[usize::from(step)])
