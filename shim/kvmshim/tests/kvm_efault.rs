@@ -64,6 +64,9 @@ fn bad_pointers_on_the_hot_path() {
         "KVM_GET_MSRS nmsrs 2^28 = -1 E2BIG",
         "KVM_SET_MSRS nmsrs 2^32-1 = -1 E2BIG",
         "KVM_GET_XSAVE bad = -1 EFAULT",
+        "KVM_SET_MSRS 0x174=0x10 = 1",
+        "KVM_GET_MSRS 0x174 = 1",
+        "msr 0x174 = 0x10",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in:\n{out}");
     }

@@ -210,8 +210,9 @@ unsafe fn call<B: Backend + ?Sized>(fd: i32, cmd: u64, arg: u64, backend: &B) ->
 /// general path makes it; `None` for any other request or fd, and nothing
 /// done. The entry's `EINVAL` can only be the call's check of `nmsrs`
 /// against the size (2^28 MSRs or more), made before anything was done:
-/// `None` too, and the general path does it again, falls back and records
-/// why, and the kernel answers `E2BIG`.
+/// the ioctl goes to the kernel unchanged, which answers `E2BIG`, as on
+/// the general path (whose fallback would record why, but the hot path is
+/// off whenever a census or trace is kept).
 ///
 /// # Safety
 /// As [`try_call`].
@@ -252,7 +253,9 @@ unsafe fn msrs<B: Backend + ?Sized>(
     let r =
         unsafe { translate::state_entry(KVMNG_STATE_MSRS, op, arg, translate::UNBOUNDED, backend) };
     if r == Err(Errno(libc::EINVAL)) {
-        return None;
+        // SAFETY: the caller's own arguments, passed on (the general
+        // path's fallback for `entry count too large`).
+        return Some(unsafe { raw_ioctl(fd, cmd, arg) });
     }
     Some(match translate::settle(r) {
         Ok(result) => result,

@@ -589,6 +589,17 @@ static int cmd_efault(void)
 	run->immediate_exit = 1;
 	show("KVM_RUN with immediate_exit", ioctl(vcpu, KVM_RUN, 0));
 	run->immediate_exit = 0;
+	/* MSRs answered on the bound vCPU, and a SET on a vCPU this thread
+	 * does not hold (the kernel's), which must not reach the bound one. */
+	struct { struct kvm_msrs h; struct kvm_msr_entry e[1]; } m1 = {
+		.h = { .nmsrs = 1 }, .e = { { .index = 0x174, .data = 0x10 } } };
+	show("KVM_SET_MSRS 0x174=0x10", ioctl(vcpu, KVM_SET_MSRS, &m1));
+	int other = ioctl(vm, KVM_CREATE_VCPU, 1);
+	m1.e[0].data = 0x20;
+	show("KVM_SET_MSRS 0x174=0x20 other vCPU", ioctl(other, KVM_SET_MSRS, &m1));
+	m1.e[0].data = 0x99;
+	show("KVM_GET_MSRS 0x174", ioctl(vcpu, KVM_GET_MSRS, &m1));
+	printf("msr 0x174 = %#llx\n", (unsigned long long)m1.e[0].data);
 	show("KVM_GET_REGS bad", ioctl(vcpu, KVM_GET_REGS, bad));
 	show("KVM_SET_REGS bad", ioctl(vcpu, KVM_SET_REGS, bad));
 	show("KVM_GET_SREGS bad", ioctl(vcpu, KVM_GET_SREGS, bad));
