@@ -71,10 +71,13 @@ impl HotRow {
 /// MSR entry's `EINVAL` calls for the general path's fallback
 /// (`state_result` in translate.rs), and deciding that after the syscall
 /// here kept three more registers across it on every hot call (about 16
-/// instructions per call in the `make vm-bench` guest); so did a call of
-/// [`msrs`] from [`call`] (12 per call: `call` stopped being a leaf).
-/// The general path tries [`try_msrs`] first, when [`try_call`] has
-/// answered `None`.
+/// instructions per call in the `make vm-bench` guest). Two other ways
+/// were measured and cost every hot call too: the MSR rows in this table
+/// with a form of their own, carried out by a function of theirs that
+/// [`call`] calls (9 to 12 instructions), and [`call`] calling out for
+/// them only when this table has no row (3). The general path tries
+/// [`try_msrs`] first, when [`try_call`] has answered `None`: the table's
+/// calls are unchanged.
 const VCPU_HOT_LIST: [(u64, u32, u32); 22] = {
     const G: u32 = KVMNG_STATE_GET;
     const S: u32 = KVMNG_STATE_SET;
