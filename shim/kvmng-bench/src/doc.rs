@@ -71,20 +71,6 @@ pub const LEGACY_TARGET: f64 = 1.05;
 /// ... and shim / ioctl at most this on the hot ops.
 pub const SHIM_HOT_TARGET: f64 = 1.10;
 
-/// The hot ops: what the shim's hot-call path carries (KVM_RUN, the
-/// register sync, KVM_IRQ_LINE and KVM_CHECK_EXTENSION on the bound VM).
-const HOT_OPS: [Op; 9] = [
-    Op::RunPio,
-    Op::RunMmio,
-    Op::RegsGet,
-    Op::RegsSet,
-    Op::RegsGetControl,
-    Op::StatePut,
-    Op::StateGet,
-    Op::IrqLine,
-    Op::CheckExtension,
-];
-
 /// Each op's legacy and shim ratio (point estimates) against the host
 /// targets, and a line of what was met.
 fn host_targets(r: &BenchReport) -> String {
@@ -112,7 +98,7 @@ fn host_targets(r: &BenchReport) -> String {
             continue;
         };
         let legacy = point(op, PathKind::Legacy);
-        let hot = HOT_OPS.contains(&op);
+        let hot = op.is_hot();
         let shim = point(op, PathKind::Shim);
         if let Some(v) = legacy {
             legacy_n += 1;

@@ -177,6 +177,17 @@ impl Op {
         ops
     }
 
+    /// Whether the shim's hot-call path carries this op's ioctls: KVM_RUN,
+    /// the state ioctls of a register sync, and KVM_IRQ_LINE and
+    /// KVM_CHECK_EXTENSION on the bound VM.
+    pub fn is_hot(self) -> bool {
+        matches!(
+            self,
+            Op::RunPio | Op::RunMmio | Op::IrqLine | Op::CheckExtension
+        ) || matches!(self, Op::RegsGet | Op::RegsSet | Op::RegsGetControl)
+            || matches!(self, Op::StatePut | Op::StateGet | Op::StateStep { .. })
+    }
+
     /// Every step of the register put and get, in order
     /// (`--ops state-steps`).
     pub fn state_steps() -> Vec<Op> {
