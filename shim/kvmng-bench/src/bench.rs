@@ -29,7 +29,9 @@ pub struct BenchArgs {
     /// run-mmio, regs-get, regs-set, state-put, state-get, irq-line,
     /// memory-map (every N) or memory-map-N, mmio-delivery; or all.
     /// mmio-delivery is the ioregion harness (four ways of delivering an
-    /// MMIO access), run through the backend the kernel calls for.
+    /// MMIO access), run through the backend the kernel calls for. Not
+    /// in all: state-put-N (1-8) and state-get-N (1-9), one step of the
+    /// register sync alone, and state-steps for all 17.
     #[arg(long, default_value = "all", value_name = "LIST")]
     pub ops: String,
     /// Paths, comma-separated: ioctl, legacy, shim, trap, native; or all
