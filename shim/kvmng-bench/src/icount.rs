@@ -225,6 +225,21 @@ fn sync_steps(vm: &VmBench) -> String {
         if !group_measured {
             continue;
         }
+        // One row: ioctl, native, shim, and the two differences.
+        let row = |s: &mut String, label: String, v: [Option<f64>; 3]| {
+            let diff = |a: Option<f64>, b: Option<f64>| {
+                a.zip(b).map_or("-".into(), |(a, b)| signed(a - b))
+            };
+            let _ = writeln!(
+                s,
+                "| {label} | {} | {} | {} | {} | {} |",
+                cell(v[0]),
+                cell(v[1]),
+                cell(v[2]),
+                diff(v[1], v[0]),
+                diff(v[2], v[1])
+            );
+        };
         let mut sum = [0.0f64; 3];
         let mut complete = true;
         for (i, name) in names.iter().enumerate() {
@@ -240,46 +255,24 @@ fn sync_steps(vm: &VmBench) -> String {
                     None => complete = false,
                 }
             }
-            let diff = |a: Option<f64>, b: Option<f64>| {
-                a.zip(b).map_or("-".into(), |(a, b)| signed(a - b))
-            };
-            let _ = writeln!(
-                s,
-                "| {} {name} | {} | {} | {} | {} | {} |",
-                op.name(),
-                cell(v[0]),
-                cell(v[1]),
-                cell(v[2]),
-                diff(v[1], v[0]),
-                diff(v[2], v[1])
-            );
+            row(&mut s, format!("{} {name}", op.name()), v);
         }
         if complete {
-            let _ = writeln!(
-                s,
-                "| {} summed | {} | {} | {} | {} | {} |",
-                whole.name(),
-                fmt_insns(sum[0]),
-                fmt_insns(sum[1]),
-                fmt_insns(sum[2]),
-                signed(sum[1] - sum[0]),
-                signed(sum[2] - sum[1])
-            );
-            if let (Some(i), Some(n), Some(h)) = (
+            row(&mut s, format!("{} summed", whole.name()), sum.map(Some));
+            let v = [
                 m(whole, PathKind::Ioctl),
                 m(whole, PathKind::Native),
                 m(whole, PathKind::Shim),
-            ) {
-                let _ = writeln!(
-                    s,
-                    "| {} measured whole (native: one batch of {} entries) | {} | {} | {} | {} | {} |",
-                    whole.name(),
-                    names.len(),
-                    fmt_insns(i),
-                    fmt_insns(n),
-                    fmt_insns(h),
-                    signed(n - i),
-                    signed(h - n)
+            ];
+            if v.iter().all(Option::is_some) {
+                row(
+                    &mut s,
+                    format!(
+                        "{} measured whole (native: one batch of {} entries)",
+                        whole.name(),
+                        names.len()
+                    ),
+                    v,
                 );
             }
         }
