@@ -31,6 +31,7 @@ help:
 	@echo "  make compat  the selftests and QEMU natively and through the shim (make compat-doc: into docs/compat.md)"
 	@echo "  make bench   every operation through every path on this host: docs/bench.md"
 	@echo "  make vm-bench  instruction counts ioctl vs syscall in the patched kernel under QEMU -icount"
+	@echo "  make vm-trace OP=.. IOCTL=.. SYSCALL=..  one call of each path stepped in that kernel: instructions per function"
 	@echo "  make install [PREFIX=/usr/local]   header, libkvmshim.so, kvmng, kvmshim.pc"
 	@echo "  make fuzz | soak | vm-stress   1M differential fuzz executions | 5-minute soak | debug kernel stress"
 	@echo "  make smp-smoke  an SMP VMM in miniature (2 and 4 vCPU threads, irqchip, slot changes, pauses)"
@@ -340,6 +341,17 @@ vm-bench: deps
 	$(CARGO) build -q --release -p kvmshim -p kvmng-cli
 	@kernel-patch/vm-test/bench.sh --out docs/bench/vm-bench.json
 	@$(MAKE) --no-print-directory bench-doc
+
+# Where one call's instructions go, kernel function by kernel function, on
+# the ioctl and the native path (kernel-patch/vm-test/trace.sh; docs/bench.md,
+# "Where the native path's instructions go"), e.g.
+#   make vm-trace OP=state-get-2 IOCTL=0x8004ae98 SYSCALL=kvmng_vcpu_state
+.PHONY: vm-trace
+vm-trace: deps
+	$(call apt_install,gdb)
+	@[ -n "$(OP)" ] && [ -n "$(IOCTL)" ] && [ -n "$(SYSCALL)" ] || { echo "error: vm-trace needs OP, IOCTL and SYSCALL, e.g. make vm-trace OP=state-get-2 IOCTL=0x8004ae98 SYSCALL=kvmng_vcpu_state"; exit 1; }
+	$(CARGO) build -q --release -p kvmshim -p kvmng-cli
+	@kernel-patch/vm-test/trace.sh "$(OP)" "$(IOCTL)" "$(SYSCALL)" "$(COND)"
 
 # docs/bench.md and its charts again from the stored results (host:
 # docs/bench/bench.json, ab.json; guest: vm-bench.json), measuring nothing.
