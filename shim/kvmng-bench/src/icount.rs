@@ -492,13 +492,15 @@ fn breakdown(vm: &VmBench) -> String {
          takes the vCPU mutex once per batch, then calls each entry's KVM handler directly \
          (the kvm_arch_vcpu_ioctl_*() handlers for regs, sregs, fpu and mp_state, regs \
          and mp_state on the stack; the other kinds through kvm_arch_vcpu_ioctl), so an \
-         entry saves the \
-         dispatch and the mutex but still pays vcpu_load/vcpu_put, which KVM's handlers do \
-         themselves (V − D = {} holds the mutex and the load), and the work of the ioctl. \
+         entry saves the fd lookup, vfs_ioctl, KVM's switch and the mutex but still pays \
+         vcpu_load/vcpu_put, which KVM's handlers do themselves (V − D = {} holds the \
+         mutex and the load), the LSM hook on its ioctl command (part of D, which \
+         kvmng_vcpu_state runs for every entry), and the work of the ioctl. \
          The model below charges every entry V − D, as if it were an ioctl without its \
          dispatch: the difference to the measured count is what the direct call saves \
-         beyond that (negative) or costs that the model does not count (positive). Per \
-         target:\n",
+         beyond that (negative) or costs that the model does not count (positive), the \
+         LSM hook included; `make vm-trace` counts both paths function by function \
+         (\"Where the native path's instructions go\", below). Per target:\n",
         fmt_insns(dispatch),
         fmt_insns(vcpu_fixed - dispatch),
     );
