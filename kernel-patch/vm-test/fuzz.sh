@@ -64,6 +64,7 @@ for v in "${variants[@]}"; do
 	[ -f "$R/results.tsv" ] || : > "$R/results.tsv"
 	oops=$(grep -a -E '^\[ *[0-9]+\.[0-9]+\] (Oops|Kernel panic|BUG:|WARNING:|general protection|kernel BUG|UBSAN|KASAN|list_del corruption)' "$R/console.log" | head -1 | cut -c1-160 || true)
 	[ -n "$oops" ] && printf 'guest-kernel\tFAIL\t\t%s\n' "${oops#*] } (console.log)" >> "$R/results.tsv"
+	console_check "$R/console.log" >> "$R/results.tsv"
 	[ "$rc" = 124 ] && printf 'vm\tFAIL\t\tdid not finish within %s s\n' "$boot_timeout" >> "$R/results.tsv"
 	grep -q '^VMTEST: done' "$R/console.log" ||
 		printf 'guest\tFAIL\t\tfuzz-guest.sh did not finish (last line: %s)\n' "$(last_line "$R/console.log")" >> "$R/results.tsv"

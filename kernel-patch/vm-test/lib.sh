@@ -105,7 +105,10 @@ vmtest_qemu() {
 # script gets ARGS (comma-separated), and VMTEST_EXTRA_PARAMS (kernel
 # parameters, for experiments: kvm_amd.npt=0 ...) comes first on the
 # command line. The console goes to LOG, its
-# "VMTEST: " lines to stdout. Sets qemu_cmd (the command as run); returns
+# "VMTEST: " lines to stdout. loglevel=5 puts KERN_WARNING on the console:
+# a WARN() or a lockdep report is printed at that level, and the callers
+# search the console for them (at loglevel=4 only an oops made them
+# visible, by raising the level). Sets qemu_cmd (the command as run); returns
 # QEMU's exit status (124: timeout).
 boot_guest() {
 	local - timeout_s=$1 log=$2 W=$3 kd=$4 args=$5 opts=() params
@@ -115,7 +118,7 @@ boot_guest() {
 		shift
 	done
 	[ $# -gt 0 ] && shift
-	params="console=ttyS0 panic=-1 loglevel=4 ${VMTEST_EXTRA_PARAMS:-}${VMTEST_EXTRA_PARAMS:+ }${*}${*:+ }kvmng_out=$W kvmng_repo=$repo kvmng_args=$args"
+	params="console=ttyS0 panic=-1 loglevel=5 ${VMTEST_EXTRA_PARAMS:-}${VMTEST_EXTRA_PARAMS:+ }${*}${*:+ }kvmng_out=$W kvmng_repo=$repo kvmng_args=$args"
 	qemu_cmd=("$(vmtest_qemu)" "${opts[@]}" -kernel "$kd/bzImage" -initrd "$W/stage/initramfs.gz"
 		-nographic -no-reboot -nodefaults -serial stdio
 		-virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap
@@ -125,6 +128,23 @@ boot_guest() {
 	timeout "$timeout_s" "${qemu_cmd[@]}" < /dev/null 2>&1 | sed -u 's/\r//g' | tee "$log" |
 		sed -u -n 's/^VMTEST: /  | /p'
 	return "${PIPESTATUS[0]}"
+}
+
+# The line guest_start writes to the kernel log at KERN_WARNING: on the
+# console it shows that WARN() and lockdep reports, printed at that level,
+# reach it (boot_guest's loglevel), so that searching the console for
+# them can find them.
+WARN_PROBE='kvmng-harness: a KERN_WARNING line, to show the console carries WARN() and lockdep reports'
+
+# console_check LOG: a results.tsv row on whether the guest's KERN_WARNING
+# probe reached the console; none if the guest script never started.
+console_check() {
+	grep -a -q '^VMTEST: variant ' "$1" || return 0
+	if grep -a -q "$WARN_PROBE" "$1"; then
+		printf 'console\tPASS\t\tKERN_WARNING messages reach the console (WARN(), lockdep)\n'
+	else
+		printf 'console\tFAIL\t\tthe guest'"'"'s KERN_WARNING probe is not on the console: WARN() and lockdep reports would go unseen (loglevel)\n'
+	fi
 }
 
 # last_line LOG: the last non-blank line of a console log, cut short.
@@ -162,6 +182,7 @@ guest_start() {
 	guest_env
 	n=$(nproc --all)
 	[ "$n" -ge 3 ] && taskset -p -c "1-$((n - 1))" $$ > /dev/null
+	echo "<4>$WARN_PROBE" > /dev/kmsg
 	rel=$(cat "$3/kernelrelease")
 	res=$2/results.tsv
 	: > "$res"

@@ -82,6 +82,7 @@ run_variant() {
 	else
 		printf 'splats\tPASS\t\t%s\n' "0 on the console (KASAN, lockdep, RCU, WARNING, BUG, Oops, hung task, stall)" >> "$R/results.tsv"
 	fi
+	console_check "$R/console.log" >> "$R/results.tsv"
 	[ "$rc" = 124 ] && printf 'vm\tFAIL\t\tdid not finish within %s s\n' "$boot_timeout" >> "$R/results.tsv"
 	grep -q '^VMTEST: done' "$R/console.log" ||
 		printf 'guest\tFAIL\t\tstress-guest.sh did not finish (last line: %s)\n' "$(last_line "$R/console.log")" >> "$R/results.tsv"

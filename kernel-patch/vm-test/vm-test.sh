@@ -132,6 +132,7 @@ run_variant() {
 	else
 		printf 'guest-kernel\tPASS\t\tno oops, BUG or WARNING on the console\n' >> "$R/results.tsv"
 	fi
+	console_check "$R/console.log" >> "$R/results.tsv"
 	if [ "$rc" = 124 ]; then
 		echo "  !! the VM did not finish within $boot_timeout s" >&2
 		printf 'vm\tFAIL\t%s\tdid not finish within %s s\n' "$secs" "$boot_timeout" >> "$R/results.tsv"
