@@ -62,7 +62,7 @@ for v in "${variants[@]}"; do
 	boot_guest "$boot_timeout" "$R/console.log" "$W" "$kd" "$v,$R,$kd,$execs,$secs,$seed,$maxdiv" \
 		-accel "$accel" -cpu max -m "$mem" -smp "$smp" || rc=$?
 	[ -f "$R/results.tsv" ] || : > "$R/results.tsv"
-	oops=$(grep -a -E '^\[ *[0-9]+\.[0-9]+\] (Oops|Kernel panic|BUG:|WARNING:|general protection|kernel BUG|UBSAN|KASAN|list_del corruption)' "$R/console.log" | head -1 | cut -c1-160 || true)
+	oops=$(guest_oops "$R/console.log")
 	[ -n "$oops" ] && printf 'guest-kernel\tFAIL\t\t%s\n' "${oops#*] } (console.log)" >> "$R/results.tsv"
 	console_check "$R/console.log" >> "$R/results.tsv"
 	[ "$rc" = 124 ] && printf 'vm\tFAIL\t\tdid not finish within %s s\n' "$boot_timeout" >> "$R/results.tsv"

@@ -136,6 +136,14 @@ boot_guest() {
 # them can find them.
 WARN_PROBE='kvmng-harness: a KERN_WARNING line, to show the console carries WARN() and lockdep reports'
 
+# guest_oops LOG: the first line of the guest kernel's own complaints on
+# the console (oops, panic, BUG, WARNING, KASAN, ...), cut short; empty
+# if there is none.
+guest_oops() {
+	grep -a -E '^\[ *[0-9]+\.[0-9]+\] (Oops|Kernel panic|BUG:|WARNING:|general protection|kernel BUG|UBSAN|KASAN|list_del corruption)' "$1" |
+		head -1 | cut -c1-160 || true
+}
+
 # console_check LOG: a results.tsv row on whether the guest's KERN_WARNING
 # probe reached the console; none if the guest script never started.
 console_check() {

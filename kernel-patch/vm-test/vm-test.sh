@@ -124,7 +124,7 @@ run_variant() {
 	# The guest kernel's own complaints (oops, panic, BUG, WARNING) fail the
 	# variant, whatever the steps said.
 	local oops
-	oops=$(grep -a -E '^\[ *[0-9]+\.[0-9]+\] (Oops|Kernel panic|BUG:|WARNING:|general protection|kernel BUG|UBSAN|KASAN|list_del corruption)' "$R/console.log" | head -1 | cut -c1-160)
+	oops=$(guest_oops "$R/console.log")
 	if [ -n "$oops" ]; then
 		local rip
 		rip=$(grep -a -m1 -E '^\[ *[0-9.]+\] RIP: ' "$R/console.log" | sed 's/^\[[^]]*\] //' | cut -c1-80)
