@@ -67,7 +67,8 @@ def trace_one():
 # traced instead, at most 5 times, and the log says so.
 for attempt in range(5):
     pcs = trace_one()
-    if "__schedule" not in {function_of(pc) for pc in pcs}:
+    names = [function_of(pc) for pc in pcs]
+    if "__schedule" not in names:
         break
     print("trace-call: call %d was scheduled out, tracing the next one" % (attempt + 1))
 else:
@@ -75,8 +76,8 @@ else:
 gdb.execute("detach", to_string=True)
 out = env["TRACE_OUT"]
 with open(out, "w") as f:
-    f.writelines("%x %s\n" % (pc, function_of(pc)) for pc in pcs)
-counts = collections.Counter(function_of(pc) for pc in pcs)
+    f.writelines("%x %s\n" % pn for pn in zip(pcs, names))
+counts = collections.Counter(names)
 with open(out + ".sum", "w") as f:
     f.write("%d total\n" % len(pcs))
     f.writelines("%d %s\n" % (n, name) for name, n in counts.most_common())

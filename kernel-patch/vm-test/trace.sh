@@ -76,7 +76,7 @@ awk 'FNR == 1 { f++; next } { n[$2] = 1; c[$2, f] = $1 }
 	END { for (k in n) { d = c[k, 2] - c[k, 1]
 		printf "%d\t%d\t%-44s %8d %8d %+8d\n", d < 0 ? -d : d, c[k, 1], k, c[k, 1], c[k, 2], d } }' \
 	"$R/ioctl.trace.sum" "$R/native.trace.sum" | sort -t "$(printf '\t')" -k1,1nr -k2,2nr | cut -f3-
-printf '%-44s %8s %8s %+8d\n' total "$(head -1 "$R/ioctl.trace.sum" | cut -d' ' -f1)" \
-	"$(head -1 "$R/native.trace.sum" | cut -d' ' -f1)" \
-	"$(($(head -1 "$R/native.trace.sum" | cut -d' ' -f1) - $(head -1 "$R/ioctl.trace.sum" | cut -d' ' -f1)))"
+read -r ti _ < "$R/ioctl.trace.sum"
+read -r tn _ < "$R/native.trace.sum"
+printf '%-44s %8s %8s %+8d\n' total "$ti" "$tn" "$((tn - ti))"
 echo "==> vm-trace: $R/{ioctl,native}.trace (one line per instruction), .sum (per function)"
