@@ -8,7 +8,7 @@
 #     -initrd stage/initramfs.gz -nographic -no-reboot -nodefaults -serial stdio \
 #     -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap \
 #     -virtfs local,path=$W,mount_tag=out,security_model=none \
-#     -append "console=ttyS0 panic=-1 loglevel=4 kvmng_out=$W kvmng_args=SECS,MODE,RUN_CPU,OTHER_CPU"
+#     -append "console=ttyS0 panic=-1 loglevel=5 kvmng_out=$W kvmng_args=SECS,MODE,RUN_CPU,OTHER_CPU"
 #
 # ($W/stage holds this script as guest.sh, initramfs.gz and a release
 # build of kvmng.) Runs KVM_RUN round trips with PIO exits (`kvmng bench
@@ -20,6 +20,10 @@
 S=$(cd "$(dirname "$0")" && pwd)
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 secs=$1 mode=$2 bench_cpu=${3:-0} storm_cpu=${4:-1}
+# lib.sh's WARN_PROBE: on the console it shows that a WARN() (the IF
+# check's) would reach it.
+echo '<4>kvmng-harness: a KERN_WARNING line, to show the console carries WARN() and lockdep reports' > /dev/kmsg
+echo "VMTEST: kernel $(uname -r), $(nproc) CPUs"
 if [ "$mode" = storm ]; then
 	taskset -c "$storm_cpu" perl -e 'pipe(my $ar, my $aw) or die; pipe(my $br, my $bw) or die;
 		my $b;
