@@ -1,8 +1,9 @@
 #!/bin/bash
-# Issue 16's positive controls (docs/reliability.md, section 4): the guest
-# script of a TCG guest booted by hand on the kernel that crashed at 09:50
-# (debug-541dddd8b6fb4fef, with docs/reliability/if-clear-check.patch),
-# with the staged initramfs of kernel-patch/vm-test/init:
+# Issue 16's storm controls (docs/reliability.md, section 4): the guest
+# script of a TCG guest, first booted by hand on the kernel that crashed
+# at 09:50 (debug-541dddd8b6fb4fef, with docs/reliability/if-clear-check.patch),
+# then by crash-control-arm.sh on that kernel and on 6.12.117 without the
+# series, with the staged initramfs of kernel-patch/vm-test/init:
 #
 #   qemu-system-x86_64 -accel tcg -cpu max -m 4G -smp N -kernel .../bzImage \
 #     -initrd stage/initramfs.gz -nographic -no-reboot -nodefaults -serial stdio \
@@ -50,4 +51,6 @@ while [ $(($(date +%s) - t0)) -lt "$secs" ]; do
 done
 kill "$storm"
 dmesg | grep -A3 -m3 'with IF clear' | sed 's/^/VMTEST: /'
+# The taint flags: W (512) is set by any WARN(), whatever the console shows.
+echo "VMTEST: taint $(cat /proc/sys/kernel/tainted)"
 echo "VMTEST: done"
