@@ -11,19 +11,20 @@
 #     -virtfs local,path=$W,mount_tag=out,security_model=none \
 #     -append "console=ttyS0 panic=-1 loglevel=5 kvmng_out=$W kvmng_args=SECS,MODE,RUN_CPU,OTHER_CPU"
 #
-# ($W/stage holds this script as guest.sh, initramfs.gz and a release
-# build of kvmng.) Runs KVM_RUN round trips with PIO exits (`kvmng bench
+# ($W/stage holds this script as guest.sh, lib.sh, initramfs.gz and a
+# release build of kvmng, as lib.sh's stage() leaves them.) Runs KVM_RUN round trips with PIO exits (`kvmng bench
 # --ops run-pio --paths ioctl`: plain ioctls, no kvmng call after the
 # kernel probe) pinned to guest CPU RUN_CPU, for SECS seconds, while
 # OTHER_CPU restores FPU state without pause (MODE storm: race-guest.sh's
 # pipe ping-pong, every switch back to user space an XRSTOR) or spins
 # without system calls (MODE spin). Stops early if the IF check warns.
 S=$(cd "$(dirname "$0")" && pwd)
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# shellcheck source=../../kernel-patch/vm-test/lib.sh
+. "$S/lib.sh"
+guest_env
 secs=$1 mode=$2 bench_cpu=${3:-0} storm_cpu=${4:-1}
-# lib.sh's WARN_PROBE: on the console it shows that a WARN() (the IF
-# check's) would reach it.
-echo '<4>kvmng-harness: a KERN_WARNING line, to show the console carries WARN() and lockdep reports' > /dev/kmsg
+# On the console, the probe shows that a WARN() (the IF check's) reaches it.
+echo "<4>$WARN_PROBE" > /dev/kmsg
 echo "VMTEST: kernel $(uname -r), $(nproc) CPUs"
 if [ "$mode" = storm ]; then
 	taskset -c "$storm_cpu" perl -e 'pipe(my $ar, my $aw) or die; pipe(my $br, my $bw) or die;
