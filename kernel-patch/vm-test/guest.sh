@@ -146,32 +146,41 @@ esac
 
 # ---- iv. unmodified QEMU under the shim (syscall mode), nested Linux -------
 qemu_nested() { # NAME CPU SMP
-	local t0 rc
-	rm -f "$R/$1-stats.jsonl"
+	local t0 rc watch stall="" mon=/tmp/kvmng-$1.mon
+	rm -f "$R/$1-stats.jsonl" "$R/$1-stall.txt" "$mon"
 	t0=$(now)
 	# Each console line gets the seconds since the start, outside the nested
 	# guest: a nested Linux whose clock stalls (docs/kernel.md, Gaps) prints
-	# its own uptime, not where the wall-clock time went.
+	# its own uptime, not where the wall-clock time went. A console silent
+	# for 60 s has the nested QEMU's vCPUs and L1's injections written to
+	# NAME-stall.txt (nested-watch.sh), pass or fail.
+	"$S/nested-watch.sh" "$R/$1.log" "$mon" "$R/$1-stall.txt" 60 &
+	watch=$!
 	timeout 600 "$S/kvmng" exec --mode syscall --stats "$R/$1-stats.jsonl" -- \
 		qemu-system-x86_64 -accel kvm -cpu "$2" -m 256 -smp "$3" -nodefaults -no-reboot \
 		-display none -serial stdio -device isa-debug-exit,iobase=0x501,iosize=1 \
+		-monitor "unix:$mon,server=on,wait=off" \
 		-kernel "$K/bzImage" -initrd "$S/nested-initramfs.gz" \
 		-append "console=ttyS0 panic=-1 loglevel=4" < /dev/null 2>&1 |
 		perl -ne 'BEGIN { $| = 1; $t0 = time } printf "%4d %s", time - $t0, $_' \
 			> "$R/$1.log"
 	rc=${PIPESTATUS[0]}
+	kill "$watch" 2> /dev/null
+	wait "$watch" 2> /dev/null
+	rm -f "$mon"
+	[ -s "$R/$1-stall.txt" ] && stall=" (console silent 60 s: $1-stall.txt)"
 	local ok
 	ok=$(grep -m1 -a 'kvmng-nested-ok' "$R/$1.log" | tr -d '\r')
 	# The guest ends QEMU through isa-debug-exit: status (0x10 << 1) | 1.
 	if [ -n "$ok" ] && [ "$rc" = 33 ] && echo "$ok" | grep -q ", $3 CPUs online\$"; then
-		record "$1" PASS "$(since "$t0")" "-cpu $2 -smp $3, exit $rc: $ok"
+		record "$1" PASS "$(since "$t0")" "-cpu $2 -smp $3, exit $rc: $ok$stall"
 		return 0
 	fi
 	if [ -n "$ok" ]; then
-		record "$1" FAIL "$(since "$t0")" "-cpu $2 -smp $3, exit $rc (33 expected), $3 CPUs expected: $ok"
+		record "$1" FAIL "$(since "$t0")" "-cpu $2 -smp $3, exit $rc (33 expected), $3 CPUs expected: $ok$stall"
 		return 1
 	fi
-	record "$1" FAIL "$(since "$t0")" "-cpu $2 -smp $3, exit $rc, no kvmng-nested-ok: $(grep -a -v '^\s*$' "$R/$1.log" | tail -1 | tr -d '\r' | cat -v | cut -c1-160)"
+	record "$1" FAIL "$(since "$t0")" "-cpu $2 -smp $3, exit $rc, no kvmng-nested-ok: $(grep -a -v '^\s*$' "$R/$1.log" | tail -1 | tr -d '\r' | cat -v | cut -c1-160)$stall"
 	return 1
 }
 # The nested Linux gets no SVM (-svm): it needs no KVM of its own, and the

@@ -86,7 +86,7 @@ need_kernels VMTEST_KDIR_ "make kernel" y "${variants[@]}"
 stage "$W" "${VMTEST_GUEST:-$here/guest.sh}" \
 	"cargo build --release -p kvmshim -p kvmng-cli -p kvmng-compat -p kvmng-fuzz; make conformance" \
 	target/release/kvmng target/release/kvmng-compat target/release/libkvmshim.so build/conformance/conformance \
-	target/release/kvmng-fuzz
+	target/release/kvmng-fuzz kernel-patch/vm-test/nested-watch.sh
 krun=${VMTEST_KRUN:-${KVMNG_CACHE:-$HOME/.cache/kvmng}/krun-target/release/kvmng-krun}
 [ -x "$krun" ] || die "$krun is missing: run make krun (libkrun's launcher, compat-tests/kvmng-krun)"
 cp "$krun" "$W/stage/kvmng-krun"
