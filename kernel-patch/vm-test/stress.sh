@@ -61,7 +61,7 @@ stage "$W" "$here/stress-guest.sh" "make stress conformance; cargo build --relea
 SPLATS='BUG: KASAN|WARNING: possible circular locking|WARNING: possible recursive locking|WARNING: inconsistent lock state|INFO: possible irq lock inversion|WARNING: suspicious RCU usage|BUG: sleeping function called from invalid context|BUG: scheduling while atomic|WARNING:|BUG:|Oops|kernel BUG|general protection fault|INFO: task .* blocked for more than|rcu: INFO: rcu_(sched|preempt) detected stalls|watchdog: BUG: soft lockup|list_(add|del) corruption|UBSAN'
 
 run_variant() {
-	local v=$1 kd R t0=$SECONDS rc accel status=PASS
+	local v=$1 kd R t0=$SECONDS rc accel status=PASS params=(kasan_multi_shot)
 	kd=$(kdir "$v")
 	R=$W/$v
 	rm -rf "$R"
@@ -69,10 +69,18 @@ run_variant() {
 	# Multi-threaded TCG: true parallelism for the races under test. The
 	# kernels patch no code at run time (no jump labels: vm-test.sh).
 	accel=${STRESS_ACCEL:-tcg}
+	# KASAN on a 5-level guest (-cpu max has LA57) reports a wild access
+	# when an interrupt lands in identify_cpu() while the boot CPU's
+	# capability words are cleared: 3 boots in 40, none with no5lvl
+	# (docs/reliability.md, section 4, arm B4). It is upstream's false
+	# positive, it turns lockdep off for the rest of the boot (KASAN taints
+	# with LOCKDEP_NOW_UNRELIABLE) and the splat search fails the run, so
+	# the KASAN kernel boots with 4-level paging.
+	[ "$v" = debug ] && params+=(no5lvl)
 	echo "==> vm-stress $v: $(cat "$kd/kernelrelease") from $kd, $secs s per run (console: $R/console.log)"
 	rc=0
 	boot_guest "$boot_timeout" "$R/console.log" "$W" "$kd" "$v,$R,$kd,$secs,$st" \
-		-accel "$accel" -cpu max -m "$mem" -smp "$smp" -- kasan_multi_shot || rc=$?
+		-accel "$accel" -cpu max -m "$mem" -smp "$smp" -- "${params[@]}" || rc=$?
 	[ -f "$R/results.tsv" ] || : > "$R/results.tsv"
 	grep -a -E "$SPLATS" "$R/console.log" | sed 's/^\[ *[0-9.]*\] //' > "$R/splats.txt" || true
 	local splats
