@@ -29,26 +29,6 @@ W=$(realpath -m "${OUT:-arms}/$name")
 stage "$W" "$docs/crash-control-guest.sh" "cargo build --release" target/release/kvmng
 secs=${args%%,*}
 export VMTEST_QEMU=$q
-mon() { # mon COMMAND...: each HMP command through the monitor socket
-	python3 - "$W/mon" "$@" << 'PY'
-import socket, sys, time
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(3)
-def drain():
-    out = b""
-    try:
-        while True:
-            d = s.recv(65536)
-            if not d: break
-            out += d
-    except socket.timeout:
-        pass
-    return out.decode(errors="replace")
-drain()
-for c in sys.argv[2:]:
-    s.sendall((c + "\n").encode()); time.sleep(1)
-    print("### " + c); print(drain())
-PY
-}
 t0=$(date +%s)
 echo "== $name: $("$q" --version | head -1), $kd, smp $smp, args $args, start $(date +%T)"
 (
@@ -58,8 +38,8 @@ echo "== $name: $("$q" --version | head -1), $kd, smp $smp, args $args, start $(
 		if [ "$cur" != "$last" ]; then last=$cur t=$(date +%s); continue; fi
 		if [ $(($(date +%s) - t)) -ge 150 ]; then
 			echo "== $name: no progress for 150 s at $(date +%T): registers, then stop"
-			mon "info registers -a" "info lapic" > "$W/hang-regs.txt" 2>&1
-			mon quit > /dev/null 2>&1
+			hmp "$W/mon" "info registers -a" "info lapic" > "$W/hang-regs.txt" 2>&1
+			hmp "$W/mon" quit > /dev/null 2>&1
 			break
 		fi
 	done

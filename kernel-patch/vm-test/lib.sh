@@ -158,6 +158,20 @@ console_check() {
 # last_line LOG: the last non-blank line of a console log, cut short.
 last_line() { grep -a -v '^\s*$' "$1" | tail -1 | cut -c1-100; }
 
+# hmp SOCKET COMMAND...: each HMP command through a QEMU monitor on the unix
+# socket SOCKET (-monitor unix:SOCKET,server=on,wait=off), its output after
+# a "### COMMAND" line. Used on both sides: by nested-watch.sh in the guest
+# and by docs/reliability/crash-control-arm.sh on the host.
+hmp() {
+	perl -MIO::Socket::UNIX -e '
+		my $s = IO::Socket::UNIX->new(Peer => shift @ARGV) or die "monitor: $!\n";
+		sub drain { my ($t, $o, $b) = (shift, ""); vec(my $r = "", fileno $s, 1) = 1;
+			while (select(my $x = $r, undef, undef, $t)) { sysread($s, $b, 65536) or last; $o .= $b; $t = 0.5 }
+			$o }
+		drain(2);
+		for my $c (@ARGV) { print $s "$c\n"; print "### $c\n", drain(3), "\n" }' "$@" 2>&1
+}
+
 # ---- guest side (sourced from stage/lib.sh inside the guest) --------------
 
 # guest_env: a clean environment: nothing of the host's shell (the chroot

@@ -22,22 +22,15 @@ set -u
 log=$1 mon=$2 out=$3 silence=${4:-60}
 TRI=/sys/kernel/debug/tracing/instances/nested-watch
 EVENTS="kvm_inj_virq kvm_set_irq kvm_pic_set_irq kvm_ioapic_set_irq kvm_apic_accept_irq kvm_exit"
-
-hmp() { # hmp COMMAND...: each command's output, through the monitor socket
-	perl -MIO::Socket::UNIX -e '
-		my $s = IO::Socket::UNIX->new(Peer => shift @ARGV) or die "monitor: $!\n";
-		sub drain { my ($t, $o, $b) = (shift, ""); vec(my $r = "", fileno $s, 1) = 1;
-			while (select(my $x = $r, undef, undef, $t)) { sysread($s, $b, 65536) or last; $o .= $b; $t = 0.5 }
-			$o }
-		drain(2);
-		for my $c (@ARGV) { print $s "$c\n"; print "### $c\n", drain(3), "\n" }' "$mon" "$@" 2>&1
-}
+# hmp (staged beside this script, as in the repository)
+# shellcheck source=kernel-patch/vm-test/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 snapshot() {
 	echo "=== $(date +%T): the nested console silent for ${silence} s or more; its last lines:"
 	tail -5 "$log" | cat -v
 	echo "=== the nested QEMU (monitor)"
-	hmp "info registers -a" "info lapic" "info pic" "info irq"
+	hmp "$mon" "info registers -a" "info lapic" "info pic" "info irq"
 	echo "=== L1: /proc/interrupts"
 	cat /proc/interrupts
 	rmdir "$TRI" 2> /dev/null
@@ -60,7 +53,7 @@ snapshot() {
 	echo "=== L1: /proc/interrupts, 5 s later"
 	cat /proc/interrupts
 	echo "=== the nested QEMU's registers, 5 s after the first sample"
-	hmp "info registers -a"
+	hmp "$mon" "info registers -a"
 }
 
 last=-1 quiet=0
