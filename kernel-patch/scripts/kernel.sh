@@ -44,6 +44,8 @@
 #   modules/lib/modules/REL/...         (m: modules_install, stripped)
 #   selftests/  selftests-src/.../kvm/Makefile   (y: the KVM selftests of
 #                                       the patched tree, kvmng_test included)
+# y also compiles KVM's objects again with CONFIG_KVMNG=n and -Werror: the
+# series must build, warning-free, with kvmng configured out.
 # Unchanged inputs are a cache hit: seconds (the series checks).
 #
 # Environment: KVMNG_CACHE, KVMNG_LINUX_SRC, KVMNG_JOBS (default nproc),
@@ -305,6 +307,21 @@ build_variant() {
 		mkdir -p "$out.tmp/selftests-src/tools/testing/selftests/kvm"
 		cp "$tree/tools/testing/selftests/kvm/Makefile" "$out.tmp/selftests-src/tools/testing/selftests/kvm/"
 		echo "  [$v] selftests built in $((SECONDS - st0)) s"
+		# The series with CONFIG_KVMNG=n: KVM's objects (arch/x86/kvm,
+		# which builds virt/kvm too) must compile without a warning, so
+		# that what the series adds for kvmng outside an #ifdef, or
+		# declares inside one, is caught (-Wmissing-prototypes is on
+		# since 6.8; WERROR makes it fatal, and i386 has no KVMNG).
+		# Last, as it reconfigures the tree the results came from.
+		st0=$SECONDS
+		echo "  [$v] KVM's objects with CONFIG_KVMNG=n, warnings as errors"
+		{
+			(cd "$tree" && scripts/config -d KVMNG) &&
+				"${mk[@]}" olddefconfig &&
+				! grep -q '^CONFIG_KVMNG=' "$tree/.config" &&
+				"${mk[@]}" KCFLAGS=-Werror arch/x86/kvm/
+		} >> "$log" 2>&1 || { tail -30 "$log"; die "KVM with CONFIG_KVMNG=n does not build cleanly (log $log)"; }
+		echo "  [$v] KVM with CONFIG_KVMNG=n built in $((SECONDS - st0)) s, no warning"
 	fi
 	objs=$(cat "$log.objects" 2>/dev/null || echo 0)
 	local hits1
