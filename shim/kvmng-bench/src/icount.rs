@@ -488,18 +488,19 @@ fn breakdown(vm: &VmBench) -> String {
         s,
         "A kvmng call does not go through the fd lookup and ioctl dispatch (D: {} \
          instructions for an empty ioctl) but, for vCPU state, pays B. The kernel's \
-         kvmng_vcpu_state (kernel-patch/series, patch 5) makes the vCPU ioctl's checks and \
-         takes the vCPU mutex once per batch, then calls each entry's KVM handler directly \
-         (the kvm_arch_vcpu_ioctl_*() handlers for regs, sregs, fpu and mp_state, regs \
-         and mp_state on the stack; the other kinds through kvm_arch_vcpu_ioctl), so an \
-         entry saves the fd lookup, vfs_ioctl, KVM's switch and the mutex but still pays \
-         vcpu_load/vcpu_put, which KVM's handlers do themselves (V − D = {} holds the \
-         mutex and the load), the LSM hook on its ioctl command (part of D, which \
-         kvmng_vcpu_state runs for every entry), and the work of the ioctl. \
-         The model below charges every entry V − D, as if it were an ioctl without its \
-         dispatch: the difference to the measured count is what the direct call saves \
-         beyond that (negative) or costs that the model does not count (positive), the \
-         LSM hook included; `make vm-trace` counts both paths function by function \
+         kvmng_vcpu_state (kernel-patch/series, patch 5) makes the vCPU ioctl's checks, \
+         takes the vCPU mutex and loads the vCPU once per batch (V − D = {}: the mutex, \
+         vcpu_load and vcpu_put), then calls each entry's KVM handler directly, without \
+         the load each ioctl makes (the __kvm_arch_vcpu_ioctl_*() handlers for regs, \
+         sregs, fpu and mp_state, regs and mp_state on the stack; the other kinds through \
+         __kvm_arch_vcpu_ioctl), so an entry saves the fd lookup, vfs_ioctl, KVM's \
+         switch, the mutex and the load, but still pays the LSM hook on its ioctl command \
+         (part of D, which kvmng_vcpu_state runs for every entry), kvmng's loop over the \
+         entries, and the work of the ioctl. The model below charges a batch one V − D, \
+         as if its entries were ioctls without their dispatch, mutex and load: the \
+         difference to the measured count is what the direct call saves beyond that \
+         (negative) or costs that the model does not count (positive), the LSM hook and \
+         the loop included; `make vm-trace` counts both paths function by function \
          (\"Where the native path's instructions go\", below). Per target:\n",
         fmt_insns(dispatch),
         fmt_insns(vcpu_fixed - dispatch),
@@ -535,13 +536,13 @@ fn breakdown(vm: &VmBench) -> String {
             );
             continue;
         }
-        // ioctl: k × (F + V) + W; native: F + B + k × (V − D) + W.
+        // ioctl: k × (F + V) + W; native: F + B + (V − D) + W.
         let work = i - k * (floor + vcpu_fixed);
-        let model = floor + batch_fixed + k * (vcpu_fixed - dispatch) + work;
+        let model = floor + batch_fixed + (vcpu_fixed - dispatch) + work;
         let _ = writeln!(
             s,
             "* {}: ioctl {} = {k} × (F + V) + W, with W = {} the state work proper; native {} \
-             ({:.2}, target ≤ {:.2}, {}). The model F + B + {k} × (V − D) + W gives {}; \
+             ({:.2}, target ≤ {:.2}, {}). The model F + B + (V − D) + W gives {}; \
              measured {}, {} ({} per entry). {}{}",
             op.name(),
             fmt_insns(i),
