@@ -35,9 +35,24 @@ for cmd in ("maint set target-async off", "set architecture i386:x86-64",
             "set pagination off", "set confirm off",
             "target remote :%s" % env.get("TRACE_PORT", "1234")):
     gdb.execute(cmd, to_string=True)
-bp = gdb.Breakpoint("*0x%x" % entry[0], type=gdb.BP_HARDWARE_BREAKPOINT)
-if env.get("TRACE_COND"):
-    bp.condition = env["TRACE_COND"]
+
+
+class EntryBreakpoint(gdb.Breakpoint):
+    """The function's entry; stops where TRACE_COND holds, if it is set.
+
+    The condition is evaluated by stop(), at the hit: gdb cannot parse a
+    breakpoint condition with a cast, such as '*(unsigned int *)($rdi +
+    0x68) == 8', at an address without a symbol table ("No symbol table
+    is loaded"). gdb applies the ignore count to the hits stop() accepts,
+    as it does for a condition.
+    """
+
+    def stop(self):
+        cond = env.get("TRACE_COND")
+        return not cond or int(gdb.parse_and_eval(cond)) != 0
+
+
+bp = EntryBreakpoint("*0x%x" % entry[0], type=gdb.BP_HARDWARE_BREAKPOINT)
 bp.ignore_count = int(env.get("TRACE_SKIP", "20"))
 
 
