@@ -491,9 +491,9 @@ fn breakdown(vm: &VmBench) -> String {
          kvmng_vcpu_state (kernel-patch/series, patch 5) makes the vCPU ioctl's checks, \
          takes the vCPU mutex and loads the vCPU once per batch (V − D = {}: the mutex, \
          vcpu_load and vcpu_put), then calls each entry's KVM handler directly, without \
-         the load each ioctl makes (the __kvm_arch_vcpu_ioctl_*() handlers for regs, \
-         sregs, fpu and mp_state, regs and mp_state on the stack; the other kinds through \
-         __kvm_arch_vcpu_ioctl), so an entry saves the fd lookup, vfs_ioctl, KVM's \
+         the load each ioctl makes (x86's kvm_vcpu_ioctl_x86_*_loaded() handlers for \
+         regs, sregs, fpu and mp_state, regs and mp_state on the stack; the other kinds \
+         through kvm_vcpu_ioctl_x86_loaded), so an entry saves the fd lookup, vfs_ioctl, KVM's \
          switch, the mutex and the load, but still pays the LSM hook on its ioctl command \
          (part of D, which kvmng_vcpu_state runs for every entry), kvmng's loop over the \
          entries, and the work of the ioctl. The model below charges a batch one V − D, \
